@@ -1,0 +1,1 @@
+"""Data: the task registry, sources, nested subsampling, tokenization, LightningDataModules."""

@@ -1,0 +1,137 @@
+"""LightningDataModules: one task at a configured size, and the two-stage study that composes them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader
+from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+
+from xcal.data.sources import load_split
+from xcal.data.subsample import nested_order, nested_subset
+from xcal.data.tasks import TaskSpec
+from xcal.data.tokenize import MODEL_INPUTS, tokenize_split, tokenizer_fingerprint
+
+
+@dataclass(frozen=True)
+class EvalSet:
+    """One evaluation loader's identity: which language and split it holds."""
+
+    language: str
+    split: str
+
+
+class TaskDataModule(pl.LightningDataModule):
+    """One task: its English training subset, English dev for validation, and every eval set.
+
+    ``train_size`` examples are a nested (optionally class-stratified) prefix for ``data_seed``.
+    ``eval_size`` picks the same aligned ids in every language, so languages are compared on
+    translations of the same sentences.
+    """
+
+    def __init__(
+        self,
+        task: TaskSpec,
+        data_root: Path,
+        tokenizer: PreTrainedTokenizerBase,
+        *,
+        max_length: int = 128,
+        batch_size: int = 16,
+        eval_batch_size: int = 64,
+        train_size: int | None = None,
+        eval_size: int | None = None,
+        val_size: int | None = 500,
+        data_seed: int = 0,
+        stratify: bool = True,
+        eval_languages: tuple[str, ...] = (),
+        eval_splits: tuple[str, ...] = (),
+        cache_dir: Path | None = None,
+        num_workers: int = 0,
+    ) -> None:
+        super().__init__()
+        self.task = task
+        self.data_root = Path(data_root)
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size
+        self.train_size = train_size
+        self.eval_size = eval_size
+        self.val_size = val_size
+        self.data_seed = data_seed
+        self.stratify = stratify
+        self.eval_languages = eval_languages
+        self.eval_splits = eval_splits
+        self.cache_dir = cache_dir
+        self.num_workers = num_workers
+        self.collator = DataCollatorWithPadding(tokenizer, padding="longest", return_tensors="pt")
+        self.train_set: datasets.Dataset | None = None
+        self.val_set: datasets.Dataset | None = None
+        self.eval_sets: dict[EvalSet, datasets.Dataset] = {}
+
+    # -- loading -----------------------------------------------------------------------------
+    def _tokenized(self, language: str, split: str) -> datasets.Dataset:
+        raw = load_split(self.data_root, self.task, language, split)
+        cache_file = None
+        if self.cache_dir is not None:
+            key = tokenizer_fingerprint(self.tokenizer)
+            cache_file = self.cache_dir / key / self.task.name / language / f"{split}-L{self.max_length}.arrow"
+        return tokenize_split(raw, self.tokenizer, self.task.text_fields, self.max_length, cache_file)
+
+    def train_rows(self) -> int:
+        """How many English training examples the task has (for size validation)."""
+        return load_split(self.data_root, self.task, "en", self.task.train_split).num_rows
+
+    def _eval_ids(self, split: str) -> set[str] | None:
+        """The aligned ids evaluated in every language (None = all)."""
+        if self.eval_size is None:
+            return None
+        english = load_split(self.data_root, self.task, "en", split)
+        order = nested_order(english.num_rows, self.data_seed)
+        return set(np.asarray(english["id"])[order[: self.eval_size]].tolist())
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_set is None:
+            train = self._tokenized("en", self.task.train_split)
+            labels = train["labels"] if self.stratify else None
+            self.train_set = train.select(nested_subset(train.num_rows, self.train_size, self.data_seed, labels))
+            if self.val_size != 0 and "dev" in self._available_splits():
+                dev = self._tokenized("en", "dev")
+                n_val = dev.num_rows if self.val_size is None else min(self.val_size, dev.num_rows)
+                self.val_set = dev.select(nested_order(dev.num_rows, self.data_seed)[:n_val])
+        if stage in (None, "predict") and not self.eval_sets:
+            for split in self.eval_splits:
+                keep = self._eval_ids(split)
+                for language in self.eval_languages:
+                    ds = self._tokenized(language, split)
+                    if keep is not None:
+                        ds = ds.filter(lambda batch: [i in keep for i in batch["id"]], batched=True,
+                                       keep_in_memory=True)
+                    self.eval_sets[EvalSet(language, split)] = ds
+
+    def _available_splits(self) -> tuple[str, ...]:
+        return (self.task.train_split, *self.task.eval_splits)
+
+    # -- loaders -----------------------------------------------------------------------------
+    def _loader(self, ds: datasets.Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+        ds = ds.with_format("torch", columns=list(MODEL_INPUTS))
+        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, collate_fn=self.collator,
+                          num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None, "call setup('fit') first"
+        return self._loader(self.train_set, self.batch_size, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        return [] if self.val_set is None else self._loader(self.val_set, self.eval_batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> list[DataLoader]:
+        return [self._loader(ds, self.eval_batch_size, shuffle=False) for ds in self.eval_sets.values()]
+
+    @property
+    def eval_keys(self) -> list[EvalSet]:
+        return list(self.eval_sets)

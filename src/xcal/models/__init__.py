@@ -1,0 +1,1 @@
+"""Models: a ``transformers`` encoder, task heads, and the LightningModule that trains them."""

@@ -1,0 +1,42 @@
+"""Lightning loggers from the ``logger`` config group (CSV and W&B by default)."""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger
+
+
+def wandb_mode(requested: str | None) -> str:
+    """``auto`` → online when an API key is configured (env or ``wandb login``), else offline."""
+    if os.environ.get("WANDB_MODE"):
+        return os.environ["WANDB_MODE"]
+    if requested and requested != "auto":
+        return requested
+    if os.environ.get("WANDB_API_KEY"):
+        return "online"
+    try:
+        auth = netrc.netrc().authenticators("api.wandb.ai")
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        auth = None
+    return "online" if auth else "offline"
+
+
+def build_loggers(cfg: DictConfig, output_dir: Path, run_name: str) -> list[Logger]:
+    loggers: list[Logger] = []
+    for name, logger_cfg in (cfg.get("logger") or {}).items():
+        if logger_cfg is None or "_target_" not in logger_cfg:
+            continue
+        kwargs: dict[str, Any] = {}
+        if name == "wandb":
+            kwargs["mode"] = wandb_mode(logger_cfg.get("mode"))
+            kwargs["name"] = run_name
+            kwargs["config"] = OmegaConf.to_container(cfg, resolve=True)
+            Path(logger_cfg.save_dir).mkdir(parents=True, exist_ok=True)
+        loggers.append(instantiate(logger_cfg, **kwargs))
+    return loggers

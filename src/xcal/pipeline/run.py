@@ -1,0 +1,134 @@
+"""One job: validate → assets → stage 1 (cached) → stage 2 → zero-shot evaluation → results.json."""
+
+from __future__ import annotations
+
+import json
+import resource
+import shutil
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+from filelock import FileLock
+from omegaconf import DictConfig, OmegaConf
+
+import xcal
+from xcal.assets.cache import cache_dir, data_dir
+from xcal.data.tasks import NO_TASK, TASKS
+from xcal.models.encoder import EMBEDDED_PREFIX, load_tokenizer, resolve_model_path
+from xcal.pipeline import encoder_cache
+from xcal.pipeline.evaluate import predict_logits, zero_shot_metrics
+from xcal.pipeline.loggers import build_loggers
+from xcal.pipeline.results import flat_metrics, language_means, write_results
+from xcal.pipeline.stages import train_stage
+from xcal.pipeline.validate import ConfigError, data_problems, validate_config
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def prepare(cfg: DictConfig) -> tuple[Path, Path, str]:
+    """Everything checkable before training: config, assets, data sizes. Returns the cache root,
+    the data root and the resolved model path."""
+    validate_config(cfg)
+    root = cache_dir(cfg.paths.cache_dir)
+    uses_embedded = cfg.model.name_or_path.startswith(EMBEDDED_PREFIX) or any(
+        TASKS[name].source == "embedded" for name in (cfg.intermediate.name, cfg.target.name) if name != NO_TASK
+    )
+    if uses_embedded:
+        from xcal.assets.fetch import ensure_embedded_assets
+
+        ensure_embedded_assets(root)
+    problems = data_problems(cfg, data_dir(root))
+    if problems:
+        raise ConfigError(problems)
+    return root, data_dir(root), resolve_model_path(cfg.model.name_or_path, root)
+
+
+def _stage1(cfg: DictConfig, root: Path, data_root: Path, model_path: str, tokenizer, loggers,
+            output_dir: Path) -> tuple[str, dict[str, Any]]:
+    """Train the intermediate stage, or reuse the cached encoder trained with identical settings."""
+    inter = cfg.intermediate
+    if inter.name == NO_TASK or inter.size == 0:
+        return model_path, {"skipped": True}
+    entry = encoder_cache.entry_dir(root, cfg)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(entry) + ".lock"):
+        if encoder_cache.is_complete(entry):
+            info = json.loads((entry / "xcal_stage1.json").read_text())
+            return str(entry), {**info, "reused": True, "cache_dir": str(entry)}
+        module, _, _, outcome = train_stage(
+            cfg, "intermediate", TASKS[inter.name], inter, inter.size, model_path, tokenizer, data_root,
+            root / "tokenized", loggers, output_dir,
+        )
+        tmp = entry.with_name(entry.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        module.encoder.save_pretrained(tmp, safe_serialization=True)
+        info = {"skipped": False, "key": encoder_cache.stage1_key(cfg), **outcome.as_dict(),
+                "identity": encoder_cache.stage1_identity(cfg)}
+        (tmp / "xcal_stage1.json").write_text(json.dumps(info, indent=2, default=str))
+        shutil.rmtree(entry, ignore_errors=True)
+        tmp.rename(entry)
+    return str(entry), {**info, "reused": False, "cache_dir": str(entry)}
+
+
+def run(cfg: DictConfig, output_dir: Path, run_name: str = "run") -> dict[str, Any]:
+    """Run all three stages; always leaves a results.json (``status`` ok or failed)."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    root, data_root, model_path = prepare(cfg)  # config problems raise before anything is written
+    if cfg.get("num_threads"):
+        torch.set_num_threads(int(cfg.num_threads))
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    record: dict[str, Any] = {"status": "running", "xcal_version": xcal.__version__, "config": resolved}
+    loggers = []
+    try:
+        tokenizer = load_tokenizer(model_path)
+        loggers = build_loggers(cfg, output_dir, run_name)
+        encoder_path, stage1 = _stage1(cfg, root, data_root, model_path, tokenizer, loggers, output_dir)
+        record["intermediate"] = stage1
+
+        target = cfg.target
+        spec = TASKS[target.name]
+        languages = tuple(target.languages or spec.languages)
+        module, trainer, dm, outcome = train_stage(
+            cfg, "target", spec, target, target.train_size, encoder_path, tokenizer, data_root,
+            root / "tokenized", loggers, output_dir,
+            datamodule_kwargs={"eval_size": target.eval_size, "eval_languages": languages,
+                               "eval_splits": tuple(target.eval_splits)},
+        )
+        record["target"] = outcome.as_dict()
+
+        eval_start = time.perf_counter()
+        predictions = predict_logits(trainer, module, dm)
+        zeroshot, temperature = zero_shot_metrics(
+            predictions, n_bins=cfg.calibration.n_bins, bootstrap=cfg.calibration.bootstrap, seed=cfg.seed,
+            temperature_scaling=cfg.calibration.temperature_scaling,
+            plot_dir=output_dir / "plots" if cfg.calibration.reliability_diagrams else None,
+        )
+        primary = "test" if "test" in target.eval_splits else target.eval_splits[0]
+        record.update(
+            status="ok",
+            temperature=temperature,
+            primary_split=primary,
+            zeroshot=zeroshot,
+            mean_over_languages={s: language_means(zeroshot, s) for s in target.eval_splits},
+            evaluation={"seconds": round(time.perf_counter() - eval_start, 3),
+                        "examples": int(sum(len(lbl) for _, lbl in predictions.values()))},
+        )
+        flat = flat_metrics(zeroshot, primary)
+        for logger in loggers:
+            logger.log_metrics(flat, step=trainer.global_step)
+    except BaseException as exc:
+        record.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        raise
+    finally:
+        record["seconds"] = round(time.perf_counter() - started, 3)
+        record["peak_rss_mb"] = round(_peak_rss_mb(), 1)
+        write_results(output_dir, record)
+        for logger in loggers:
+            logger.finalize("success" if record["status"] == "ok" else "failed")
+    return record

@@ -1,0 +1,96 @@
+"""Stages 1 and 2: train encoder + fresh head on one task; the encoder is what carries over."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import Logger
+from transformers import PreTrainedTokenizerBase
+
+from xcal.data.datamodule import TaskDataModule
+from xcal.data.tasks import TaskSpec
+from xcal.models.encoder import load_encoder
+from xcal.models.heads import build_head
+from xcal.models.module import EncoderClassifier
+
+
+@dataclass
+class StageOutcome:
+    """What a training stage reports: sizes, speed and its final English dev numbers."""
+
+    name: str
+    train_examples: int
+    steps: int
+    seconds: float
+    train_examples_seen: int = 0
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def examples_per_second(self) -> float:
+        return 0.0 if self.seconds == 0 else self.train_examples_seen / self.seconds
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"train_examples": self.train_examples, "steps": self.steps, "seconds": round(self.seconds, 3),
+                "examples_per_second": round(self.examples_per_second, 3), **self.metrics}
+
+
+def build_trainer(cfg: DictConfig, max_epochs: int, loggers: list[Logger], output_dir: Path) -> pl.Trainer:
+    return instantiate(cfg.trainer, max_epochs=max_epochs, logger=loggers or False,
+                       default_root_dir=str(output_dir))
+
+
+def build_module(cfg: DictConfig, encoder_path: str, task: TaskSpec, stage: str, lr: float) -> EncoderClassifier:
+    encoder = load_encoder(encoder_path, freeze_embeddings=cfg.model.freeze_embeddings)
+    head = build_head(task.head, encoder.config.hidden_size, task.num_labels, cfg.model.head_dropout,
+                      cfg.model.pooling)
+    scheduler_cfg = OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None
+    warmup_ratio = 0.0
+    scheduler = None
+    if scheduler_cfg:
+        warmup_ratio = float(scheduler_cfg.pop("warmup_ratio", 0.0))
+        scheduler = instantiate(scheduler_cfg)
+    return EncoderClassifier(
+        encoder, head, task.num_labels, stage=stage, lr=lr, optimizer=instantiate(cfg.optimizer),
+        scheduler=scheduler, warmup_ratio=warmup_ratio, label_smoothing=cfg.calibration.label_smoothing,
+    )
+
+
+def train_stage(
+    cfg: DictConfig,
+    stage: str,
+    task: TaskSpec,
+    block: DictConfig,
+    train_size: int | None,
+    encoder_path: str,
+    tokenizer: PreTrainedTokenizerBase,
+    data_root: Path,
+    token_cache: Path,
+    loggers: list[Logger],
+    output_dir: Path,
+    datamodule_kwargs: dict[str, Any] | None = None,
+) -> tuple[EncoderClassifier, pl.Trainer, TaskDataModule, StageOutcome]:
+    """Seed, build a fresh head on ``encoder_path``, fit on ``train_size`` English examples."""
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = TaskDataModule(
+        task, data_root, tokenizer,
+        max_length=block.max_length, batch_size=block.batch_size,
+        eval_batch_size=block.get("eval_batch_size", 64), train_size=train_size,
+        val_size=block.get("val_size", 500), data_seed=cfg.data_seed, stratify=block.stratify,
+        cache_dir=token_cache, **(datamodule_kwargs or {}),
+    )
+    dm.setup("fit")
+    module = build_module(cfg, encoder_path, task, stage, float(block.lr))
+    trainer = build_trainer(cfg, block.epochs, loggers, output_dir)
+    start = time.perf_counter()
+    trainer.fit(module, datamodule=dm)
+    seconds = time.perf_counter() - start
+    metrics = {k.split("/", 1)[1]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(stage)}
+    seen = min(int(trainer.global_step) * block.batch_size, len(dm.train_set) * max(block.epochs, 1))
+    outcome = StageOutcome(stage, len(dm.train_set), int(trainer.global_step), seconds, seen, metrics)
+    return module, trainer, dm, outcome
