@@ -23,7 +23,7 @@ fetch: $(STAMP)
 # The main job: a small size sweep on the embedded default, then a per-language table.
 run: fetch
 	$(VENV)/bin/xcal -m experiment=embedded_sweep
-	$(PY) -m xcal.pipeline.summary multirun/embedded_sweep
+	$(PY) -m xcal.report.summary multirun/embedded_sweep
 
 test: $(STAMP)
 	$(PY) -m pytest

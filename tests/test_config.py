@@ -1,0 +1,91 @@
+"""Config composition from the real conf/ tree, and the validation of every bad input."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
+
+from xcal.pipeline.app import CONFIG_DIR
+from xcal.pipeline.validate import ConfigError, config_problems, data_problems, validate_config
+
+
+def make_cfg(*overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=list(overrides))
+    with open_dict(cfg):
+        cfg.paths.output_dir = "/tmp/unused"
+    return cfg
+
+
+def test_default_config_is_valid() -> None:
+    cfg = make_cfg()
+    assert cfg.model.name == "me5_small"
+    assert cfg.intermediate.name == "vitaminc"
+    assert cfg.target.name == "multiemo"
+    assert cfg.seed == 0
+    assert config_problems(cfg) == []
+
+
+def test_any_key_is_overridable() -> None:
+    cfg = make_cfg("intermediate=epistemic_reasoning", "intermediate.size=2000", "seed=3",
+                   "target.languages=[de,zh]", "optimizer.weight_decay=0.1", "trainer.max_steps=7")
+    assert (cfg.intermediate.name, cfg.intermediate.size, cfg.seed) == ("epistemic_reasoning", 2000, 3)
+    assert list(cfg.target.languages) == ["de", "zh"]
+    assert cfg.optimizer.weight_decay == 0.1 and cfg.trainer.max_steps == 7
+    assert config_problems(cfg) == []
+
+
+def test_experiment_embedded_sweep_sets_the_grid() -> None:
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["experiment=embedded_sweep"], return_hydra_config=True)
+    assert cfg.sweep_name == "embedded_sweep"
+    assert cfg.hydra.sweeper.params["intermediate.size"] == "0,1000,4000"
+    assert cfg.hydra.sweep.dir == "multirun/embedded_sweep"
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        (["intermediate.size=-5"], "intermediate.size=-5 must be an integer >= 0"),
+        (["intermediate.name=vitaminx"], "did you mean 'vitaminc'?"),
+        (["target.name=multiemo2"], "target.name='multiemo2' is not a known task"),
+        (["target.languages=[de,xx]"], "target.languages has 'xx'"),
+        (["target.eval_splits=[validation]"], "target.eval_splits has 'validation'"),
+        (["calibration.n_bins=0"], "calibration.n_bins=0 must be an integer >= 1"),
+        (["model.pooling=max"], "model.pooling='max'; allowed: cls, mean"),
+        (["target.train_size=0"], "target.train_size=0 must be a positive integer or null"),
+        (["intermediate=none", "intermediate.size=10"], "intermediate=none"),
+        (["target.lr=-1"], "target.lr=-1 must be a positive number"),
+        (["seed=-1"], "seed=-1 must be an integer >= 0"),
+    ],
+)
+def test_bad_input_is_named(overrides: list[str], fragment: str) -> None:
+    cfg = make_cfg(*overrides)
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg)
+    assert fragment in str(info.value)
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    cfg = make_cfg("intermediate.size=-1", "calibration.n_bins=0", "target.languages=[xx]")
+    with pytest.raises(ConfigError) as info:
+        validate_config(cfg)
+    assert len(info.value.problems) == 3
+    assert "3 problems" in str(info.value)
+
+
+def test_unknown_config_group_option_fails_in_hydra() -> None:
+    from hydra.errors import MissingConfigException
+
+    with pytest.raises(MissingConfigException, match="target"):
+        make_cfg("target=nosuchtask")
+
+
+def test_size_beyond_the_data_is_refused(embedded_data_dir) -> None:
+    cfg = make_cfg("intermediate.size=10000000")
+    problems = data_problems(cfg, embedded_data_dir)
+    assert len(problems) == 1
+    assert "intermediate.size=10000000 exceeds the" in problems[0]
+    assert "English training examples of 'vitaminc'" in problems[0]
+    assert data_problems(make_cfg("intermediate.size=4000"), embedded_data_dir) == []

@@ -1,0 +1,80 @@
+"""Heads, pooling, frozen embeddings and optimiser groups on a small BERT built from a config."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel
+
+from xcal.models.encoder import ModelLoadError, load_encoder, resolve_model_path
+from xcal.models.heads import SequenceClassificationHead, build_head, pool
+from xcal.models.module import EncoderClassifier
+
+
+@pytest.fixture()
+def tiny_encoder_dir(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config, add_pooling_layer=False).save_pretrained(tmp_path / "tiny")
+    return tmp_path / "tiny"
+
+
+def test_mean_pooling_ignores_padding() -> None:
+    hidden = torch.tensor([[[1.0, 1.0], [3.0, 5.0], [100.0, 100.0]]])
+    mask = torch.tensor([[1, 1, 0]])
+    assert torch.equal(pool(hidden, mask, "mean"), torch.tensor([[2.0, 3.0]]))
+    assert torch.equal(pool(hidden, mask, "cls"), torch.tensor([[1.0, 1.0]]))
+    with pytest.raises(ValueError, match="model.pooling='max'"):
+        pool(hidden, mask, "max")
+
+
+def test_unknown_head_type_is_named() -> None:
+    with pytest.raises(ValueError, match="head type 'span' is not implemented"):
+        build_head("span", 8, 2, 0.1, "mean")
+
+
+def test_frozen_embeddings_and_optimizer_groups(tiny_encoder_dir: Path) -> None:
+    encoder = load_encoder(str(tiny_encoder_dir), freeze_embeddings=True)
+    assert not encoder.get_input_embeddings().weight.requires_grad
+    head = SequenceClassificationHead(32, 3)
+    module = EncoderClassifier(encoder, head, 3, stage="target", lr=1e-3,
+                               optimizer=functools.partial(torch.optim.AdamW, weight_decay=0.01))
+    optimizer = module.configure_optimizers()
+    decay, no_decay = optimizer.param_groups
+    n_trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)
+    assert sum(p.numel() for g in (decay, no_decay) for p in g["params"]) == n_trainable
+    assert no_decay["weight_decay"] == 0.0 and decay["weight_decay"] == 0.01
+    assert all(p.ndim == 1 for p in no_decay["params"])
+    ids = torch.tensor([[2, 5, 7, 1], [2, 9, 1, 1]])
+    logits = module(ids, (ids != 1).long())
+    assert logits.shape == (2, 3)
+
+
+def test_a_few_steps_reduce_the_loss(tiny_encoder_dir: Path) -> None:
+    torch.manual_seed(0)
+    module = EncoderClassifier(load_encoder(str(tiny_encoder_dir)), SequenceClassificationHead(32, 2, dropout=0.0),
+                               2, stage="t", lr=1e-3, optimizer=torch.optim.AdamW)
+    opt = module.configure_optimizers()
+    batch = {"input_ids": torch.randint(4, 100, (8, 6)), "attention_mask": torch.ones(8, 6, dtype=torch.long),
+             "labels": torch.tensor([0, 1] * 4)}
+    first = module._loss(batch)[0].item()
+    for _ in range(20):
+        opt.zero_grad()
+        module._loss(batch)[0].backward()
+        opt.step()
+    assert module._loss(batch)[0].item() < first * 0.5
+
+
+def test_missing_model_gives_a_clear_message(tmp_path: Path) -> None:
+    with pytest.raises(ModelLoadError, match="does not exist"):
+        load_encoder(str(tmp_path / "nope"))
+
+
+def test_embedded_name_resolves_into_the_cache(tmp_path: Path) -> None:
+    assert resolve_model_path("embedded:multilingual-e5-small", tmp_path) == str(
+        tmp_path / "models" / "multilingual-e5-small")
+    assert resolve_model_path("FacebookAI/xlm-roberta-base", tmp_path) == "FacebookAI/xlm-roberta-base"
