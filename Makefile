@@ -13,6 +13,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
 	$(PY) -m pip install --quiet -e ".[dev]" "$(TORCH)"
+	$(PY) -m pip install --quiet --no-deps netcal==1.4.0
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -28,7 +28,7 @@ def test_mean_pooling_ignores_padding() -> None:
     mask = torch.tensor([[1, 1, 0]])
     assert torch.equal(pool(hidden, mask, "mean"), torch.tensor([[2.0, 3.0]]))
     assert torch.equal(pool(hidden, mask, "cls"), torch.tensor([[1.0, 1.0]]))
-    with pytest.raises(ValueError, match="model.pooling='max'"):
+    with pytest.raises(ValueError, match=r"model\.pooling='max'"):
         pool(hidden, mask, "max")
 
 

@@ -10,11 +10,12 @@ import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from xcal.data.sources import load_split
 from xcal.data.subsample import nested_order, nested_subset
 from xcal.data.tasks import TaskSpec
-from xcal.data.tokenize import MODEL_INPUTS, tokenize_split, tokenizer_fingerprint
+from xcal.data.tokenize import CACHE_VERSION, MODEL_INPUTS, tokenize_split, tokenizer_fingerprint
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class TaskDataModule(pl.LightningDataModule):
         eval_splits: tuple[str, ...] = (),
         cache_dir: Path | None = None,
         num_workers: int = 0,
+        group_by_length: bool = True,
     ) -> None:
         super().__init__()
         self.task = task
@@ -68,6 +70,7 @@ class TaskDataModule(pl.LightningDataModule):
         self.eval_splits = eval_splits
         self.cache_dir = cache_dir
         self.num_workers = num_workers
+        self.group_by_length = group_by_length
         self.collator = DataCollatorWithPadding(tokenizer, padding="longest", return_tensors="pt")
         self.train_set: datasets.Dataset | None = None
         self.val_set: datasets.Dataset | None = None
@@ -79,7 +82,8 @@ class TaskDataModule(pl.LightningDataModule):
         cache_file = None
         if self.cache_dir is not None:
             key = tokenizer_fingerprint(self.tokenizer)
-            cache_file = self.cache_dir / key / self.task.name / language / f"{split}-L{self.max_length}.arrow"
+            name = f"{split}-L{self.max_length}-v{CACHE_VERSION}.arrow"
+            cache_file = self.cache_dir / key / self.task.name / language / name
         return tokenize_split(raw, self.tokenizer, self.task.text_fields, self.max_length, cache_file)
 
     def train_rows(self) -> int:
@@ -108,23 +112,32 @@ class TaskDataModule(pl.LightningDataModule):
                 keep = self._eval_ids(split)
                 for language in self.eval_languages:
                     ds = self._tokenized(language, split)
-                    if keep is not None:
-                        ds = ds.filter(lambda batch: [i in keep for i in batch["id"]], batched=True,
-                                       keep_in_memory=True)
-                    self.eval_sets[EvalSet(language, split)] = ds
+                    rows = range(ds.num_rows) if keep is None else [
+                        i for i, row_id in enumerate(ds["id"]) if row_id in keep]
+                    # Sorted by length: batches hold similar lengths, so little padding is computed.
+                    # Order is irrelevant to the metrics (labels travel with their logits).
+                    lengths = np.asarray(ds["length"])[list(rows)]
+                    self.eval_sets[EvalSet(language, split)] = ds.select(
+                        np.asarray(rows, dtype=np.int64)[np.argsort(lengths, kind="stable")])
 
     def _available_splits(self) -> tuple[str, ...]:
         return (self.task.train_split, *self.task.eval_splits)
 
     # -- loaders -----------------------------------------------------------------------------
-    def _loader(self, ds: datasets.Dataset, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, ds: datasets.Dataset, batch_size: int, shuffle: bool = False, sampler=None) -> DataLoader:
         ds = ds.with_format("torch", columns=list(MODEL_INPUTS))
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, collate_fn=self.collator,
+        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, sampler=sampler, collate_fn=self.collator,
                           num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
+        """Shuffled batches; with ``group_by_length`` each batch holds examples of similar length
+        (transformers' ``LengthGroupedSampler``: random mega-batches of 50 batches, sorted inside), which
+        cuts the padding computed on CPU by about half at no cost to randomness across batches."""
         assert self.train_set is not None, "call setup('fit') first"
-        return self._loader(self.train_set, self.batch_size, shuffle=True)
+        if not self.group_by_length:
+            return self._loader(self.train_set, self.batch_size, shuffle=True)
+        sampler = LengthGroupedSampler(self.batch_size, lengths=self.train_set["length"])
+        return self._loader(self.train_set, self.batch_size, sampler=sampler)
 
     def val_dataloader(self) -> DataLoader | list:
         return [] if self.val_set is None else self._loader(self.val_set, self.eval_batch_size, shuffle=False)

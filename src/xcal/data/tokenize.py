@@ -14,13 +14,25 @@ import datasets
 from transformers import PreTrainedTokenizerBase
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "labels")
+# Bump when the cached columns change, so stale cache files are never read.
+CACHE_VERSION = 2
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
-    """A short stable id of a tokenizer's behaviour (its serialised state where available)."""
+    """A short stable id of a tokenizer's behaviour (its serialised state where available).
+
+    The backend's truncation/padding settings are left out: they change as a side effect of every
+    ``tokenizer(..., truncation=True)`` call, and ``max_length`` is part of the cache name anyway.
+    """
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    state = backend.to_str() if backend is not None else json.dumps(tokenizer.get_vocab(), sort_keys=True)
-    return hashlib.sha256(state.encode("utf-8")).hexdigest()[:16]
+    if backend is not None:
+        state = json.loads(backend.to_str())
+        state.pop("truncation", None)
+        state.pop("padding", None)
+    else:
+        state = tokenizer.get_vocab()
+    blob = json.dumps(state, sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
 def tokenize_split(
@@ -35,7 +47,8 @@ def tokenize_split(
     def encode(batch: dict[str, list]) -> dict[str, list]:
         texts = [batch[f] for f in text_fields]
         enc = tokenizer(*texts, truncation=True, max_length=max_length)
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": batch["label"]}
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "labels": batch["label"],
+                "length": [len(ids) for ids in enc["input_ids"]]}
 
     keep = [c for c in dataset.column_names if c == "id"]
     if cache_file is not None:

@@ -1,0 +1,47 @@
+"""Calibration metrics: functional estimators, ``torchmetrics.Metric`` classes, reliability diagrams,
+bootstrap intervals.
+
+Inputs are probabilities ``(N, C)`` (rows summing to 1) and integer labels ``(N,)``; pass
+``from_logits=True`` for logits. Ambiguous input raises ``ValueError``. Bin-edge convention: bins
+``(lo, hi]``, confidence 0 in the first bin, exactly 1.0 in the last (see :mod:`xcal.metrics.binning`).
+"""
+
+from xcal.metrics.binning import ReliabilityBins, reliability_bins
+from xcal.metrics.bootstrap import BootstrapInterval, bootstrap_interval
+from xcal.metrics.calibration_error import classwise_ece, debiased_ece, expected_calibration_error
+from xcal.metrics.diagram import plot_reliability_diagram
+from xcal.metrics.report import INTERVAL_KEYS, REPORT_KEYS, calibration_report
+from xcal.metrics.scores import accuracy, brier_score, negative_log_likelihood
+from xcal.metrics.smooth import smooth_ece
+from xcal.metrics.stateful import (
+    BrierScore,
+    ClasswiseECE,
+    DebiasedECE,
+    ExpectedCalibrationError,
+    NegativeLogLikelihood,
+    SmoothECE,
+)
+
+__all__ = [
+    "INTERVAL_KEYS",
+    "REPORT_KEYS",
+    "BootstrapInterval",
+    "BrierScore",
+    "ClasswiseECE",
+    "DebiasedECE",
+    "ExpectedCalibrationError",
+    "NegativeLogLikelihood",
+    "ReliabilityBins",
+    "SmoothECE",
+    "accuracy",
+    "bootstrap_interval",
+    "brier_score",
+    "calibration_report",
+    "classwise_ece",
+    "debiased_ece",
+    "expected_calibration_error",
+    "negative_log_likelihood",
+    "plot_reliability_diagram",
+    "reliability_bins",
+    "smooth_ece",
+]

@@ -1,0 +1,88 @@
+"""The DataModule on the real embedded data: nested sizes, aligned eval sets, padding, caching."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from xcal.data.datamodule import EvalSet, TaskDataModule
+from xcal.data.tasks import TASKS
+from xcal.models.encoder import load_tokenizer
+
+
+@pytest.fixture(scope="module")
+def tokenizer(e5_model_dir: Path):
+    return load_tokenizer(str(e5_model_dir))
+
+
+@pytest.fixture(scope="module")
+def token_cache(xcal_cache: Path) -> Path:
+    """The shared tokenization cache, as the pipeline uses it (tokenizing real splits takes seconds)."""
+    return xcal_cache / "tokenized"
+
+
+def make_dm(embedded_data_dir: Path, tokenizer, cache: Path, task: str = "multiemo", **kwargs) -> TaskDataModule:
+    return TaskDataModule(TASKS[task], embedded_data_dir, tokenizer, cache_dir=cache, **kwargs)
+
+
+def test_train_sizes_are_nested(embedded_data_dir, tokenizer, token_cache) -> None:
+    small = make_dm(embedded_data_dir, tokenizer, token_cache, task="vitaminc", train_size=100, data_seed=2)
+    large = make_dm(embedded_data_dir, tokenizer, token_cache, task="vitaminc", train_size=400, data_seed=2)
+    small.setup("fit")
+    large.setup("fit")
+    assert len(small.train_set) == 100 and len(large.train_set) == 400
+    assert small.train_set["input_ids"] == large.train_set["input_ids"][:100]
+    other = make_dm(embedded_data_dir, tokenizer, token_cache, task="vitaminc", train_size=100, data_seed=3)
+    other.setup("fit")
+    assert other.train_set["input_ids"] != small.train_set["input_ids"]
+
+
+def test_eval_sets_hold_the_same_aligned_ids_in_every_language(embedded_data_dir, tokenizer, token_cache) -> None:
+    dm = make_dm(embedded_data_dir, tokenizer, token_cache, eval_size=40, eval_languages=("en", "de", "zh", "pt"),
+                 eval_splits=("dev", "test"))
+    dm.setup("predict")
+    assert dm.eval_keys == [EvalSet(lang, split) for split in ("dev", "test") for lang in ("en", "de", "zh", "pt")]
+    for split in ("dev", "test"):
+        english = dm.eval_sets[EvalSet("en", split)]
+        assert len(english) == 40
+        for lang in ("de", "zh", "pt"):
+            other = dm.eval_sets[EvalSet(lang, split)]
+            assert set(other["id"]) <= set(english["id"])
+            assert len(other) >= 36  # pt misses ~2% of rows, zh ~1% (empty translations)
+            by_id = dict(zip(english["id"], english["labels"], strict=True))
+            assert all(by_id[i] == y for i, y in zip(other["id"], other["labels"], strict=True))
+    assert not set(dm.eval_sets[EvalSet("en", "dev")]["id"]) & set(dm.eval_sets[EvalSet("en", "test")]["id"])
+
+
+def test_dynamic_padding_and_pair_encoding(embedded_data_dir, tokenizer, token_cache) -> None:
+    dm = make_dm(embedded_data_dir, tokenizer, token_cache, task="vitaminc", train_size=64, batch_size=8)
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    lengths = batch["attention_mask"].sum(1)
+    assert batch["input_ids"].shape[1] == int(lengths.max()) <= 128
+    first = batch["input_ids"][0, : int(lengths[0])].tolist()
+    assert first[0] == tokenizer.bos_token_id and first[-1] == tokenizer.eos_token_id
+    # a sentence pair: <s> evidence </s></s> claim </s>
+    assert first.count(tokenizer.eos_token_id) == 3
+    assert set(batch["labels"].tolist()) <= {0, 1, 2}
+
+
+def test_tokenization_is_cached_on_disk(embedded_data_dir, tokenizer, tmp_path) -> None:
+    dm = make_dm(embedded_data_dir, tokenizer, tmp_path / "tok", task="epistemic_reasoning", train_size=50)
+    dm.setup("fit")
+    files = sorted((tmp_path / "tok").rglob("*.arrow"))
+    assert [f.name for f in files] == ["dev-L128-v2.arrow", "train-L128-v2.arrow"]
+    stamps = [f.stat().st_mtime_ns for f in files]
+    again = make_dm(embedded_data_dir, tokenizer, tmp_path / "tok", task="epistemic_reasoning", train_size=50)
+    again.setup("fit")
+    assert [f.stat().st_mtime_ns for f in files] == stamps
+    assert again.train_set["input_ids"] == dm.train_set["input_ids"]
+
+
+def test_tokenizer_fingerprint_ignores_truncation_state(tokenizer) -> None:
+    from xcal.data.tokenize import tokenizer_fingerprint
+
+    before = tokenizer_fingerprint(tokenizer)
+    tokenizer(["a b c"], truncation=True, max_length=17)
+    assert tokenizer_fingerprint(tokenizer) == before
