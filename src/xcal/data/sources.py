@@ -27,4 +27,5 @@ def load_split(data_root: Path, task: TaskSpec, language: str, split: str) -> da
             f"{path} is missing: the embedded data for task {task.name!r} ({language}, {split}) has not "
             f"been built. Run `xcal-fetch` (or `make fetch`) to download and build it."
         )
-    return datasets.Dataset.from_parquet(str(path), cache_dir=str(data_root / ".hf_datasets_cache"))
+    # The Arrow copy goes beside, not inside, the checksummed data directory.
+    return datasets.Dataset.from_parquet(str(path), cache_dir=str(data_root.parent / "hf_datasets"))
