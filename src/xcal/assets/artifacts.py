@@ -17,8 +17,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from xcal.errors import XcalError
 
-class AssetError(RuntimeError):
+
+class AssetError(XcalError, RuntimeError):
     """An embedded asset is missing, corrupt, or cannot be fetched; the message says how to fix it."""
 
 

@@ -7,9 +7,10 @@ from pathlib import Path
 import datasets
 
 from xcal.data.tasks import TaskSpec
+from xcal.errors import XcalError
 
 
-class DataSourceError(FileNotFoundError):
+class DataSourceError(XcalError, FileNotFoundError):
     pass
 
 

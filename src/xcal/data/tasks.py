@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from xcal.errors import XcalError
+
 MULTIEMO_LANGUAGES = ("de", "en", "es", "fr", "it", "ja", "nl", "pl", "pt", "ru", "zh")
 
 
@@ -80,7 +82,7 @@ TASKS: dict[str, TaskSpec] = {
 NO_TASK = "none"
 
 
-class UnknownTaskError(ValueError):
+class UnknownTaskError(XcalError, ValueError):
     pass
 
 

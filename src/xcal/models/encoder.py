@@ -7,10 +7,12 @@ from pathlib import Path
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedTokenizerBase
 
+from xcal.errors import XcalError
+
 EMBEDDED_PREFIX = "embedded:"
 
 
-class ModelLoadError(RuntimeError):
+class ModelLoadError(XcalError, RuntimeError):
     pass
 
 

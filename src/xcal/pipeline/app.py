@@ -10,9 +10,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from xcal.assets.artifacts import AssetError
-from xcal.models.encoder import ModelLoadError
-from xcal.pipeline.validate import ConfigError
+from xcal.errors import XcalError
+from xcal.pipeline.validate import validate_config
 
 
 def config_dir() -> Path:
@@ -34,20 +33,20 @@ def _run_name() -> str:
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from xcal.pipeline.run import run
-
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
+        validate_config(cfg)  # before the heavy imports: a typo costs a second, not a minute
+        from xcal.pipeline.run import run
+
         record = run(cfg, output_dir, run_name=_run_name())
-    except (ConfigError, AssetError, ModelLoadError) as exc:
+    except XcalError as exc:
         print(f"xcal: error: {exc}", file=sys.stderr)
         sys.exit(2)
     finally:
-        import wandb
-
-        if wandb.run is not None:
-            wandb.finish()
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and wandb.run is not None:
+            wandb.finish()  # between multirun jobs, or every job lands in one W&B run
     means = record["mean_over_languages"].get(record["primary_split"], {})
     print(f"[xcal] done in {record['seconds']:.0f}s: {output_dir / 'results.json'}")
     return means.get("ece")

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from hydra.utils import instantiate
+from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
 
@@ -32,11 +32,13 @@ def build_loggers(cfg: DictConfig, output_dir: Path, run_name: str) -> list[Logg
     for name, logger_cfg in (cfg.get("logger") or {}).items():
         if logger_cfg is None or "_target_" not in logger_cfg:
             continue
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = OmegaConf.to_container(logger_cfg, resolve=True)
+        logger_cls = get_class(kwargs.pop("_target_"))
         if name == "wandb":
-            kwargs["mode"] = wandb_mode(logger_cfg.get("mode"))
+            kwargs["mode"] = wandb_mode(kwargs.get("mode"))
             kwargs["name"] = run_name
+            # the resolved config, so dashboards can filter and group by size, task and seed
             kwargs["config"] = OmegaConf.to_container(cfg, resolve=True)
-            Path(logger_cfg.save_dir).mkdir(parents=True, exist_ok=True)
-        loggers.append(instantiate(logger_cfg, **kwargs))
+            Path(kwargs["save_dir"]).mkdir(parents=True, exist_ok=True)
+        loggers.append(logger_cls(**kwargs))
     return loggers

@@ -12,9 +12,10 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from xcal.data.tasks import NO_TASK, TASKS
+from xcal.errors import XcalError
 
 
-class ConfigError(ValueError):
+class ConfigError(XcalError, ValueError):
     """One or more config problems; the message lists them all."""
 
     def __init__(self, problems: list[str]) -> None:
