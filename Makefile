@@ -10,7 +10,6 @@ TORCH  ?= torch==2.13.0
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "$(TORCH)"
 	$(PY) -m pip install --quiet -e ".[dev]" "$(TORCH)"
 	$(PY) -m pip install --quiet --no-deps netcal==1.4.0

