@@ -94,3 +94,27 @@ def test_size_beyond_data_fails_before_training(embedded_assets, tmp_path) -> No
     assert proc.returncode == 2
     assert "exceeds the" in proc.stderr and "vitaminc" in proc.stderr
     assert not (tmp_path / "results.json").exists()
+
+
+@pytest.mark.slow
+def test_multirun_writes_one_results_file_per_job(embedded_assets, tmp_path) -> None:
+    """`xcal -m` over sizes: one job per size under multirun/<sweep_name>/, sizes 0 and 64 nested
+    in one sweep, the stage-1 encoder of size 64 trained once (or reused from the cache)."""
+    proc = run_xcal("-m", "experiment=smoke", "intermediate.size=0,64", "sweep_name=e2e_sweep",
+                    "target.train_size=160", "target.epochs=1", "target.eval_size=16", "target.languages=[en,de]",
+                    cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    files = sorted((tmp_path / "multirun" / "e2e_sweep").glob("*/results.json"))
+    assert [f.parent.name for f in files] == ["intermediate.size=0", "intermediate.size=64"]
+    records = [json.loads(f.read_text()) for f in files]
+    assert [r["status"] for r in records] == ["ok", "ok"]
+    assert records[0]["intermediate"] == {"skipped": True}
+    assert records[1]["intermediate"]["skipped"] is False
+    for record in records:
+        assert set(record["zeroshot"]) == {"en", "de"}
+        assert record["target"]["train_examples"] == 160
+    summary = subprocess.run([sys.executable, "-m", "xcal.report.summary", str(tmp_path / "multirun" / "e2e_sweep")],
+                             capture_output=True, text=True)
+    assert summary.returncode == 0, summary.stderr
+    assert "accuracy@0" in summary.stdout and "accuracy@64" in summary.stdout
+    assert summary.stdout.count("results.json") == 2

@@ -78,3 +78,16 @@ def test_embedded_name_resolves_into_the_cache(tmp_path: Path) -> None:
     assert resolve_model_path("embedded:multilingual-e5-small", tmp_path) == str(
         tmp_path / "models" / "multilingual-e5-small")
     assert resolve_model_path("FacebookAI/xlm-roberta-base", tmp_path) == "FacebookAI/xlm-roberta-base"
+
+
+def test_label_smoothing_is_applied_to_the_training_loss(tiny_encoder_dir: Path) -> None:
+    torch.manual_seed(0)
+    module = EncoderClassifier(load_encoder(str(tiny_encoder_dir)), SequenceClassificationHead(32, 3, dropout=0.0),
+                               3, stage="t", lr=1e-3, optimizer=torch.optim.AdamW, label_smoothing=0.1)
+    module.eval()
+    batch = {"input_ids": torch.randint(4, 100, (4, 5)), "attention_mask": torch.ones(4, 5, dtype=torch.long),
+             "labels": torch.tensor([0, 1, 2, 0])}
+    loss, logits = module._loss(batch)
+    log_p = torch.log_softmax(logits, -1)
+    smoothed = 0.9 * torch.nn.functional.one_hot(batch["labels"], 3) + 0.1 / 3
+    assert loss.item() == pytest.approx(-(smoothed * log_p).sum(-1).mean().item(), rel=1e-6)
