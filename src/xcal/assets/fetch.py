@@ -25,14 +25,6 @@ class EmbeddedAssets:
     data_dir: Path
 
 
-def _ready(root: Path) -> EmbeddedAssets | None:
-    from xcal.assets.bigbench import is_built
-    from xcal.assets.e5 import is_converted
-
-    assets = EmbeddedAssets(root, model_dir(root), data_dir(root))
-    return assets if is_converted(assets.model_dir) and is_built(assets.data_dir) else None
-
-
 def ensure_embedded_assets(root: Path | str | None = None, verbose: bool = True) -> EmbeddedAssets:
     """Make sure the converted model and the datasets exist under the cache; build what is missing."""
     from xcal.assets.bigbench import build_datasets, is_built
