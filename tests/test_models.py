@@ -43,6 +43,8 @@ def test_frozen_embeddings_and_optimizer_groups(tiny_encoder_dir: Path) -> None:
     head = SequenceClassificationHead(32, 3)
     module = EncoderClassifier(encoder, head, 3, stage="target", lr=1e-3,
                                optimizer=functools.partial(torch.optim.AdamW, weight_decay=0.01))
+    # regression: from_pretrained returns eval mode; dropout must be on when training starts
+    assert all(m.training for m in module.modules())
     optimizer = module.configure_optimizers()
     decay, no_decay = optimizer.param_groups
     n_trainable = sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -42,6 +42,9 @@ class EncoderClassifier(pl.LightningModule):
         self.label_smoothing = label_smoothing
         self.train_acc = MulticlassAccuracy(num_classes=num_labels, average="micro")
         self.val_acc = MulticlassAccuracy(num_classes=num_labels, average="micro")
+        # from_pretrained returns the encoder in eval mode and Lightning (>= 2.2) keeps each module's
+        # mode as it finds it, so without this, dropout would be silently off during training.
+        self.train()
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
