@@ -2,22 +2,28 @@
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
-STAMP  := $(VENV)/.xcal-installed
 # The CPU build of torch: an unpinned or newer torch pulls a multi-GB CUDA build.
 TORCH  ?= torch==2.13.0
+RUNTIME_STAMP := $(VENV)/.xcal-runtime
+DEV_STAMP     := $(VENV)/.xcal-dev
 
-.PHONY: setup fetch run test lint sweep bench clean
+.PHONY: setup fetch run test lint bench clean
 
-$(STAMP): pyproject.toml
+$(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet "$(TORCH)"
+	$(PY) -m pip install --quiet -e . "$(TORCH)"
+	touch $(RUNTIME_STAMP)
+
+# Tests also need the reference implementations of the calibration metrics (the [dev] extra).
+$(DEV_STAMP): $(RUNTIME_STAMP)
 	$(PY) -m pip install --quiet -e ".[dev]" "$(TORCH)"
 	$(PY) -m pip install --quiet --no-deps netcal==1.4.0
-	touch $(STAMP)
+	touch $(DEV_STAMP)
 
-setup: $(STAMP)
+setup: $(DEV_STAMP)
 
-fetch: $(STAMP)
+fetch: $(RUNTIME_STAMP)
 	$(VENV)/bin/xcal-fetch
 
 # The main job: a small size sweep on the embedded default, then a per-language table.
@@ -25,14 +31,14 @@ run: fetch
 	$(VENV)/bin/xcal -m experiment=embedded_sweep
 	$(PY) -m xcal.report.summary multirun/embedded_sweep
 
-test: $(STAMP)
+test: $(DEV_STAMP)
 	$(PY) -m pytest
 
-lint: $(STAMP)
+lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
 
-sweep: fetch
-	$(VENV)/bin/xcal -m experiment=size_sweep
+bench: $(DEV_STAMP)
+	$(PY) benchmarks/bench_metrics.py
 
 clean:
 	rm -rf outputs multirun/*/ .pytest_cache .ruff_cache

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from xcal.data.datamodule import EvalSet, TaskDataModule
+from xcal.data.datamodule import EvalSet, TaskDataModule, token_budget_batches
 from xcal.data.tasks import TASKS
 from xcal.models.encoder import load_tokenizer
 
@@ -86,3 +86,13 @@ def test_tokenizer_fingerprint_ignores_truncation_state(tokenizer) -> None:
     before = tokenizer_fingerprint(tokenizer)
     tokenizer(["a b c"], truncation=True, max_length=17)
     assert tokenizer_fingerprint(tokenizer) == before
+
+
+def test_token_budget_batches_cover_every_example_within_budget() -> None:
+    lengths = [5, 5, 6, 8, 10, 20, 40, 40, 100, 300]
+    batches = token_budget_batches(lengths, max_tokens=64, max_batch=4)
+    assert [i for b in batches for i in b] == list(range(len(lengths)))
+    assert batches == [[0, 1, 2, 3], [4, 5], [6], [7], [8], [9]]
+    for batch in batches:
+        assert len(batch) <= 4
+        assert len(batch) == 1 or max(lengths[i] for i in batch) * len(batch) <= 64

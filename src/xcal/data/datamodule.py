@@ -8,7 +8,7 @@ from pathlib import Path
 import datasets
 import numpy as np
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
@@ -16,6 +16,38 @@ from xcal.data.sources import load_split
 from xcal.data.subsample import nested_order, nested_subset
 from xcal.data.tasks import TaskSpec
 from xcal.data.tokenize import CACHE_VERSION, MODEL_INPUTS, tokenize_split, tokenizer_fingerprint
+
+
+def token_budget_batches(lengths: list[int], max_tokens: int, max_batch: int) -> list[list[int]]:
+    """Consecutive indices of length-sorted examples, cut so each padded batch (size × longest)
+    stays within ``max_tokens``: short sentences go in large batches, long ones in small ones,
+    and almost no padding is computed. A single example longer than the budget gets its own batch."""
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for index, length in enumerate(lengths):
+        widest = max(longest, length)
+        if current and (widest * (len(current) + 1) > max_tokens or len(current) == max_batch):
+            batches.append(current)
+            current, widest = [], length
+        current.append(index)
+        longest = widest
+    if current:
+        batches.append(current)
+    return batches
+
+
+class PrecomputedBatches(Sampler[list[int]]):
+    """A batch sampler over fixed batches (every index exactly once, in order: nothing dropped)."""
+
+    def __init__(self, batches: list[list[int]]) -> None:
+        self.batches = batches
+
+    def __iter__(self):
+        return iter(self.batches)
+
+    def __len__(self) -> int:
+        return len(self.batches)
 
 
 def column(ds: datasets.Dataset, name: str) -> list:
@@ -48,6 +80,7 @@ class TaskDataModule(pl.LightningDataModule):
         max_length: int = 128,
         batch_size: int = 16,
         eval_batch_size: int = 64,
+        eval_tokens_per_batch: int = 4096,
         train_size: int | None = None,
         eval_size: int | None = None,
         val_size: int | None = 500,
@@ -66,6 +99,7 @@ class TaskDataModule(pl.LightningDataModule):
         self.max_length = max_length
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size
+        self.eval_tokens_per_batch = eval_tokens_per_batch
         self.train_size = train_size
         self.eval_size = eval_size
         self.val_size = val_size
@@ -148,7 +182,14 @@ class TaskDataModule(pl.LightningDataModule):
         return [] if self.val_set is None else self._loader(self.val_set, self.eval_batch_size, shuffle=False)
 
     def predict_dataloader(self) -> list[DataLoader]:
-        return [self._loader(ds, self.eval_batch_size, shuffle=False) for ds in self.eval_sets.values()]
+        """Eval sets are length-sorted; batches are cut by a token budget (at most ``eval_batch_size``)."""
+        loaders = []
+        for ds in self.eval_sets.values():
+            batches = token_budget_batches(column(ds, "length"), self.eval_tokens_per_batch, self.eval_batch_size)
+            loaders.append(DataLoader(ds.with_format("torch", columns=list(MODEL_INPUTS)),
+                                      batch_sampler=PrecomputedBatches(batches),
+                                      collate_fn=self.collator, num_workers=self.num_workers))
+        return loaders
 
     @property
     def eval_keys(self) -> list[EvalSet]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,10 @@ def predict_logits(trainer: pl.Trainer, model: pl.LightningModule, dm: TaskDataM
     """Logits and labels for every evaluation set, in the datamodule's order."""
     dm.setup("predict")
     loaders = dm.predict_dataloader()
-    outputs = trainer.predict(model, dataloaders=loaders)
+    with warnings.catch_warnings():
+        # Lightning cannot inject drop_last=False into a custom batch sampler; ours drops nothing.
+        warnings.filterwarnings("ignore", message=".*custom batch sampler.*")
+        outputs = trainer.predict(model, dataloaders=loaders)
     if len(loaders) == 1:
         outputs = [outputs]
     result = {}
