@@ -11,8 +11,6 @@ from xcal.assets.artifacts import ARTIFACTS, ensure_artifact
 from xcal.assets.cache import cache_dir, downloads_dir
 from xcal.assets.fetch import EmbeddedAssets, ensure_embedded_assets
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture(scope="session")
 def xcal_cache() -> Path:

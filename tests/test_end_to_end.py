@@ -12,7 +12,6 @@ import pytest
 
 from xcal.data.tasks import MULTIEMO_LANGUAGES
 
-REPO = Path(__file__).resolve().parents[1]
 XCAL = [sys.executable, "-c", "from xcal.pipeline.app import main; main()"]
 
 
