@@ -7,6 +7,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 from xcal.pipeline.app import CONFIG_DIR
+from xcal.pipeline.run import stage_sources
 from xcal.pipeline.validate import ConfigError, config_problems, data_problems, validate_config
 
 
@@ -87,8 +88,9 @@ def test_unknown_config_group_option_fails_in_hydra(override: str) -> None:
 
 def test_size_beyond_the_data_is_refused(embedded_data_dir) -> None:
     cfg = make_cfg("intermediate.size=10000000")
-    problems = data_problems(cfg, embedded_data_dir)
+    problems = data_problems(cfg, stage_sources(cfg, embedded_data_dir))
     assert len(problems) == 1
     assert "intermediate.size=10000000 exceeds the" in problems[0]
     assert "English training examples of 'vitaminc'" in problems[0]
-    assert data_problems(make_cfg("intermediate.size=4000"), embedded_data_dir) == []
+    ok = make_cfg("intermediate.size=4000")
+    assert data_problems(ok, stage_sources(ok, embedded_data_dir)) == []

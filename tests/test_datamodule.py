@@ -8,6 +8,7 @@ import pytest
 
 from xcal.data.datamodule import EvalSet, TaskDataModule, token_budget_batches
 from xcal.data.tasks import TASKS
+from xcal.data.tokenize import CACHE_VERSION
 from xcal.models.encoder import load_tokenizer
 
 
@@ -72,7 +73,7 @@ def test_tokenization_is_cached_on_disk(embedded_data_dir, tokenizer, tmp_path) 
     dm = make_dm(embedded_data_dir, tokenizer, tmp_path / "tok", task="epistemic_reasoning", train_size=50)
     dm.setup("fit")
     files = sorted((tmp_path / "tok").rglob("*.arrow"))
-    assert [f.name for f in files] == ["dev-L128-v2.arrow", "train-L128-v2.arrow"]
+    assert [f.name for f in files] == [f"dev-L128-v{CACHE_VERSION}.arrow", f"train-L128-v{CACHE_VERSION}.arrow"]
     stamps = [f.stat().st_mtime_ns for f in files]
     again = make_dm(embedded_data_dir, tokenizer, tmp_path / "tok", task="epistemic_reasoning", train_size=50)
     again.setup("fit")

@@ -33,8 +33,8 @@ def test_mean_pooling_ignores_padding() -> None:
 
 
 def test_unknown_head_type_is_named() -> None:
-    with pytest.raises(ValueError, match="head type 'span' is not implemented"):
-        build_head("span", 8, 2, 0.1, "mean")
+    with pytest.raises(ValueError, match="head type 'crf' is not implemented"):
+        build_head("crf", 8, 2, 0.1, "mean")
 
 
 def test_frozen_embeddings_and_optimizer_groups(tiny_encoder_dir: Path) -> None:

@@ -9,10 +9,11 @@ import datasets
 import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Sampler
-from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
+from transformers import PreTrainedTokenizerBase
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
-from xcal.data.sources import load_split
+from xcal.data.collate import build_collator
+from xcal.data.sources import SourceSettings, load_split, source_fingerprint
 from xcal.data.subsample import nested_order, nested_subset
 from xcal.data.tasks import TaskSpec
 from xcal.data.tokenize import CACHE_VERSION, MODEL_INPUTS, tokenize_split, tokenizer_fingerprint
@@ -67,14 +68,16 @@ class TaskDataModule(pl.LightningDataModule):
     """One task: its English training subset, English dev for validation, and every eval set.
 
     ``train_size`` examples are a nested (optionally class-stratified) prefix for ``data_seed``.
-    ``eval_size`` picks the same aligned ids in every language, so languages are compared on
-    translations of the same sentences.
+    ``eval_size`` picks, for aligned tasks, the same ids in every language, so languages are compared
+    on translations of the same sentences; for other tasks a seeded subset per language, and for
+    ranking tasks whole queries (nDCG needs every candidate of a query).
+    ``source`` is where the task is read from; a bare path means the embedded build.
     """
 
     def __init__(
         self,
         task: TaskSpec,
-        data_root: Path,
+        source: SourceSettings | Path,
         tokenizer: PreTrainedTokenizerBase,
         *,
         max_length: int = 128,
@@ -94,7 +97,7 @@ class TaskDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.task = task
-        self.data_root = Path(data_root)
+        self.source = source if isinstance(source, SourceSettings) else SourceSettings("embedded", Path(source))
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.batch_size = batch_size
@@ -110,7 +113,7 @@ class TaskDataModule(pl.LightningDataModule):
         self.cache_dir = cache_dir
         self.num_workers = num_workers
         self.group_by_length = group_by_length
-        self.collator = DataCollatorWithPadding(tokenizer, padding="longest", return_tensors="pt")
+        self.collator = build_collator(task.head, tokenizer)
         self.tokenizer_key = tokenizer_fingerprint(tokenizer) if cache_dir is not None else None
         self.train_set: datasets.Dataset | None = None
         self.val_set: datasets.Dataset | None = None
@@ -118,29 +121,52 @@ class TaskDataModule(pl.LightningDataModule):
 
     # -- loading -----------------------------------------------------------------------------
     def _tokenized(self, language: str, split: str) -> datasets.Dataset:
-        raw = load_split(self.data_root, self.task, language, split)
+        raw = load_split(self.source, self.task, language, split)
         cache_file = None
         if self.cache_dir is not None:
             name = f"{split}-L{self.max_length}-v{CACHE_VERSION}.arrow"
-            cache_file = self.cache_dir / self.tokenizer_key / self.task.name / language / name
-        return tokenize_split(raw, self.tokenizer, self.task.text_fields, self.max_length, cache_file)
+            origin = source_fingerprint(self.source, self.task, language, split)
+            folder = self.task.name if origin == "embedded" else f"{self.task.name}-{origin}"
+            cache_file = self.cache_dir / self.tokenizer_key / folder / language / name
+        return tokenize_split(raw, self.tokenizer, self.task.head, self.max_length, cache_file, self.task.pair)
 
     def train_rows(self) -> int:
         """How many English training examples the task has (for size validation)."""
-        return load_split(self.data_root, self.task, "en", self.task.train_split).num_rows
+        return load_split(self.source, self.task, "en", self.task.train_split).num_rows
 
     def _eval_ids(self, split: str) -> set[str] | None:
-        """The aligned ids evaluated in every language (None = all)."""
-        if self.eval_size is None:
+        """The aligned ids evaluated in every language (None = all, or chosen per language)."""
+        if self.eval_size is None or not self.task.aligned:
             return None
-        english = load_split(self.data_root, self.task, "en", split)
+        english = load_split(self.source, self.task, "en", split)
         order = nested_order(english.num_rows, self.data_seed)
         return set(np.asarray(column(english, "id"))[order[: self.eval_size]].tolist())
+
+    def _eval_rows(self, ds: datasets.Dataset, keep: set[str] | None) -> np.ndarray:
+        """Rows of one language's eval split: the aligned ids, a seeded subset, or whole queries."""
+        if keep is not None:
+            return np.asarray([i for i, row_id in enumerate(column(ds, "id")) if row_id in keep], dtype=np.int64)
+        if self.eval_size is None or self.eval_size >= ds.num_rows:
+            return np.arange(ds.num_rows, dtype=np.int64)
+        if "group" not in ds.column_names:
+            return np.sort(nested_order(ds.num_rows, self.data_seed)[: self.eval_size]).astype(np.int64)
+        groups = np.asarray(column(ds, "group"))
+        unique = np.unique(groups)
+        chosen, count = set(), 0
+        sizes = dict(zip(*np.unique(groups, return_counts=True), strict=True))
+        for g in unique[nested_order(len(unique), self.data_seed)]:
+            if count >= self.eval_size:
+                break
+            chosen.add(g)
+            count += sizes[g]
+        return np.flatnonzero(np.isin(groups, list(chosen))).astype(np.int64)
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:
             train = self._tokenized("en", self.task.train_split)
-            labels = column(train, "labels") if self.stratify else None
+            # Stratify on one class per example (not token tags or answer spans).
+            stratify = self.stratify and self.task.head in ("sequence", "multiple_choice")
+            labels = column(train, "labels") if stratify else None
             self.train_set = train.select(nested_subset(train.num_rows, self.train_size, self.data_seed, labels))
             if self.val_size != 0 and "dev" in self._available_splits():
                 dev = self._tokenized("en", "dev")
@@ -151,13 +177,11 @@ class TaskDataModule(pl.LightningDataModule):
                 keep = self._eval_ids(split)
                 for language in self.eval_languages:
                     ds = self._tokenized(language, split)
-                    rows = range(ds.num_rows) if keep is None else [
-                        i for i, row_id in enumerate(column(ds, "id")) if row_id in keep]
+                    rows = self._eval_rows(ds, keep)
                     # Sorted by length: batches hold similar lengths, so little padding is computed.
                     # Order is irrelevant to the metrics (labels travel with their logits).
-                    lengths = np.asarray(column(ds, "length"))[list(rows)]
-                    self.eval_sets[EvalSet(language, split)] = ds.select(
-                        np.asarray(rows, dtype=np.int64)[np.argsort(lengths, kind="stable")])
+                    lengths = np.asarray(column(ds, "length"))[rows]
+                    self.eval_sets[EvalSet(language, split)] = ds.select(rows[np.argsort(lengths, kind="stable")])
 
     def _available_splits(self) -> tuple[str, ...]:
         return (self.task.train_split, *self.task.eval_splits)
@@ -184,8 +208,10 @@ class TaskDataModule(pl.LightningDataModule):
     def predict_dataloader(self) -> list[DataLoader]:
         """Eval sets are length-sorted; batches are cut by a token budget (at most ``eval_batch_size``)."""
         loaders = []
+        width = self.task.num_labels if self.task.head == "multiple_choice" else 1  # sequences per example
         for ds in self.eval_sets.values():
-            batches = token_budget_batches(column(ds, "length"), self.eval_tokens_per_batch, self.eval_batch_size)
+            lengths = [n * width for n in column(ds, "length")]
+            batches = token_budget_batches(lengths, self.eval_tokens_per_batch, self.eval_batch_size)
             loaders.append(DataLoader(ds.with_format("torch", columns=list(MODEL_INPUTS)),
                                       batch_sampler=PrecomputedBatches(batches),
                                       collate_fn=self.collator, num_workers=self.num_workers))

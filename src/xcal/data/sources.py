@@ -1,32 +1,182 @@
-"""Reading a task's split for one language as an Arrow-backed ``datasets.Dataset``."""
+"""Where a task's split comes from: the embedded build, the official XGLUE release, or a hub parquet repo.
+
+Every source is read once into the canonical layout (see ``xcal.data.tasks``) and stored as parquet in the
+cache under a fingerprint of the source file(s), so tokenization and every later run read memory-mapped Arrow
+and never parse a release file twice. A changed source file gets a new fingerprint, never a stale copy.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import datasets
+import pyarrow.parquet as pq
 
+from xcal.atomic import atomic_write_bytes
+from xcal.data.errors import DataSourceError
 from xcal.data.tasks import TaskSpec
-from xcal.errors import XcalError
 
+if TYPE_CHECKING:
+    import datasets
 
-class DataSourceError(XcalError, FileNotFoundError):
-    pass
+__all__ = ["DataSourceError", "SourceSettings", "load_split", "source_problems", "split_path", "train_rows"]
+
+# Bump when a reader's output changes, so normalised copies made by an older reader are not reused.
+READER_VERSION = 1
+SOURCE_KINDS = {"embedded": ("embedded",), "xglue": ("local", "hub"), "hub": ("hub",)}
 
 
 def split_path(data_root: Path, task: TaskSpec, language: str, split: str) -> Path:
+    """The embedded build's file for one split (made by ``xcal-fetch``)."""
     return data_root / task.name / language / f"{split}.parquet"
 
 
-def load_split(data_root: Path, task: TaskSpec, language: str, split: str) -> datasets.Dataset:
-    """Load one split of an embedded task (built by ``xcal-fetch``)."""
-    if task.source != "embedded":
-        raise DataSourceError(f"task {task.name!r} has source {task.source!r}; only 'embedded' is readable here")
-    path = split_path(data_root, task, language, split)
-    if not path.is_file():
-        raise DataSourceError(
-            f"{path} is missing: the embedded data for task {task.name!r} ({language}, {split}) has not "
-            f"been built. Run `xcal-fetch` (or `make fetch`) to download and build it."
-        )
+@dataclass(frozen=True)
+class SourceSettings:
+    """Where one stage's task is read from, as chosen in its config block (``target.source`` ...)."""
+
+    kind: str  # embedded | local | hub
+    data_root: Path  # the embedded build (and, under it, the normalised copies)
+    key: str = "target"  # the config block, for messages: target.data_dir=...
+    data_dir: Path | None = None  # the official release (xglue_full_dataset/)
+    hub_id: str | None = None
+    hub_config: str | None = None
+    hub_revision: str | None = None
+
+    @classmethod
+    def from_block(cls, task: TaskSpec, block: Any, data_root: Path, key: str) -> SourceSettings:
+        """Read the source knobs of a task config block; embedded tasks ignore them."""
+        if task.source == "embedded":
+            return cls("embedded", Path(data_root), key)
+        get = block.get if hasattr(block, "get") else (lambda k, d=None: d)
+        kind = get("source", "hub" if task.source == "hub" else "local") or "hub"
+        data_dir = get("data_dir", None)
+        return cls(kind, Path(data_root), key, Path(data_dir).expanduser() if data_dir else None,
+                   get("hub_id", None) or task.hub_id, get("hub_config", None) or task.hub_config,
+                   get("hub_revision", None))
+
+    @property
+    def normalised_root(self) -> Path:
+        return self.data_root.parent / "sources"
+
+
+def _files_fingerprint(paths: list[Path], extra: dict[str, Any]) -> str:
+    state = {"reader": READER_VERSION, **extra,
+             "files": [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]}
+    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _source_files(settings: SourceSettings, task: TaskSpec, language: str, split: str) -> list[Path]:
+    if settings.kind == "local":
+        from xcal.data import xglue_local
+
+        if settings.data_dir is None:
+            raise DataSourceError(no_data_dir_message(settings, task))
+        return [xglue_local.expected_path(settings.data_dir, task.name, language, split)]
+    from xcal.data import hub
+
+    root = hub.resolve_repo(settings.hub_id, settings.hub_config, settings.hub_revision,
+                            settings.normalised_root / "hub", key=settings.key)
+    return hub.split_files(root, settings.hub_config, task.hub_split(split, language))
+
+
+def no_data_dir_message(settings: SourceSettings, task: TaskSpec) -> str:
+    return (f"{settings.key}.source=local but {settings.key}.data_dir is not set: task {task.name!r} is read from the "
+            f"official XGLUE release. Download xglue_full_dataset.tar.gz from https://microsoft.github.io/XGLUE/ "
+            f"(after accepting its terms), unpack it and set {settings.key}.data_dir=/path/to/xglue_full_dataset "
+            f"(or the env XGLUE_DIR), or read a parquet copy from the hub with {settings.key}.source=hub "
+            f"{settings.key}.hub_id=<repo id or local snapshot>")
+
+
+def _read_table(settings: SourceSettings, task: TaskSpec, language: str, split: str):
+    if settings.kind == "local":
+        from xcal.data import xglue_local
+
+        return xglue_local.read_split(settings.data_dir, task.name, language, split).table
+    from xcal.data import hub
+
+    return hub.read_split(task, settings.hub_id, language, split, cache_dir=settings.normalised_root / "hub",
+                          revision=settings.hub_revision, config=settings.hub_config, key=settings.key)
+
+
+def normalised_path(settings: SourceSettings, task: TaskSpec, language: str, split: str) -> tuple[Path, str]:
+    """The cached canonical copy of a non-embedded split and its fingerprint."""
+    files = _source_files(settings, task, language, split)
+    if not files or not all(p.is_file() for p in files):
+        missing = ", ".join(str(p) for p in files if not p.is_file()) or "no file"
+        raise DataSourceError(f"task {task.name!r} ({language}, {split}) from {settings.key}.source="
+                              f"{settings.kind}: {missing} found")
+    fingerprint = _files_fingerprint(files, {"kind": settings.kind, "task": task.name, "config": settings.hub_config})
+    return settings.normalised_root / task.name / fingerprint / language / f"{split}.parquet", fingerprint
+
+
+def load_split(settings: SourceSettings, task: TaskSpec, language: str, split: str) -> datasets.Dataset:
+    """One split of one language in the canonical layout, as a memory-mapped Arrow dataset."""
+    if settings.kind == "embedded":
+        path = split_path(settings.data_root, task, language, split)
+        if not path.is_file():
+            raise DataSourceError(
+                f"{path} is missing: the embedded data for task {task.name!r} ({language}, {split}) has not "
+                f"been built. Run `xcal-fetch` (or `make fetch`) to download and build it.")
+    else:
+        path, _ = normalised_path(settings, task, language, split)
+        if not path.is_file():
+            import io
+
+            buffer = io.BytesIO()
+            pq.write_table(_read_table(settings, task, language, split), buffer)
+            atomic_write_bytes(path, buffer.getvalue())
+    import datasets
+
     # The Arrow copy goes beside, not inside, the checksummed data directory.
-    return datasets.Dataset.from_parquet(str(path), cache_dir=str(data_root.parent / "hf_datasets"))
+    return datasets.Dataset.from_parquet(str(path), cache_dir=str(settings.data_root.parent / "hf_datasets"))
+
+
+def source_fingerprint(settings: SourceSettings, task: TaskSpec, language: str, split: str) -> str:
+    """Part of the tokenization cache key: the same source files give the same key."""
+    if settings.kind == "embedded":
+        return "embedded"
+    return normalised_path(settings, task, language, split)[1]
+
+
+def train_rows(settings: SourceSettings, task: TaskSpec) -> int:
+    """How many English training examples the task has (for size validation)."""
+    if settings.kind == "embedded":
+        path = split_path(settings.data_root, task, "en", task.train_split)
+        if not path.is_file():
+            raise DataSourceError(f"{path} is missing; run `xcal-fetch` (or `make fetch`)")
+        return pq.ParquetFile(path).metadata.num_rows
+    return load_split(settings, task, "en", task.train_split).num_rows
+
+
+def source_problems(settings: SourceSettings, task: TaskSpec, languages: tuple[str, ...],
+                    splits: tuple[str, ...]) -> list[str]:
+    """Pre-flight: one message per missing or malformed (language, split), before any training."""
+    if settings.kind not in SOURCE_KINDS.get(task.source, ()):
+        return [f"{settings.key}.source={settings.kind!r} cannot read task {task.name!r}; allowed: "
+                f"{', '.join(SOURCE_KINDS[task.source])}"]
+    wanted = [("en", task.train_split)] + [(lang, split) for split in splits for lang in languages]
+    wanted = list(dict.fromkeys(wanted))
+    try:
+        if settings.kind == "embedded":
+            return [f"{split_path(settings.data_root, task, lang, split)} is missing; run `xcal-fetch`"
+                    for lang, split in wanted if not split_path(settings.data_root, task, lang, split).is_file()]
+        if settings.kind == "local":
+            from xcal.data import xglue_local
+
+            if settings.data_dir is None:
+                return [no_data_dir_message(settings, task)]
+            problems: list[str] = []
+            for lang, split in wanted:
+                problems += xglue_local.check_layout(settings.data_dir, task.name, lang, split)
+            return problems
+        from xcal.data import hub
+
+        return hub.check_available(task, settings.hub_id, tuple(languages), (task.train_split, *splits),
+                                   cache_dir=settings.normalised_root / "hub", revision=settings.hub_revision,
+                                   config=settings.hub_config, key=settings.key)
+    except DataSourceError as exc:
+        return [str(exc)]

@@ -1,16 +1,33 @@
 """The task registry: what a task *is* (source, fields, labels, languages, splits, head).
 
-Config files hold the knobs a user turns (size, epochs, lr); this registry holds the facts
-about the data that a config must not be able to contradict.
+Config files hold the knobs a user turns (size, epochs, lr, where the data lives); this registry
+holds the facts about the data that a config must not be able to contradict.
+
+Every reader turns its source into one canonical Arrow layout per head type, so tokenization,
+subsampling and evaluation never see a source's quirks:
+
+- ``sequence``: ``id``, ``text``, [``text_pair``], ``label`` (int), [``group`` for ranking tasks]
+- ``token``: ``id``, ``tokens`` (list of words), ``tags`` (list of int, one per word)
+- ``multiple_choice``: ``id``, ``text`` (context / question), ``choices`` (list of str), ``label``
+- ``span``: ``id``, ``text`` (question), ``text_pair`` (context), ``answer_start`` (character offset
+  in the context, -1 when unanswerable), ``answer_text``
+
+Split names are the same everywhere: ``train``, ``dev`` (XGLUE's ``validation.<lang>``, GLUE's
+``validation``...), ``test``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from xcal.errors import XcalError
 
+HEAD_TYPES = ("sequence", "token", "multiple_choice", "span")
+# Heads whose predictions are a distribution over a fixed label set, so calibration is defined.
+EVALUABLE_HEADS = ("sequence", "token", "multiple_choice")
+
 MULTIEMO_LANGUAGES = ("de", "en", "es", "fr", "it", "ja", "nl", "pl", "pt", "ru", "zh")
+NLI_LABELS = ("entailment", "neutral", "contradiction")
 
 
 @dataclass(frozen=True)
@@ -18,15 +35,22 @@ class TaskSpec:
     """One task: where its data lives and how a model reads it."""
 
     name: str
-    source: str  # "embedded" (built from the BIG-bench sdist); hub/local sources come with XGLUE
-    head: str  # "sequence" (single sentence or pair), later "token", "multiple_choice", "span"
-    labels: tuple[str, ...]
+    source: str  # "embedded" (BIG-bench sdist), "xglue" (official release or hub parquet), "hub"
+    head: str  # one of HEAD_TYPES
+    labels: tuple[str, ...]  # class names in index order; for multiple choice, the option names
     languages: tuple[str, ...]
-    train_split: str = "train"
     eval_splits: tuple[str, ...] = ("dev",)
-    text_fields: tuple[str, ...] = ("text",)
+    pair: bool = False  # sequence tasks: a text_pair column exists
+    # Eval sets are translations of the same examples in the same order (ids match across languages).
+    aligned: bool = False
+    # Extra task-specific scores next to the calibration suite: "ndcg" (grouped ranking), "entity_f1".
+    scores: tuple[str, ...] = ()
+    # Hub defaults (a config may override the repo id): dataset repo, config name, split names.
+    hub_id: str | None = None
+    hub_config: str | None = None
+    hub_splits: tuple[tuple[str, str], ...] = ()  # (xcal split, hub split pattern; "{lang}" filled in)
     description: str = ""
-    extra: dict[str, str] = field(default_factory=dict)
+    train_split: str = "train"
 
     @property
     def num_labels(self) -> int:
@@ -34,50 +58,107 @@ class TaskSpec:
 
     @property
     def is_pair(self) -> bool:
-        return len(self.text_fields) == 2
+        return self.pair
+
+    @property
+    def text_fields(self) -> tuple[str, ...]:
+        """The columns a sequence/span head reads: one sentence, or a pair."""
+        return ("text", "text_pair") if self.pair or self.head == "span" else ("text",)
+
+    def hub_split(self, split: str, language: str) -> str:
+        """The hub split name of an xcal split (``dev`` in German → ``validation.de`` for XGLUE)."""
+        for ours, theirs in self.hub_splits:
+            if ours == split:
+                return theirs.format(lang=language)
+        raise UnknownTaskError(f"task {self.name!r} has no split {split!r}; it has "
+                               f"{', '.join(s for s, _ in self.hub_splits)}")
 
 
-TASKS: dict[str, TaskSpec] = {
-    spec.name: spec
-    for spec in (
-        TaskSpec(
-            name="multiemo",
-            source="embedded",
-            head="sequence",
-            labels=("negative", "neutral", "positive", "ambivalent"),
-            languages=MULTIEMO_LANGUAGES,
-            eval_splits=("dev", "test"),
-            description="MultiEmo sentence-level sentiment, 11 languages aligned to English",
-        ),
-        TaskSpec(
-            name="vitaminc",
-            source="embedded",
-            head="sequence",
-            labels=("True", "False", "Neither"),
-            languages=("en",),
-            text_fields=("text", "text_pair"),
-            description="VitaminC fact verification: evidence (text) and claim (text_pair)",
-        ),
-        TaskSpec(
-            name="epistemic_reasoning",
-            source="embedded",
-            head="sequence",
-            labels=("entailment", "non-entailment"),
-            languages=("en",),
-            text_fields=("text", "text_pair"),
-            description="Epistemic reasoning, 2-way NLI",
-        ),
-        TaskSpec(
-            name="presuppositions_as_nli",
-            source="embedded",
-            head="sequence",
-            labels=("entailment", "neutral", "contradiction"),
-            languages=("en",),
-            text_fields=("text", "text_pair"),
-            description="Presuppositions as NLI, 3-way",
-        ),
-    )
-}
+XGLUE_HUB_ID = "hgissbkh/xglue"
+XGLUE_SPLITS = (("train", "train"), ("dev", "validation.{lang}"), ("test", "test.{lang}"))
+NER_LABELS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
+POS_LABELS = ("ADJ", "ADP", "ADV", "AUX", "CCONJ", "DET", "INTJ", "NOUN", "NUM", "PART", "PRON", "PROPN",
+              "PUNCT", "SCONJ", "SYM", "VERB", "X")
+NC_LABELS = ("foodanddrink", "sports", "news", "entertainment", "health", "video", "finance", "travel",
+             "lifestyle", "autos")
+
+
+def _xglue(name: str, config: str, head: str, labels: tuple[str, ...], languages: str, *, pair: bool = True,
+           aligned: bool = False, scores: tuple[str, ...] = (), eval_splits: tuple[str, ...] = ("dev",),
+           description: str = "") -> TaskSpec:
+    return TaskSpec(name=name, source="xglue", head=head, labels=labels, languages=tuple(languages.split()),
+                    eval_splits=eval_splits, pair=pair and head == "sequence", aligned=aligned, scores=scores,
+                    hub_id=XGLUE_HUB_ID, hub_config=config, hub_splits=XGLUE_SPLITS, description=description)
+
+
+def _hub(name: str, hub_id: str, config: str | None, head: str, labels: tuple[str, ...], splits: dict[str, str],
+         *, pair: bool = False, description: str = "") -> TaskSpec:
+    return TaskSpec(name=name, source="hub", head=head, labels=labels, languages=("en",), pair=pair,
+                    hub_id=hub_id, hub_config=config, hub_splits=tuple(splits.items()), description=description)
+
+
+_EMBEDDED = (
+    TaskSpec(name="multiemo", source="embedded", head="sequence",
+             labels=("negative", "neutral", "positive", "ambivalent"), languages=MULTIEMO_LANGUAGES,
+             eval_splits=("dev", "test"), aligned=True,
+             description="MultiEmo sentence-level sentiment, 11 languages aligned to English"),
+    TaskSpec(name="vitaminc", source="embedded", head="sequence", labels=("True", "False", "Neither"),
+             languages=("en",), pair=True,
+             description="VitaminC fact verification: evidence (text) and claim (text_pair)"),
+    TaskSpec(name="epistemic_reasoning", source="embedded", head="sequence",
+             labels=("entailment", "non-entailment"), languages=("en",), pair=True,
+             description="Epistemic reasoning, 2-way NLI"),
+    TaskSpec(name="presuppositions_as_nli", source="embedded", head="sequence", labels=NLI_LABELS,
+             languages=("en",), pair=True, description="Presuppositions as NLI, 3-way"),
+    TaskSpec(name="social_iqa", source="embedded", head="multiple_choice", labels=("A", "B", "C"),
+             languages=("en",), description="Social IQa (BIG-bench), 3-option multiple choice"),
+    TaskSpec(name="goal_step_wikihow", source="embedded", head="multiple_choice", labels=("A", "B", "C", "D"),
+             languages=("en",), description="wikiHow goal-step inference (BIG-bench), 4-option multiple choice"),
+)
+
+_XGLUE = (
+    _xglue("xnli", "xnli", "sequence", NLI_LABELS, "ar bg de el en es fr hi ru sw th tr ur vi zh", aligned=True,
+           eval_splits=("dev", "test"), description="XNLI: premise/hypothesis NLI, 15 languages"),
+    _xglue("paws_x", "paws-x", "sequence", ("different", "same"), "de en es fr", aligned=True,
+           eval_splits=("dev", "test"), description="PAWS-X paraphrase identification"),
+    _xglue("nc", "nc", "sequence", NC_LABELS, "de en es fr ru", description="News classification: title, body"),
+    _xglue("qadsm", "qadsm", "sequence", ("Bad", "Good"), "de en fr",
+           description="Query-ad matching: query, ad title + description"),
+    _xglue("wpr", "wpr", "sequence", ("Bad", "Fair", "Good", "Excellent", "Perfect"), "de en es fr it pt zh",
+           scores=("ndcg",), description="Web page ranking: query, page title + snippet; nDCG per query"),
+    _xglue("qam", "qam", "sequence", ("False", "True"), "de en fr",
+           description="Question-answer matching: question, passage"),
+    _xglue("ner", "ner", "token", NER_LABELS, "de en es nl", eval_splits=("dev", "test"), scores=("entity_f1",),
+           description="Named entities (CoNLL 2002/2003), entity F1"),
+    _xglue("pos", "pos", "token", POS_LABELS, "ar bg de el en es fr hi it nl pl pt ru th tr ur vi zh",
+           eval_splits=("dev", "test"), description="Universal Dependencies part of speech, 17 tags"),
+)
+
+_GLUE_SPLITS = {"train": "train", "dev": "validation"}
+_INTERMEDIATE = (
+    _hub("mnli", "nyu-mll/glue", "mnli", "sequence", NLI_LABELS,
+         {"train": "train", "dev": "validation_matched"}, pair=True, description="MultiNLI (GLUE)"),
+    _hub("qqp", "nyu-mll/glue", "qqp", "sequence", ("not_duplicate", "duplicate"), _GLUE_SPLITS, pair=True,
+         description="Quora Question Pairs (GLUE)"),
+    _hub("sst2", "nyu-mll/glue", "sst2", "sequence", ("negative", "positive"), _GLUE_SPLITS,
+         description="Stanford Sentiment Treebank, binary (GLUE)"),
+    _hub("anli", "facebook/anli", "plain_text", "sequence", NLI_LABELS,
+         {"train": "train_r1,train_r2,train_r3", "dev": "dev_r1,dev_r2,dev_r3"}, pair=True,
+         description="Adversarial NLI, rounds 1-3 together"),
+    _hub("squad", "rajpurkar/squad", "plain_text", "span", ("start", "end"), _GLUE_SPLITS,
+         description="SQuAD v1.1 extractive QA"),
+    _hub("squad_v2", "rajpurkar/squad_v2", "squad_v2", "span", ("start", "end"), _GLUE_SPLITS,
+         description="SQuAD v2.0 extractive QA with unanswerable questions (answer = first token)"),
+    _hub("hellaswag", "Rowan/hellaswag", None, "multiple_choice", ("A", "B", "C", "D"), _GLUE_SPLITS,
+         description="HellaSwag sentence completion, 4 endings"),
+    _hub("cosmosqa", "allenai/cosmos_qa", None, "multiple_choice", ("A", "B", "C", "D"), _GLUE_SPLITS,
+         description="Cosmos QA reading comprehension, 4 answers"),
+    _hub("commonsenseqa", "tau/commonsense_qa", None, "multiple_choice", ("A", "B", "C", "D", "E"), _GLUE_SPLITS,
+         description="CommonsenseQA, 5 answers"),
+)
+
+TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (*_EMBEDDED, *_XGLUE, *_INTERMEDIATE)}
+XGLUE_TASKS = tuple(spec.name for spec in _XGLUE)
 
 NO_TASK = "none"
 

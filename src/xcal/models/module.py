@@ -1,4 +1,9 @@
-"""The LightningModule: encoder + task head, trained with cross-entropy (optionally smoothed)."""
+"""The LightningModule: encoder + task head, trained with cross-entropy (optionally smoothed).
+
+Every head's output is reduced by :func:`flat_logits_and_labels` to classification over labelled
+positions, so loss, accuracy and the predictions handed to calibration are computed the same way for
+sentences, tags, options and span boundaries.
+"""
 
 from __future__ import annotations
 
@@ -9,13 +14,51 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics import MeanMetric
+
+from xcal.models.heads import HEADS
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "ln.weight")
+IGNORE_INDEX = -100  # transformers' and torch's "no label here" (special tokens, continuation sub-words)
+
+
+def flat_logits_and_labels(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(logits [N, K], labels [N])`` over labelled positions only (label -100 dropped).
+
+    Every head's logits have the labels' shape plus a trailing class axis: sequence ``[B, K]``/``[B]``,
+    token ``[B, L, K]``/``[B, L]``, multiple choice ``[B, C]``/``[B]``, span ``[B, 2, L]``/``[B, 2]``
+    (rows: example 0 start, example 0 end, example 1 start...), so one reshape serves them all.
+    """
+    if logits.shape[:-1] != labels.shape:
+        raise ValueError(f"logits {tuple(logits.shape)} do not match labels {tuple(labels.shape)}: logits must "
+                         "have the labels' shape plus a class axis")
+    flat = logits.reshape(-1, logits.shape[-1])
+    flat_labels = labels.reshape(-1)
+    keep = flat_labels != IGNORE_INDEX
+    return flat[keep], flat_labels[keep]
+
+
+def smoothed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0,
+                           valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean cross-entropy; the smoothing mass is spread over ``valid`` classes only.
+
+    Span logits put padding at the dtype's minimum; torch's smoothing would give those positions
+    probability mass in the target and an astronomically large loss, so they are left out of it.
+    """
+    if label_smoothing == 0.0 or valid is None or bool(valid.all()):
+        return F.cross_entropy(logits, labels, label_smoothing=label_smoothing)
+    log_p = torch.log_softmax(logits.float(), dim=-1)
+    nll = -log_p.gather(1, labels.unsqueeze(1)).squeeze(1)
+    uniform = -log_p.masked_fill(~valid, 0.0).sum(-1) / valid.sum(-1).clamp_min(1)
+    return ((1.0 - label_smoothing) * nll + label_smoothing * uniform).mean()
 
 
 class EncoderClassifier(pl.LightningModule):
-    """One stage's model. ``stage`` prefixes every logged key (``intermediate/train_loss``...)."""
+    """One stage's model. ``stage`` prefixes every logged key (``intermediate/train_loss``...).
+
+    ``head_kind`` (one of :data:`xcal.models.heads.HEADS`) decides how inputs are shaped (multiple
+    choice takes ``[B, C, L]``) and what counts as a correct prediction (span: start and end both).
+    """
 
     def __init__(
         self,
@@ -29,8 +72,11 @@ class EncoderClassifier(pl.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         warmup_ratio: float = 0.0,
         label_smoothing: float = 0.0,
+        head_kind: str = "sequence",
     ) -> None:
         super().__init__()
+        if head_kind not in HEADS:
+            raise ValueError(f"head_kind={head_kind!r} is not known; known: {', '.join(HEADS)}")
         self.encoder = encoder
         self.head = head
         self.num_labels = num_labels
@@ -40,38 +86,86 @@ class EncoderClassifier(pl.LightningModule):
         self.scheduler_factory = scheduler
         self.warmup_ratio = warmup_ratio
         self.label_smoothing = label_smoothing
-        self.train_acc = MulticlassAccuracy(num_classes=num_labels, average="micro")
-        self.val_acc = MulticlassAccuracy(num_classes=num_labels, average="micro")
+        self.head_kind = head_kind
+        # A mean of 0/1 correctness works for every head, including span where the class count (the
+        # sequence length) changes from batch to batch.
+        self.train_acc = MeanMetric()
+        self.val_acc = MeanMetric()
         # from_pretrained returns the encoder in eval mode and Lightning (>= 2.2) keeps each module's
         # mode as it finds it, so without this, dropout would be silently off during training.
         self.train()
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def _score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self.head(hidden, attention_mask)
 
-    def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Head logits; multiple choice: ``[B, C, L]`` in, one score per option ``[B, C]`` out."""
+        multiple_choice = self.head_kind == "multiple_choice"
+        if multiple_choice != (input_ids.dim() == 3):
+            raise ValueError(f"a {self.head_kind!r} head takes input_ids of shape "
+                             f"{'[B, C, L]' if multiple_choice else '[B, L]'}, got {tuple(input_ids.shape)}")
+        if not multiple_choice:
+            return self._score(input_ids, attention_mask)
+        batch, choices, length = input_ids.shape
+        scores = self._score(input_ids.reshape(batch * choices, length),
+                             attention_mask.reshape(batch * choices, length))
+        return scores.view(batch, choices)
+
+    def _valid_classes(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """For span heads, which positions of each flat row are real tokens (``[2B, L]``)."""
+        if self.head_kind != "span":
+            return None
+        mask = batch["attention_mask"].bool()
+        rows = mask.unsqueeze(1).expand(-1, 2, -1).reshape(-1, mask.shape[-1])
+        return rows[batch["labels"].reshape(-1) != IGNORE_INDEX]
+
+    def _flat_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
+                                                                  torch.Tensor]:
+        """``(loss, head logits, flat logits, flat labels)``."""
         logits = self(batch["input_ids"], batch["attention_mask"])
-        loss = F.cross_entropy(logits, batch["labels"], label_smoothing=self.label_smoothing)
+        flat, labels = flat_logits_and_labels(logits, batch["labels"])
+        if labels.numel() == 0:  # nothing labelled (e.g. only empty sentences): no signal, no NaN
+            return logits.sum() * 0.0, logits, flat, labels
+        loss = smoothed_cross_entropy(flat, labels, self.label_smoothing, self._valid_classes(batch))
+        return loss, logits, flat, labels
+
+    def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        loss, logits, _, _ = self._flat_loss(batch)
         return loss, logits
 
+    def _correct(self, flat: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """0/1 per labelled position; per example for span (start and end must both be right)."""
+        hits = flat.argmax(-1) == labels
+        if self.head_kind == "span":
+            hits = hits.view(-1, 2).all(-1)
+        return hits.float()
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        loss, logits = self._loss(batch)
-        self.train_acc(logits.detach(), batch["labels"])
-        n = batch["labels"].shape[0]
-        self.log(f"{self.stage}/train_loss", loss, prog_bar=True, batch_size=n)
-        self.log(f"{self.stage}/train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=n)
+        loss, _, flat, labels = self._flat_loss(batch)
+        n = labels.numel()
+        if n:
+            self.train_acc.update(self._correct(flat.detach(), labels))
+            self.log(f"{self.stage}/train_loss", loss, prog_bar=True, batch_size=n)
+            self.log(f"{self.stage}/train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=n)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        loss, logits = self._loss(batch)
-        self.val_acc(logits, batch["labels"])
-        n = batch["labels"].shape[0]
-        self.log(f"{self.stage}/val_loss", loss, prog_bar=True, batch_size=n)
-        self.log(f"{self.stage}/val_acc", self.val_acc, prog_bar=True, batch_size=n)
+        loss, _, flat, labels = self._flat_loss(batch)
+        n = labels.numel()
+        if n:
+            self.val_acc.update(self._correct(flat, labels))
+            self.log(f"{self.stage}/val_loss", loss, prog_bar=True, batch_size=n)
+            self.log(f"{self.stage}/val_acc", self.val_acc, prog_bar=True, batch_size=n)
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict:
-        return {"logits": self(batch["input_ids"], batch["attention_mask"]).float(), "labels": batch["labels"]}
+        """``logits [N, K]`` (float32) and ``labels [N]`` over labelled positions, and ``counts [B]``:
+        how many of those rows each example owns (1 per sentence or question, the word count for
+        tagging, 2 for span), so evaluation can calibrate per token and still rebuild sentences."""
+        labels = batch["labels"]
+        flat, flat_labels = flat_logits_and_labels(self(batch["input_ids"], batch["attention_mask"]), labels)
+        counts = (labels != IGNORE_INDEX).reshape(labels.shape[0], -1).sum(1).to(torch.int64)
+        return {"logits": flat.float(), "labels": flat_labels, "counts": counts}
 
     def configure_optimizers(self) -> Any:
         decay, no_decay = [], []

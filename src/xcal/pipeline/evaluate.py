@@ -1,8 +1,15 @@
-"""Stage 3: zero-shot evaluation on every language and split, raw and temperature-scaled."""
+"""Stage 3: zero-shot evaluation on every language and split, raw and temperature-scaled.
+
+Predictions are classification over *labelled positions*: one per example for sequence and multiple-choice
+heads, one per labelled word for token heads, so the whole calibration suite is token-level for NER/POS.
+Task scores the field reports next to calibration (entity F1 for NER, nDCG per query for WPR) are added
+to each language's entry.
+"""
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,12 +17,23 @@ import pytorch_lightning as pl
 import torch
 
 from xcal.calibration import fit_temperature
-from xcal.data.datamodule import EvalSet, TaskDataModule
+from xcal.data.datamodule import EvalSet, TaskDataModule, column
+from xcal.data.tasks import TaskSpec
 from xcal.metrics import calibration_report, plot_reliability_diagram
+from xcal.metrics.task_scores import entity_f1, expected_relevance, ndcg_by_group, split_counts
 
 
-def predict_logits(trainer: pl.Trainer, model: pl.LightningModule, dm: TaskDataModule
-                   ) -> dict[EvalSet, tuple[torch.Tensor, torch.Tensor]]:
+@dataclass
+class Predictions:
+    """One eval set's outputs: logits/labels over labelled positions, positions per example, ranking groups."""
+
+    logits: torch.Tensor
+    labels: torch.Tensor
+    counts: torch.Tensor
+    groups: list[str] | None = None
+
+
+def predict_logits(trainer: pl.Trainer, model: pl.LightningModule, dm: TaskDataModule) -> dict[EvalSet, Predictions]:
     """Logits and labels for every evaluation set, in the datamodule's order."""
     dm.setup("predict")
     loaders = dm.predict_dataloader()
@@ -27,14 +45,34 @@ def predict_logits(trainer: pl.Trainer, model: pl.LightningModule, dm: TaskDataM
         outputs = [outputs]
     result = {}
     for key, batches in zip(dm.eval_keys, outputs, strict=True):
-        logits = torch.cat([b["logits"] for b in batches])
-        labels = torch.cat([b["labels"] for b in batches])
-        result[key] = (logits, labels)
+        ds = dm.eval_sets[key]
+        result[key] = Predictions(
+            logits=torch.cat([b["logits"] for b in batches]),
+            labels=torch.cat([b["labels"] for b in batches]),
+            counts=torch.cat([b["counts"] for b in batches]),
+            groups=column(ds, "group") if "group" in ds.column_names else None,
+        )
     return result
 
 
+def task_scores(task: TaskSpec | None, pred: Predictions, probs: torch.Tensor) -> dict[str, float]:
+    """The task's own metric(s) beside the calibration suite (empty for plain classification)."""
+    scores: dict[str, float] = {}
+    if task is None:
+        return scores
+    if "ndcg" in task.scores and pred.groups is not None:
+        relevance = expected_relevance(probs)
+        scores["ndcg"] = ndcg_by_group(relevance, pred.labels, pred.groups)
+    if "entity_f1" in task.scores:
+        names = task.labels
+        true = [[names[i] for i in row.tolist()] for row in split_counts(pred.labels, pred.counts)]
+        guess = [[names[i] for i in row.tolist()] for row in split_counts(probs.argmax(-1), pred.counts)]
+        scores.update({f"entity_{k}": v for k, v in entity_f1(true, guess).items()})
+    return scores
+
+
 def zero_shot_metrics(
-    predictions: dict[EvalSet, tuple[torch.Tensor, torch.Tensor]],
+    predictions: dict[EvalSet, Predictions],
     *,
     n_bins: int,
     bootstrap: int,
@@ -42,6 +80,7 @@ def zero_shot_metrics(
     temperature_scaling: bool,
     fit_split: str = "dev",
     plot_dir: Path | None = None,
+    task: TaskSpec | None = None,
 ) -> tuple[dict[str, dict[str, dict[str, Any]]], float | None]:
     """Per language and split: every calibration metric raw, and under the temperature fit on
     English ``fit_split`` logits (the zero-shot setting: no target-language labels are used)."""
@@ -51,17 +90,20 @@ def zero_shot_metrics(
         if fit_key not in predictions:
             raise ValueError(f"temperature scaling needs English {fit_split} predictions; evaluate split "
                              f"{fit_split!r} in English or set calibration.temperature_scaling=false")
-        temperature = fit_temperature(*predictions[fit_key])
+        temperature = fit_temperature(predictions[fit_key].logits, predictions[fit_key].labels)
     table: dict[str, dict[str, dict[str, Any]]] = {}
-    for key, (logits, labels) in predictions.items():
-        probs = torch.softmax(logits.double(), dim=-1)
-        entry = calibration_report(probs, labels, n_bins=n_bins, bootstrap=bootstrap, seed=seed)
+    for key, pred in predictions.items():
+        probs = torch.softmax(pred.logits.double(), dim=-1)
+        entry = calibration_report(probs, pred.labels, n_bins=n_bins, bootstrap=bootstrap, seed=seed)
+        entry.update(task_scores(task, pred, probs))
+        entry["examples"] = int(pred.counts.numel())
         if temperature is not None:
-            scaled = torch.softmax(logits.double() / temperature, dim=-1)
-            entry["ts"] = calibration_report(scaled, labels, n_bins=n_bins, bootstrap=bootstrap, seed=seed)
+            scaled = torch.softmax(pred.logits.double() / temperature, dim=-1)
+            entry["ts"] = calibration_report(scaled, pred.labels, n_bins=n_bins, bootstrap=bootstrap, seed=seed)
+            entry["ts"].update(task_scores(task, pred, scaled))
         if plot_dir is not None:
             name = f"reliability_{key.language}_{key.split}.png"
-            plot_reliability_diagram(probs, labels, plot_dir / name, n_bins=n_bins,
+            plot_reliability_diagram(probs, pred.labels, plot_dir / name, n_bins=n_bins,
                                      title=f"{key.language} {key.split} (raw)")
             entry["reliability_diagram"] = name
         table.setdefault(key.language, {})[key.split] = entry

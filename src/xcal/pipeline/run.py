@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import xcal
 from xcal.assets.cache import cache_dir, data_dir
+from xcal.data.sources import SourceSettings
 from xcal.data.tasks import NO_TASK, TASKS
 from xcal.models.encoder import EMBEDDED_PREFIX, load_tokenizer, resolve_model_path
 from xcal.pipeline import encoder_cache
@@ -30,9 +31,19 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def prepare(cfg: DictConfig) -> tuple[Path, Path, str]:
-    """Everything checkable before training: config, assets, data sizes. Returns the cache root,
-    the data root and the resolved model path."""
+def stage_sources(cfg: DictConfig, data_root: Path) -> dict[str, SourceSettings]:
+    """Where each stage's task is read from (``intermediate`` absent when the stage is skipped)."""
+    sources = {}
+    for stage in ("intermediate", "target"):
+        block = cfg[stage]
+        if block.name != NO_TASK and (stage == "target" or block.size != 0):
+            sources[stage] = SourceSettings.from_block(TASKS[block.name], block, data_root, stage)
+    return sources
+
+
+def prepare(cfg: DictConfig) -> tuple[Path, dict[str, SourceSettings], str]:
+    """Everything checkable before training: config, assets, data files and sizes. Returns the cache
+    root, each stage's data source and the resolved model path."""
     validate_config(cfg)
     root = cache_dir(cfg.paths.cache_dir)
     uses_embedded = cfg.model.name_or_path.startswith(EMBEDDED_PREFIX) or any(
@@ -42,17 +53,18 @@ def prepare(cfg: DictConfig) -> tuple[Path, Path, str]:
         from xcal.assets.fetch import ensure_embedded_assets
 
         ensure_embedded_assets(root)
-    problems = data_problems(cfg, data_dir(root))
+    sources = stage_sources(cfg, data_dir(root))
+    problems = data_problems(cfg, sources)
     if problems:
         raise ConfigError(problems)
-    return root, data_dir(root), resolve_model_path(cfg.model.name_or_path, root)
+    return root, sources, resolve_model_path(cfg.model.name_or_path, root)
 
 
-def _stage1(cfg: DictConfig, root: Path, data_root: Path, model_path: str, tokenizer, loggers,
+def _stage1(cfg: DictConfig, root: Path, sources: dict[str, SourceSettings], model_path: str, tokenizer, loggers,
             output_dir: Path) -> tuple[str, dict[str, Any]]:
     """Train the intermediate stage, or reuse the cached encoder trained with identical settings."""
     inter = cfg.intermediate
-    if inter.name == NO_TASK or inter.size == 0:
+    if "intermediate" not in sources:
         return model_path, {"skipped": True}
     entry = encoder_cache.entry_dir(root, cfg)
     entry.parent.mkdir(parents=True, exist_ok=True)
@@ -61,7 +73,7 @@ def _stage1(cfg: DictConfig, root: Path, data_root: Path, model_path: str, token
             info = json.loads((entry / "xcal_stage1.json").read_text())
             return str(entry), {**info, "reused": True, "cache_dir": str(entry)}
         module, _, _, outcome = train_stage(
-            cfg, "intermediate", TASKS[inter.name], inter, inter.size, model_path, tokenizer, data_root,
+            cfg, "intermediate", TASKS[inter.name], inter, inter.size, model_path, tokenizer, sources["intermediate"],
             root / "tokenized", loggers, output_dir,
         )
         tmp = entry.with_name(entry.name + ".tmp")
@@ -79,7 +91,7 @@ def run(cfg: DictConfig, output_dir: Path, run_name: str = "run") -> dict[str, A
     """Run all three stages; always leaves a results.json (``status`` ok or failed)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    root, data_root, model_path = prepare(cfg)  # config problems raise before anything is written
+    root, sources, model_path = prepare(cfg)  # config problems raise before anything is written
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
     resolved = OmegaConf.to_container(cfg, resolve=True)
@@ -88,14 +100,14 @@ def run(cfg: DictConfig, output_dir: Path, run_name: str = "run") -> dict[str, A
     try:
         tokenizer = load_tokenizer(model_path)
         loggers = build_loggers(cfg, output_dir, run_name)
-        encoder_path, stage1 = _stage1(cfg, root, data_root, model_path, tokenizer, loggers, output_dir)
+        encoder_path, stage1 = _stage1(cfg, root, sources, model_path, tokenizer, loggers, output_dir)
         record["intermediate"] = stage1
 
         target = cfg.target
         spec = TASKS[target.name]
         languages = tuple(target.languages or spec.languages)
         module, trainer, dm, outcome = train_stage(
-            cfg, "target", spec, target, target.train_size, encoder_path, tokenizer, data_root,
+            cfg, "target", spec, target, target.train_size, encoder_path, tokenizer, sources["target"],
             root / "tokenized", loggers, output_dir,
             datamodule_kwargs={"eval_size": target.eval_size, "eval_languages": languages,
                                "eval_splits": tuple(target.eval_splits)},
@@ -107,7 +119,7 @@ def run(cfg: DictConfig, output_dir: Path, run_name: str = "run") -> dict[str, A
         zeroshot, temperature = zero_shot_metrics(
             predictions, n_bins=cfg.calibration.n_bins, bootstrap=cfg.calibration.bootstrap, seed=cfg.seed,
             temperature_scaling=cfg.calibration.temperature_scaling,
-            plot_dir=output_dir / "plots" if cfg.calibration.reliability_diagrams else None,
+            plot_dir=output_dir / "plots" if cfg.calibration.reliability_diagrams else None, task=spec,
         )
         primary = "test" if "test" in target.eval_splits else target.eval_splits[0]
         record.update(
@@ -117,7 +129,8 @@ def run(cfg: DictConfig, output_dir: Path, run_name: str = "run") -> dict[str, A
             zeroshot=zeroshot,
             mean_over_languages={s: language_means(zeroshot, s) for s in target.eval_splits},
             evaluation={"seconds": round(time.perf_counter() - eval_start, 3),
-                        "examples": int(sum(len(lbl) for _, lbl in predictions.values()))},
+                        "examples": int(sum(p.counts.numel() for p in predictions.values())),
+                        "labelled_positions": int(sum(p.labels.numel() for p in predictions.values()))},
         )
         flat = flat_metrics(zeroshot, primary)
         for logger in loggers:

@@ -14,6 +14,7 @@ from pytorch_lightning.loggers import Logger
 from transformers import PreTrainedTokenizerBase
 
 from xcal.data.datamodule import TaskDataModule
+from xcal.data.sources import SourceSettings
 from xcal.data.tasks import TaskSpec
 from xcal.models.encoder import load_encoder
 from xcal.models.heads import build_head
@@ -58,6 +59,7 @@ def build_module(cfg: DictConfig, encoder_path: str, task: TaskSpec, stage: str,
     return EncoderClassifier(
         encoder, head, task.num_labels, stage=stage, lr=lr, optimizer=instantiate(cfg.optimizer),
         scheduler=scheduler, warmup_ratio=warmup_ratio, label_smoothing=cfg.calibration.label_smoothing,
+        head_kind=task.head,
     )
 
 
@@ -69,7 +71,7 @@ def train_stage(
     train_size: int | None,
     encoder_path: str,
     tokenizer: PreTrainedTokenizerBase,
-    data_root: Path,
+    source: SourceSettings,
     token_cache: Path,
     loggers: list[Logger],
     output_dir: Path,
@@ -78,7 +80,7 @@ def train_stage(
     """Seed, build a fresh head on ``encoder_path``, fit on ``train_size`` English examples."""
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = TaskDataModule(
-        task, data_root, tokenizer,
+        task, source, tokenizer,
         max_length=block.max_length, batch_size=block.batch_size,
         eval_batch_size=block.get("eval_batch_size", 64), train_size=train_size,
         eval_tokens_per_batch=block.get("eval_tokens_per_batch", 4096),

@@ -11,7 +11,9 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from xcal.data.tasks import NO_TASK, TASKS
+from xcal.data.errors import DataSourceError
+from xcal.data.sources import SOURCE_KINDS, SourceSettings, no_data_dir_message, source_problems, train_rows
+from xcal.data.tasks import EVALUABLE_HEADS, NO_TASK, TASKS
 from xcal.errors import XcalError
 
 
@@ -67,11 +69,16 @@ def config_problems(cfg: DictConfig) -> list[str]:
                                 f"{', '.join(spec.eval_splits)}")
         if not target.eval_splits:
             problems.append(f"target.eval_splits is empty; use e.g. [{', '.join(spec.eval_splits)}]")
+        if spec.head not in EVALUABLE_HEADS:
+            problems.append(f"target={spec.name!r} has a {spec.head} head, which has no class distribution to "
+                            f"calibrate; a target needs a {', '.join(EVALUABLE_HEADS)} head (use it as intermediate)")
     for key in ("train_size", "eval_size"):
         value = target.get(key)
         if value is not None and (not _is_int(value) or value < 1):
             problems.append(f"target.{key}={value!r} must be a positive integer or null (= all)")
 
+    for stage in ("intermediate", "target"):
+        problems += _source_problems(cfg[stage], stage)
     for stage in ("intermediate", "target"):
         block = cfg[stage]
         if not _is_int(block.epochs) or block.epochs < (0 if stage == "intermediate" else 1):
@@ -98,29 +105,49 @@ def config_problems(cfg: DictConfig) -> list[str]:
     return problems
 
 
+def _source_problems(block: DictConfig, stage: str) -> list[str]:
+    """The source knobs of a stage: a kind the task can be read from, and a data_dir where one is needed."""
+    spec = TASKS.get(block.name)
+    if spec is None or spec.source == "embedded" or (stage == "intermediate" and block.size == 0):
+        return []
+    allowed = SOURCE_KINDS[spec.source]
+    kind = block.get("source") or allowed[0]
+    if kind not in allowed:
+        return [f"{stage}.source={kind!r} cannot read task {spec.name!r}; allowed: {', '.join(allowed)}"]
+    if kind == "local" and not block.get("data_dir"):
+        settings = SourceSettings.from_block(spec, block, Path("."), stage)
+        return [no_data_dir_message(settings, spec)]
+    return []
+
+
 def validate_config(cfg: DictConfig) -> None:
     problems = config_problems(cfg)
     if problems:
         raise ConfigError(problems)
 
 
-def data_problems(cfg: DictConfig, data_root: Path) -> list[str]:
-    """Checks that need the built data: requested sizes against the rows that exist."""
-    import pyarrow.parquet as pq
-
-    from xcal.data.sources import split_path
-
+def data_problems(cfg: DictConfig, sources: dict[str, SourceSettings]) -> list[str]:
+    """Checks that need the data: every file (or hub split) a stage will read exists and has the
+    expected layout, and the requested sizes fit the rows that exist."""
     problems = []
-    for stage, key in (("intermediate", "size"), ("target", "train_size")):
+    for stage, settings in sources.items():
         block = cfg[stage]
-        if block.name == NO_TASK or block.get(key) in (None, 0):
-            continue
         spec = TASKS[block.name]
-        path = split_path(data_root, spec, "en", spec.train_split)
-        if not path.is_file():
-            problems.append(f"{path} is missing; run `xcal-fetch`")
+        if stage == "target":
+            languages = tuple(block.languages or spec.languages)
+            splits = tuple(dict.fromkeys(["dev", *block.eval_splits]))
+        else:
+            languages, splits = ("en",), (("dev",) if block.get("val_size", 500) != 0 else ())
+        found = source_problems(settings, spec, languages, splits)
+        problems += found
+        key = "size" if stage == "intermediate" else "train_size"
+        if found or block.get(key) in (None, 0):
             continue
-        rows = pq.ParquetFile(path).metadata.num_rows
+        try:
+            rows = train_rows(settings, spec)
+        except DataSourceError as exc:
+            problems.append(str(exc))
+            continue
         if block[key] > rows:
             problems.append(f"{stage}.{key}={block[key]} exceeds the {rows} English training examples of "
                             f"{spec.name!r}; use at most {rows} (or null for all)")

@@ -1,0 +1,152 @@
+"""Every XGLUE target task and every head type through all three stages, on fixture files written in
+exactly the official formats (and a parquet repo laid out like the hub one), with a small XLM-R-shaped
+model built from a config (random weights, the real XLM-R tokenizer): label sets, language lists,
+token-level calibration and the task scores are checked in each job's results.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from transformers import XLMRobertaConfig, XLMRobertaModel
+
+from hub_fixtures import write_hub_repo
+from xcal.data.tasks import TASKS, XGLUE_TASKS
+from xcal.errors import XcalError
+from xcal.models.encoder import load_tokenizer
+from xcal.pipeline.app import CONFIG_DIR
+from xcal.pipeline.run import prepare, run
+from xglue_fixtures import write_official_release
+
+# Each target is paired with an intermediate task, so every head type (sequence, multiple choice, span,
+# token) trains in stage 1 and every source kind (embedded, hub) feeds it.
+INTERMEDIATE_FOR = {
+    "xnli": "squad", "paws_x": "hellaswag", "nc": "mnli", "qadsm": "social_iqa", "wpr": "commonsenseqa",
+    "qam": "cosmosqa", "ner": "squad_v2", "pos": "anli",
+}
+HUB_INTERMEDIATE = ("mnli", "qqp", "sst2", "anli", "squad", "squad_v2", "hellaswag", "cosmosqa", "commonsenseqa")
+
+
+@pytest.fixture(scope="module")
+def tiny_model(e5_model_dir: Path, tmp_path_factory) -> Path:
+    """A 2-layer XLM-R built from a config (no hub), saved with the real XLM-R tokenizer."""
+    out = tmp_path_factory.mktemp("tiny-xlmr")
+    tokenizer = load_tokenizer(str(e5_model_dir))
+    torch.manual_seed(0)
+    config = XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                              intermediate_size=64, max_position_embeddings=514, pad_token_id=tokenizer.pad_token_id)
+    XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def release(tmp_path_factory) -> Path:
+    return write_official_release(tmp_path_factory.mktemp("xglue-release"))
+
+
+@pytest.fixture(scope="module")
+def hub_repos(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("hub")
+    repos = {task: write_hub_repo(root / "xglue", task) for task in XGLUE_TASKS}
+    repos.update({task: write_hub_repo(root / task, task) for task in HUB_INTERMEDIATE})
+    return repos
+
+
+def job_config(tiny_model: Path, out: Path, target: str, intermediate: str, *extra: str):
+    overrides = [
+        f"target={target}", f"intermediate={intermediate}", f"model.name_or_path={tiny_model}", "model.pooling=cls",
+        "model.freeze_embeddings=true", f"paths.output_dir={out}", "logger=csv", "target.epochs=1",
+        "target.batch_size=4", "target.val_size=4", "target.lr=1e-3", "calibration.bootstrap=20",
+        "calibration.reliability_diagrams=false", "trainer.enable_progress_bar=false", *extra,
+    ]
+    if intermediate != "none":
+        overrides += ["intermediate.size=8", "intermediate.epochs=1", "intermediate.batch_size=4",
+                      "intermediate.val_size=4"]
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=overrides)
+
+
+def run_job(cfg, out: Path) -> dict:
+    record = run(cfg, out, run_name=out.name)
+    assert record["status"] == "ok", record.get("error")
+    assert json.loads((out / "results.json").read_text())["status"] == "ok"
+    return record
+
+
+def check_record(record: dict, target: str, fixture_languages: tuple[str, ...]) -> None:
+    spec = TASKS[target]
+    assert set(record["zeroshot"]) == set(fixture_languages) <= set(spec.languages)
+    assert record["intermediate"]["train_examples"] == 8
+    assert record["temperature"] > 0
+    for lang, splits in record["zeroshot"].items():
+        assert set(splits) == set(record["config"]["target"]["eval_splits"]), lang
+        for entry in splits.values():
+            assert entry["n"] >= entry["examples"] > 0
+            assert 0 <= entry["accuracy"] <= 1 and 0 <= entry["ece"] <= 1 and entry["nll"] > 0
+            assert 0 <= entry["ts"]["ece"] <= 1
+            if spec.head == "token":
+                assert entry["n"] > entry["examples"]  # token-level: one prediction per labelled word
+            else:
+                assert entry["n"] == entry["examples"]
+            if "ndcg" in spec.scores:
+                assert 0 < entry["ndcg"] <= 1 and 0 < entry["ts"]["ndcg"] <= 1
+            if "entity_f1" in spec.scores:
+                assert 0 <= entry["entity_f1"] <= 1 and {"entity_precision", "entity_recall"} <= set(entry)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", XGLUE_TASKS)
+def test_every_target_from_the_official_release(target, tiny_model, release, hub_repos, embedded_assets,
+                                                tmp_path) -> None:
+    intermediate = INTERMEDIATE_FOR[target]
+    extra = [] if TASKS[intermediate].source == "embedded" else [f"intermediate.hub_id={hub_repos[intermediate]}"]
+    cfg = job_config(tiny_model, tmp_path, target, intermediate, f"target.data_dir={release}", *extra)
+    record = run_job(cfg, tmp_path)
+    check_record(record, target, tuple(sorted(record["zeroshot"])))
+    assert set(record["zeroshot"]) == set(TASKS[target].languages)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["xnli", "wpr", "pos"])  # every task's hub columns: tests/test_hub.py
+def test_targets_from_a_hub_parquet_repo(target, tiny_model, hub_repos, tmp_path) -> None:
+    cfg = job_config(tiny_model, tmp_path, target, "sst2", "target.source=hub", f"target.hub_id={hub_repos[target]}",
+                     f"intermediate.hub_id={hub_repos['sst2']}")
+    record = run_job(cfg, tmp_path)
+    check_record(record, target, tuple(TASKS[target].languages))
+
+
+def test_missing_release_is_reported_before_any_training(tiny_model, tmp_path) -> None:
+    cfg = job_config(tiny_model, tmp_path, "xnli", "none", f"target.data_dir={tmp_path / 'nowhere'}")
+    with pytest.raises(XcalError) as info:
+        prepare(cfg)
+    message = str(info.value)
+    assert "nowhere" in message and "XNLI" in message and "https://microsoft.github.io/XGLUE/" in message
+    assert not (tmp_path / "results.json").exists()
+
+
+def test_unknown_language_and_span_target_are_config_errors(tiny_model, tmp_path) -> None:
+    cfg = job_config(tiny_model, tmp_path, "pos", "none", "target.languages=[de,xx]", f"target.data_dir={tmp_path}")
+    with pytest.raises(XcalError, match=r"target.languages has 'xx'.*allowed: ar, bg, de"):
+        prepare(cfg)
+    cfg = job_config(tiny_model, tmp_path, "nc", "none", "target.eval_splits=[test]", f"target.data_dir={tmp_path}")
+    with pytest.raises(XcalError, match=r"target.eval_splits has 'test'; task 'nc' has dev"):
+        prepare(cfg)
+    cfg = job_config(tiny_model, tmp_path, "xnli", "none", "target.name=squad", "target.source=hub")
+    with pytest.raises(XcalError, match=r"target='squad' has a span head, which has no class distribution"):
+        prepare(cfg)
+
+
+def test_unreachable_hub_dataset_is_one_clear_message(tiny_model, tmp_path, monkeypatch) -> None:
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    cfg = job_config(tiny_model, tmp_path, "xnli", "mnli", "target.source=hub", "intermediate.size=8")
+    with pytest.raises(XcalError) as info:
+        prepare(cfg)
+    message = str(info.value)
+    assert "hgissbkh/xglue" in message and "nyu-mll/glue" in message and "huggingface-cli download" in message
