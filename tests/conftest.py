@@ -40,3 +40,22 @@ def e5_model_dir(embedded_assets: EmbeddedAssets) -> Path:
 @pytest.fixture(scope="session")
 def embedded_data_dir(embedded_assets: EmbeddedAssets) -> Path:
     return embedded_assets.data_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_xlmr_dir(e5_model_dir: Path, tmp_path_factory) -> Path:
+    """A 2-layer XLM-R built from a config (random weights, no hub) with the real XLM-R tokenizer:
+    every code path of a real model in seconds, for pipeline, sweep and launcher tests."""
+    import torch
+    from transformers import XLMRobertaConfig, XLMRobertaModel
+
+    from xcal.models.encoder import load_tokenizer
+
+    out = tmp_path_factory.mktemp("tiny-xlmr")
+    tokenizer = load_tokenizer(str(e5_model_dir))
+    torch.manual_seed(0)
+    config = XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                              intermediate_size=64, max_position_embeddings=514, pad_token_id=tokenizer.pad_token_id)
+    XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

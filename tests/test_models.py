@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
-from xcal.models.encoder import ModelLoadError, load_encoder, resolve_model_path
+from xcal.models.encoder import ModelLoadError, load_encoder, load_tokenizer, resolve_model_path
 from xcal.models.heads import SequenceClassificationHead, build_head, pool
 from xcal.models.module import EncoderClassifier
 
@@ -93,3 +93,18 @@ def test_label_smoothing_is_applied_to_the_training_loss(tiny_encoder_dir: Path)
     log_p = torch.log_softmax(logits, -1)
     smoothed = 0.9 * torch.nn.functional.one_hot(batch["labels"], 3) + 0.1 / 3
     assert loss.item() == pytest.approx(-(smoothed * log_p).sum(-1).mean().item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["FacebookAI/xlm-roberta-base", "google-bert/bert-base-multilingual-cased"])
+def test_unreachable_hub_model_gives_one_clear_message(name: str, monkeypatch) -> None:
+    """The network boundary: with the hub offline, loading fails fast with what to do, not a stack trace."""
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    for load in (load_tokenizer, load_encoder):
+        with pytest.raises(ModelLoadError) as info:
+            load(name)
+        message = str(info.value)
+        assert f"model.name_or_path={name!r}" in message
+        assert f"hf download {name} --local-dir DIR" in message and "model=me5_small" in message

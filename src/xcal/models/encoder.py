@@ -33,7 +33,7 @@ def _load_error(name_or_path: str, exc: Exception) -> ModelLoadError:
     else:
         hint = ("it is not a local directory, so it was looked up on the Hugging Face hub, which could "
                 "not be reached or has no such model. Download it where the hub is reachable "
-                "(`huggingface-cli download NAME --local-dir DIR`) and set model.name_or_path=DIR, "
+                f"(`hf download {name_or_path} --local-dir DIR`) and set model.name_or_path=DIR, "
                 "or use the embedded default model=me5_small")
     return ModelLoadError(f"cannot load model.name_or_path={name_or_path!r}: {hint}. ({type(exc).__name__}: "
                           f"{str(exc).splitlines()[0] if str(exc) else ''})")

@@ -1,0 +1,104 @@
+"""The sweep grid, checked whole before its first job: every bad combination in one message.
+
+Hydra's basic sweeper would stop at the first config that does not compose, after the jobs before
+it have run; a grid of sixty jobs whose fortieth names a size beyond the data should cost seconds,
+not hours. :class:`ValidateGrid` is a Hydra callback (``hydra.callbacks`` in ``conf/hydra/default.yaml``)
+that expands the grid the way the sweeper will, composes every job's config and runs the same
+checks each job runs, before any launcher starts.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from xcal.errors import XcalError
+
+
+class GridError(XcalError, ValueError):
+    """Every offending combination of a sweep grid."""
+
+    def __init__(self, problems: list[str], jobs: int) -> None:
+        self.problems = problems
+        lines = "\n".join(f"  - {p}" for p in problems)
+        super().__init__(f"the sweep grid has {len(problems)} problem{'s' * (len(problems) > 1)} "
+                         f"(of {jobs} jobs; none was started):\n{lines}")
+
+
+def grid_overrides(config: DictConfig) -> list[list[str]]:
+    """The jobs of a multirun as override lists, in the order the basic sweeper launches them:
+    ``hydra.sweeper.params`` (an experiment's grid) then the command line's sweep overrides."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    params = [f"{key}={value}" for key, value in (config.hydra.sweeper.get("params") or {}).items()]
+    arguments = [*params, *config.hydra.overrides.task]
+    parser = OverridesParser.create(config_loader=GlobalHydra.instance().config_loader())
+    batches = BasicSweeper.split_arguments(parser.parse_overrides(arguments), None)
+    return [job for batch in batches for job in batch]
+
+
+def _coordinates(overrides: list[str]) -> str:
+    return ",".join(o for o in overrides if not o.startswith(("experiment=", "hydra")) and "=" in o) or "(defaults)"
+
+
+def grid_problems(config: DictConfig, check_data: bool = True) -> tuple[list[str], int]:
+    """Compose each job of the grid and collect config and data problems, naming the job."""
+    from xcal.pipeline.validate import config_problems
+
+    loader = GlobalHydra.instance().config_loader()
+    jobs = grid_overrides(config)
+    problems: list[str] = []
+    composed: list[tuple[str, DictConfig]] = []
+    for overrides in jobs:
+        name = _coordinates(overrides)
+        try:
+            job = loader.load_sweep_config(config, list(overrides))
+        except Exception as exc:  # Hydra raises several types for a config that does not compose
+            problems.append(f"{name}: {str(exc).splitlines()[0]}")
+            continue
+        found = config_problems(job)
+        problems += [f"{name}: {p}" for p in found]
+        if not found:
+            composed.append((name, job))
+    if check_data and not problems:
+        problems += _data_problems(composed)
+    return problems, len(jobs)
+
+
+def _data_problems(composed: list[tuple[str, DictConfig]]) -> list[str]:
+    """Sizes against the data and the data files, checked once per distinct (stage, task, source, size)."""
+    from xcal.assets.cache import cache_dir, data_dir
+    from xcal.pipeline.run import ensure_assets, stage_sources
+    from xcal.pipeline.validate import data_problems
+
+    problems: list[str] = []
+    seen: dict[str, list[str]] = {}
+    for name, job in composed:
+        with open_dict(job):
+            job.paths.output_dir = "."  # not a job directory yet; nothing here writes to it
+        root = cache_dir(job.paths.cache_dir)
+        ensure_assets(job, root)
+        sources = stage_sources(job, data_dir(root))
+        key = OmegaConf.to_yaml(OmegaConf.masked_copy(job, ["intermediate", "target"]), resolve=True) + str(sources)
+        if key not in seen:
+            seen[key] = data_problems(job, sources)
+        problems += [f"{name}: {p}" for p in seen[key]]
+    return problems
+
+
+class ValidateGrid(Callback):
+    """Hydra callback: refuse the whole multirun, listing every bad job, before the first job starts."""
+
+    def __init__(self, check_data: bool = True) -> None:
+        self.check_data = check_data
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        problems, jobs = grid_problems(config, self.check_data)
+        if problems:
+            print(f"xcal: error: {GridError(problems, jobs)}", file=sys.stderr)
+            sys.exit(2)

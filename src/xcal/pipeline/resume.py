@@ -1,0 +1,41 @@
+"""Re-running a sweep: finished jobs are skipped, so a sweep command can simply be run again.
+
+A job is finished when its ``results.json`` says ``status: ok`` and was written for the same config
+(its hash, which leaves out where outputs go and how they are logged). A job whose config changed, or
+that failed or was killed, runs again; its stage checkpoints let it resume rather than restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+# Keys that change where and how a job reports, not what it computes.
+NOT_HASHED = ("paths", "logger", "tags", "sweep_name", "hydra")
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """A stable hash of everything that determines a job's numbers."""
+    resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k not in NOT_HASHED]),
+                                      resolve=True)
+    trainer = resolved.get("trainer", {})
+    for key in ("enable_progress_bar", "enable_model_summary", "log_every_n_steps"):
+        trainer.pop(key, None)
+    blob = json.dumps(resolved, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
+
+
+def finished_record(output_dir: Path, cfg: DictConfig) -> dict[str, Any] | None:
+    """The job's results if it already finished with this config, else None (run it)."""
+    path = output_dir / "results.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if record.get("status") != "ok" or record.get("config_hash") != config_hash(cfg):
+        return None
+    return record
