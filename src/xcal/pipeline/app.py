@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import re
 import sys
 from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from xcal.errors import XcalError
+from xcal.pipeline.launchers import launcher_problem, requested_launcher
+from xcal.pipeline.resume import finished_record
 from xcal.pipeline.validate import validate_config
 
 
@@ -26,20 +30,43 @@ def config_dir() -> Path:
 CONFIG_DIR = config_dir()
 
 
-def _run_name() -> str:
-    hc = HydraConfig.get()
-    return hc.job.override_dirname or hc.job.name
+COORDINATES = ("intermediate", "intermediate.size", "target", "seed")
+MAX_NAME = 200  # file systems allow 255 bytes per directory name
+
+
+def job_name(intermediate: str, size: object, target: str, seed: object, override_dirname: str = "") -> str:
+    """A job's name from its grid coordinates (``mnli-4000_xnli_seed1``) plus any other override,
+    the same on every machine and every re-run: the job's directory and its W&B run name."""
+    size = "full" if size in (None, "None", "null") else size
+    rest = [item for item in override_dirname.split(",") if item and item.split("=")[0] not in COORDINATES]
+    name = re.sub(r"[/\\]", "_", ",".join([f"{intermediate}-{size}_{target}_seed{seed}", *rest]))
+    if len(name.encode()) > MAX_NAME:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        name = name.encode()[: MAX_NAME - 13].decode(errors="ignore") + "~" + digest
+    return name
+
+
+def run_name(cfg: DictConfig, override_dirname: str = "") -> str:
+    return job_name(cfg.intermediate.name, cfg.intermediate.size, cfg.target.name, cfg.seed, override_dirname)
+
+
+if not OmegaConf.has_resolver("xcal_job_name"):
+    OmegaConf.register_new_resolver("xcal_job_name", job_name)
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="config")
-def main(cfg: DictConfig) -> float | None:
+def _job(cfg: DictConfig) -> float | None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         validate_config(cfg)  # before the heavy imports: a typo costs a second, not a minute
+        done = finished_record(output_dir, cfg)
+        if done is not None:  # re-running a sweep skips what finished with the same config
+            print(f"[xcal] already finished, skipped: {output_dir / 'results.json'}")
+            return _objective(done)
         from xcal.pipeline.run import run
 
-        record = run(cfg, output_dir, run_name=_run_name())
+        record = run(cfg, output_dir, run_name=run_name(cfg, HydraConfig.get().job.override_dirname))
     except XcalError as exc:
         print(f"xcal: error: {exc}", file=sys.stderr)
         sys.exit(2)
@@ -47,9 +74,22 @@ def main(cfg: DictConfig) -> float | None:
         wandb = sys.modules.get("wandb")
         if wandb is not None and wandb.run is not None:
             wandb.finish()  # between multirun jobs, or every job lands in one W&B run
-    means = record["mean_over_languages"].get(record["primary_split"], {})
     print(f"[xcal] done in {record['seconds']:.0f}s: {output_dir / 'results.json'}")
-    return means.get("ece")
+    return _objective(record)
+
+
+def _objective(record: dict) -> float | None:
+    """What a Hydra sweeper optimises: mean ECE over languages on the primary split."""
+    return record["mean_over_languages"].get(record["primary_split"], {}).get("ece")
+
+
+def main() -> None:
+    """The console script: a launcher plugin that is missing is named with its pip line before Hydra starts."""
+    problem = launcher_problem(requested_launcher(sys.argv[1:]))
+    if problem:
+        print(f"xcal: error: {problem}", file=sys.stderr)
+        sys.exit(2)
+    _job()
 
 
 if __name__ == "__main__":

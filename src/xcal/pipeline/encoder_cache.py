@@ -13,13 +13,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+MARKER = "xcal_stage1.json"  # written last: an entry without it is incomplete and never read
 # 2: encoders trained with dropout on (format 1 entries were trained in eval mode).
 CACHE_FORMAT = 2
+# Intermediate keys that only change how the stage is *checked* (English dev) or batched for
+# evaluation, never the trained weights; leaving them out lets more jobs share one entry.
+NOT_WEIGHTS = ("val_size", "eval_batch_size", "eval_tokens_per_batch")
 
 
 def stage1_identity(cfg: DictConfig) -> dict[str, Any]:
     """Exactly the config values that determine the stage-1 encoder weights."""
-    inter = OmegaConf.to_container(cfg.intermediate, resolve=True)
+    inter = {k: v for k, v in OmegaConf.to_container(cfg.intermediate, resolve=True).items() if k not in NOT_WEIGHTS}
     return {
         "format": CACHE_FORMAT,
         "model": {k: cfg.model[k] for k in ("name_or_path", "pooling", "freeze_embeddings", "head_dropout")},
@@ -39,10 +43,17 @@ def stage1_key(cfg: DictConfig) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
 
 
+def encoders_root(cache_root: Path, cfg: DictConfig) -> Path:
+    """``paths.encoder_cache_dir`` (e.g. shared storage on a cluster), else ``<cache>/encoders``."""
+    configured = cfg.paths.get("encoder_cache_dir")
+    return Path(configured).expanduser() if configured else cache_root / "encoders"
+
+
 def entry_dir(cache_root: Path, cfg: DictConfig) -> Path:
-    return cache_root / "encoders" / f"{cfg.intermediate.name}-{cfg.intermediate.size}-{stage1_key(cfg)}"
+    size = "full" if cfg.intermediate.size is None else cfg.intermediate.size
+    return encoders_root(cache_root, cfg) / f"{cfg.intermediate.name}-{size}-{stage1_key(cfg)}"
 
 
 def is_complete(entry: Path) -> bool:
     """An entry is complete only once its marker, written last, exists."""
-    return (entry / "xcal_stage1.json").is_file() and (entry / "config.json").is_file()
+    return (entry / MARKER).is_file() and (entry / "config.json").is_file()

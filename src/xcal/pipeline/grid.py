@@ -42,8 +42,18 @@ def grid_overrides(config: DictConfig) -> list[list[str]]:
     return [job for batch in batches for job in batch]
 
 
-def _coordinates(overrides: list[str]) -> str:
-    return ",".join(o for o in overrides if not o.startswith(("experiment=", "hydra")) and "=" in o) or "(defaults)"
+def _swept(jobs: list[list[str]]) -> set[str]:
+    """The override keys whose value differs between jobs: a job's coordinates in the grid."""
+    values: dict[str, set[str]] = {}
+    for job in jobs:
+        for item in job:
+            key, _, value = item.partition("=")
+            values.setdefault(key, set()).add(value)
+    return {key for key, seen in values.items() if len(seen) > 1}
+
+
+def _coordinates(overrides: list[str], swept: set[str]) -> str:
+    return ",".join(o for o in overrides if o.partition("=")[0] in swept) or "(the single job)"
 
 
 def grid_problems(config: DictConfig, check_data: bool = True) -> tuple[list[str], int]:
@@ -52,10 +62,11 @@ def grid_problems(config: DictConfig, check_data: bool = True) -> tuple[list[str
 
     loader = GlobalHydra.instance().config_loader()
     jobs = grid_overrides(config)
+    swept = _swept(jobs)
     problems: list[str] = []
     composed: list[tuple[str, DictConfig]] = []
     for overrides in jobs:
-        name = _coordinates(overrides)
+        name = _coordinates(overrides, swept)
         try:
             job = loader.load_sweep_config(config, list(overrides))
         except Exception as exc:  # Hydra raises several types for a config that does not compose
@@ -65,7 +76,7 @@ def grid_problems(config: DictConfig, check_data: bool = True) -> tuple[list[str
         problems += [f"{name}: {p}" for p in found]
         if not found:
             composed.append((name, job))
-    if check_data and not problems:
+    if check_data:
         problems += _data_problems(composed)
     return problems, len(jobs)
 

@@ -14,6 +14,7 @@ LAUNCHERS: dict[str, tuple[str, str]] = {
     "joblib": ("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher>=1.2"),
     "submitit_local": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher>=1.2"),
     "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher>=1.2"),
+    "slurm": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher>=1.2"),  # conf/hydra/launcher
     "ray": ("hydra_plugins.hydra_ray_launcher", "hydra-ray-launcher>=1.2"),
     "ray_aws": ("hydra_plugins.hydra_ray_launcher", "hydra-ray-launcher>=1.2"),
 }

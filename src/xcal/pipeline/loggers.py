@@ -37,6 +37,9 @@ def build_loggers(cfg: DictConfig, output_dir: Path, run_name: str) -> list[Logg
         if name == "wandb":
             kwargs["mode"] = wandb_mode(kwargs.get("mode"))
             kwargs["name"] = run_name
+            if not kwargs.get("job_type"):  # the stages this job runs: filter stage-1 jobs from target-only ones
+                trains_stage1 = cfg.intermediate.name != "none" and cfg.intermediate.size != 0
+                kwargs["job_type"] = "intermediate+target" if trains_stage1 else "target"
             # the resolved config, so dashboards can filter and group by size, task and seed
             kwargs["config"] = OmegaConf.to_container(cfg, resolve=True)
             Path(kwargs["save_dir"]).mkdir(parents=True, exist_ok=True)

@@ -39,3 +39,17 @@ def finished_record(output_dir: Path, cfg: DictConfig) -> dict[str, Any] | None:
     if record.get("status") != "ok" or record.get("config_hash") != config_hash(cfg):
         return None
     return record
+
+
+def keep_previous_result(output_dir: Path, current_hash: str) -> Path | None:
+    """A finished result of a *different* config in this directory is moved aside, never overwritten."""
+    path = output_dir / "results.json"
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    if record.get("status") != "ok" or record.get("config_hash") == current_hash:
+        return None
+    kept = output_dir / f"results.{record.get('config_hash', 'unhashed')}.json"
+    path.replace(kept)
+    return kept

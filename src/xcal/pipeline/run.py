@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import resource
 import shutil
 import time
@@ -11,11 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 import xcal
 from xcal.assets.cache import cache_dir, data_dir
+from xcal.atomic import atomic_write_json
 from xcal.data.sources import SourceSettings
 from xcal.data.tasks import NO_TASK, TASKS
 from xcal.models.encoder import EMBEDDED_PREFIX, load_tokenizer, resolve_model_path
@@ -23,8 +25,11 @@ from xcal.pipeline import encoder_cache
 from xcal.pipeline.evaluate import predict_logits, zero_shot_metrics
 from xcal.pipeline.loggers import build_loggers, log_zeroshot_media
 from xcal.pipeline.results import flat_metrics, language_means, write_results
+from xcal.pipeline.resume import config_hash, keep_previous_result
 from xcal.pipeline.stages import train_stage
 from xcal.pipeline.validate import ConfigError, data_problems, validate_config
+
+log = logging.getLogger(__name__)
 
 
 def _peak_rss_mb() -> float:
@@ -41,11 +46,8 @@ def stage_sources(cfg: DictConfig, data_root: Path) -> dict[str, SourceSettings]
     return sources
 
 
-def prepare(cfg: DictConfig) -> tuple[Path, dict[str, SourceSettings], str]:
-    """Everything checkable before training: config, assets, data files and sizes. Returns the cache
-    root, each stage's data source and the resolved model path."""
-    validate_config(cfg)
-    root = cache_dir(cfg.paths.cache_dir)
+def ensure_assets(cfg: DictConfig, root: Path) -> None:
+    """Fetch and convert the embedded model and data once, if this job uses any of them."""
     uses_embedded = cfg.model.name_or_path.startswith(EMBEDDED_PREFIX) or any(
         TASKS[name].source == "embedded" for name in (cfg.intermediate.name, cfg.target.name) if name != NO_TASK
     )
@@ -53,6 +55,14 @@ def prepare(cfg: DictConfig) -> tuple[Path, dict[str, SourceSettings], str]:
         from xcal.assets.fetch import ensure_embedded_assets
 
         ensure_embedded_assets(root)
+
+
+def prepare(cfg: DictConfig) -> tuple[Path, dict[str, SourceSettings], str]:
+    """Everything checkable before training: config, assets, data files and sizes. Returns the cache
+    root, each stage's data source and the resolved model path."""
+    validate_config(cfg)
+    root = cache_dir(cfg.paths.cache_dir)
+    ensure_assets(cfg, root)
     sources = stage_sources(cfg, data_dir(root))
     problems = data_problems(cfg, sources)
     if problems:
@@ -60,30 +70,55 @@ def prepare(cfg: DictConfig) -> tuple[Path, dict[str, SourceSettings], str]:
     return root, sources, resolve_model_path(cfg.model.name_or_path, root)
 
 
+def _train_stage1(cfg: DictConfig, root: Path, sources: dict[str, SourceSettings], model_path: str, tokenizer,
+                  loggers, output_dir: Path, target: Path, checkpoint_dir: Path) -> dict[str, Any]:
+    """Train stage 1 and write the encoder to ``target`` atomically (temp directory, then rename)."""
+    inter = cfg.intermediate
+    module, _, _, outcome = train_stage(
+        cfg, "intermediate", TASKS[inter.name], inter, inter.size, model_path, tokenizer, sources["intermediate"],
+        root / "tokenized", loggers, output_dir, checkpoint_dir=checkpoint_dir,
+    )
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    module.encoder.save_pretrained(tmp, safe_serialization=True)
+    info = {"skipped": False, "key": encoder_cache.stage1_key(cfg), **outcome.as_dict(),
+            "identity": encoder_cache.stage1_identity(cfg)}
+    atomic_write_json(tmp / encoder_cache.MARKER, info)
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return info
+
+
 def _stage1(cfg: DictConfig, root: Path, sources: dict[str, SourceSettings], model_path: str, tokenizer, loggers,
             output_dir: Path) -> tuple[str, dict[str, Any]]:
-    """Train the intermediate stage, or reuse the cached encoder trained with identical settings."""
-    inter = cfg.intermediate
+    """Train the intermediate stage, or reuse the cached encoder trained with identical settings.
+
+    Jobs on the same key serialise on a file lock: one trains, the others wait and reuse. The lock is
+    an OS lock (fcntl), released by the kernel when its holder dies, so a crashed job never blocks the
+    rest; the next holder resumes the crashed one's checkpoint (kept beside the entry)."""
     if "intermediate" not in sources:
         return model_path, {"skipped": True}
+    if not cfg.get("stage1_cache", True):
+        target = output_dir / "intermediate_encoder"
+        info = _train_stage1(cfg, root, sources, model_path, tokenizer, loggers, output_dir, target,
+                             output_dir / "checkpoints" / "intermediate")
+        return str(target), {**info, "reused": False, "cache_dir": None}
     entry = encoder_cache.entry_dir(root, cfg)
     entry.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(entry) + ".lock"):
+    lock = FileLock(str(entry) + ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("another job is training stage 1 for %s; waiting for it to reuse its encoder", entry.name)
+        lock.acquire()
+    try:
         if encoder_cache.is_complete(entry):
-            info = json.loads((entry / "xcal_stage1.json").read_text())
+            info = json.loads((entry / encoder_cache.MARKER).read_text())
             return str(entry), {**info, "reused": True, "cache_dir": str(entry)}
-        module, _, _, outcome = train_stage(
-            cfg, "intermediate", TASKS[inter.name], inter, inter.size, model_path, tokenizer, sources["intermediate"],
-            root / "tokenized", loggers, output_dir,
-        )
-        tmp = entry.with_name(entry.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        module.encoder.save_pretrained(tmp, safe_serialization=True)
-        info = {"skipped": False, "key": encoder_cache.stage1_key(cfg), **outcome.as_dict(),
-                "identity": encoder_cache.stage1_identity(cfg)}
-        (tmp / "xcal_stage1.json").write_text(json.dumps(info, indent=2, default=str))
-        shutil.rmtree(entry, ignore_errors=True)
-        tmp.rename(entry)
+        info = _train_stage1(cfg, root, sources, model_path, tokenizer, loggers, output_dir, entry,
+                             entry.with_name(entry.name + ".checkpoints"))
+    finally:
+        lock.release()
     return str(entry), {**info, "reused": False, "cache_dir": str(entry)}
 
 
@@ -94,8 +129,10 @@ def run(cfg: DictConfig, output_dir: Path, run_name: str = "run") -> dict[str, A
     root, sources, model_path = prepare(cfg)  # config problems raise before anything is written
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
+    keep_previous_result(output_dir, config_hash(cfg))
     resolved = OmegaConf.to_container(cfg, resolve=True)
-    record: dict[str, Any] = {"status": "running", "xcal_version": xcal.__version__, "config": resolved}
+    record: dict[str, Any] = {"status": "running", "xcal_version": xcal.__version__, "config_hash": config_hash(cfg),
+                              "config": resolved}
     loggers = []
     try:
         tokenizer = load_tokenizer(model_path)
@@ -111,6 +148,7 @@ def run(cfg: DictConfig, output_dir: Path, run_name: str = "run") -> dict[str, A
             root / "tokenized", loggers, output_dir,
             datamodule_kwargs={"eval_size": target.eval_size, "eval_languages": languages,
                                "eval_splits": tuple(target.eval_splits)},
+            checkpoint_dir=output_dir / "checkpoints" / "target",
         )
         record["target"] = outcome.as_dict()
 

@@ -19,6 +19,7 @@ from xcal.data.tasks import TaskSpec
 from xcal.models.encoder import load_encoder
 from xcal.models.heads import build_head
 from xcal.models.module import EncoderClassifier
+from xcal.pipeline.checkpoints import LastCheckpoint, clear, resume_path
 
 
 @dataclass
@@ -31,6 +32,7 @@ class StageOutcome:
     seconds: float
     train_examples_seen: int = 0
     metrics: dict[str, float] = field(default_factory=dict)
+    resumed_from: str | None = None
 
     @property
     def examples_per_second(self) -> float:
@@ -38,12 +40,14 @@ class StageOutcome:
 
     def as_dict(self) -> dict[str, Any]:
         return {"train_examples": self.train_examples, "steps": self.steps, "seconds": round(self.seconds, 3),
-                "examples_per_second": round(self.examples_per_second, 3), **self.metrics}
+                "examples_per_second": round(self.examples_per_second, 3), "resumed_from": self.resumed_from,
+                **self.metrics}
 
 
-def build_trainer(cfg: DictConfig, max_epochs: int, loggers: list[Logger], output_dir: Path) -> pl.Trainer:
+def build_trainer(cfg: DictConfig, max_epochs: int, loggers: list[Logger], output_dir: Path,
+                  callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
     return instantiate(cfg.trainer, max_epochs=max_epochs, logger=loggers or False,
-                       default_root_dir=str(output_dir))
+                       default_root_dir=str(output_dir), callbacks=callbacks or None)
 
 
 def build_module(cfg: DictConfig, encoder_path: str, task: TaskSpec, stage: str, lr: float) -> EncoderClassifier:
@@ -76,8 +80,13 @@ def train_stage(
     loggers: list[Logger],
     output_dir: Path,
     datamodule_kwargs: dict[str, Any] | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> tuple[EncoderClassifier, pl.Trainer, TaskDataModule, StageOutcome]:
-    """Seed, build a fresh head on ``encoder_path``, fit on ``train_size`` English examples."""
+    """Seed, build a fresh head on ``encoder_path``, fit on ``train_size`` English examples.
+
+    With ``checkpoint_dir``, the trainer state is saved there periodically and a previous attempt's
+    last checkpoint is resumed (a killed job continues where it was); the directory is removed at the end.
+    """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = TaskDataModule(
         task, source, tokenizer,
@@ -89,11 +98,20 @@ def train_stage(
     )
     dm.setup("fit")
     module = build_module(cfg, encoder_path, task, stage, float(block.lr))
-    trainer = build_trainer(cfg, block.epochs, loggers, output_dir)
+    callbacks, resume = [], None
+    every = cfg.get("checkpoint") or {}
+    if checkpoint_dir is not None and every.get("enabled", True):
+        callbacks.append(LastCheckpoint(checkpoint_dir, every.get("every_n_minutes"), every.get("every_n_steps")))
+        resume = resume_path(checkpoint_dir)
+    trainer = build_trainer(cfg, block.epochs, loggers, output_dir, callbacks)
     start = time.perf_counter()
-    trainer.fit(module, datamodule=dm)
+    # weights_only: a checkpoint is tensors and plain containers; nothing in it is executed on load.
+    trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True if resume else None)
     seconds = time.perf_counter() - start
+    if checkpoint_dir is not None:
+        clear(checkpoint_dir)
     metrics = {k.split("/", 1)[1]: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(stage)}
     seen = min(int(trainer.global_step) * block.batch_size, len(dm.train_set) * max(block.epochs, 1))
-    outcome = StageOutcome(stage, len(dm.train_set), int(trainer.global_step), seconds, seen, metrics)
+    outcome = StageOutcome(stage, len(dm.train_set), int(trainer.global_step), seconds, seen, metrics,
+                           resumed_from=str(resume) if resume else None)
     return module, trainer, dm, outcome

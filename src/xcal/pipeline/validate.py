@@ -44,9 +44,10 @@ def config_problems(cfg: DictConfig) -> list[str]:
     if inter.name != NO_TASK and inter.name not in TASKS:
         problems.append(f"intermediate.name={inter.name!r} is not a known task; allowed: none, "
                         f"{', '.join(tasks)}{_suggest(inter.name, tasks)}")
-    if not _is_int(inter.size) or inter.size < 0:
-        problems.append(f"intermediate.size={inter.size!r} must be an integer >= 0 (0 skips the stage)")
-    elif inter.name == NO_TASK and inter.size > 0:
+    if inter.size is not None and (not _is_int(inter.size) or inter.size < 0):
+        problems.append(f"intermediate.size={inter.size!r} must be an integer >= 0 (0 skips the stage) or null "
+                        "(the full training set)")
+    elif inter.name == NO_TASK and inter.size != 0:
         problems.append(f"intermediate.size={inter.size} but intermediate=none; choose a task, e.g. "
                         "intermediate=vitaminc, or set intermediate.size=0")
 

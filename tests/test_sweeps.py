@@ -1,0 +1,221 @@
+"""Sweeps for real: small grids through the joblib, submitit_local and Ray launchers, the stage-1 cache
+shared by concurrent jobs, re-runs that skip finished jobs, a killed job resuming from its checkpoint,
+W&B offline run files, and grids refused whole before their first job."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from filelock import FileLock, Timeout
+from hydra import compose, initialize_config_dir
+
+from wandb_records import read_offline_run
+from xcal.pipeline.app import CONFIG_DIR, job_name
+from xcal.pipeline.launchers import LAUNCHERS, launcher_problem, requested_launcher
+from xcal.pipeline.resume import config_hash, finished_record, keep_previous_result
+
+XCAL = [sys.executable, "-m", "xcal.pipeline.app"]
+
+
+def tiny_overrides(model: Path, encoders: Path) -> list[str]:
+    """The embedded data at small sizes on a 2-layer model: a job takes seconds."""
+    return [
+        f"model.name_or_path={model}", "model.pooling=cls", "intermediate=epistemic_reasoning",
+        "intermediate.epochs=1", "intermediate.batch_size=8", "intermediate.val_size=8", "target.train_size=32",
+        "target.epochs=1", "target.batch_size=8", "target.val_size=8", "target.eval_size=16",
+        "target.languages=[en,de]", "target.eval_splits=[dev]", "calibration.bootstrap=10",
+        "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1", f"paths.encoder_cache_dir={encoders}",
+    ]
+
+
+def xcal(*args: str, cwd: Path, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "1"}
+    return subprocess.run([*XCAL, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def results(sweep: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(sweep.glob("*/results.json"))}
+
+
+def check_grid(sweep: Path, sizes: tuple[int, ...], seeds: tuple[int, ...]) -> dict[str, dict]:
+    found = results(sweep)
+    assert len(found) == len(sizes) * len(seeds), sorted(found)
+    for size in sizes:
+        for seed in seeds:
+            [name] = [n for n in found if n.startswith(f"epistemic_reasoning-{size}_multiemo_seed{seed},")]
+            record = found[name]
+            assert record["status"] == "ok"
+            assert record["config"]["intermediate"]["size"] == size and record["config"]["seed"] == seed
+            assert set(record["zeroshot"]) == {"en", "de"}
+            assert record["intermediate"]["skipped"] is (size == 0)
+    return found
+
+
+@pytest.mark.slow
+def test_joblib_grid_wandb_files_and_a_rerun_that_trains_nothing(tiny_xlmr_dir, embedded_assets, tmp_path) -> None:
+    grid = ["-m", *tiny_overrides(tiny_xlmr_dir, tmp_path / "encoders"), "sweep_name=grid", "logger=default",
+            "intermediate.size=0,16", "seed=0,1", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2"]
+    proc = xcal(*grid, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = tmp_path / "multirun" / "grid"
+    found = check_grid(sweep, (0, 16), (0, 1))
+    assert len(list((tmp_path / "encoders").glob("epistemic_reasoning-16-*/xcal_stage1.json"))) == 2  # 2 seeds
+
+    # W&B: one offline run per job, grouped by sweep, named by its coordinates, with config and metrics.
+    for name, record in found.items():
+        [run_file] = (sweep / name / "wandb").glob("offline-run-*/run-*.wandb")
+        run = read_offline_run(run_file)
+        assert run.group == "grid" and run.name == name
+        size = record["config"]["intermediate"]["size"]
+        assert run.job_type == ("target" if size == 0 else "intermediate+target")
+        assert run.config["intermediate"]["size"] == size and run.config["seed"] == record["config"]["seed"]
+        keys = run.logged_keys
+        assert {"zeroshot/de/ece", "zeroshot/en/accuracy", "zeroshot/de/ece_ts", "target/train_loss",
+                "target/val_acc"} <= keys
+        # the per-language summary table and the reliability diagrams, as W&B media
+        assert {"zeroshot/table/_type", "zeroshot/table/nrows", "reliability/de/dev/_type"} <= keys
+        assert ("intermediate/train_loss" in keys) is (size > 0)
+        logged = next(row["zeroshot/de/ece"] for row in run.history if "zeroshot/de/ece" in row)
+        assert logged == pytest.approx(record["zeroshot"]["de"]["dev"]["ece"])
+
+    # The same command again: every job is found finished and skipped; nothing is rewritten.
+    stamps = {p: p.stat().st_mtime_ns for p in sweep.glob("*/results.json")}
+    start = time.perf_counter()
+    again = xcal(*grid, cwd=tmp_path)
+    seconds = time.perf_counter() - start
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("already finished, skipped") == 4 and "done in" not in again.stdout
+    assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert seconds < 30, f"re-running a finished sweep took {seconds:.1f} s"
+
+
+@pytest.mark.slow
+def test_concurrent_jobs_on_one_stage1_key_train_it_once(tiny_xlmr_dir, embedded_assets, tmp_path) -> None:
+    """Two target variants of one stage-1 setting run at the same time: one trains, the other waits and reuses."""
+    proc = xcal("-m", *tiny_overrides(tiny_xlmr_dir, tmp_path / "encoders"), "sweep_name=shared", "logger=csv",
+                "intermediate.size=24", "target.lr=1e-3,2e-3", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
+                cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = results(tmp_path / "multirun" / "shared")
+    assert len(found) == 2
+    assert sorted(r["intermediate"]["reused"] for r in found.values()) == [False, True]
+    assert len({r["intermediate"]["cache_dir"] for r in found.values()}) == 1
+    assert len(list((tmp_path / "encoders").iterdir())) == 2  # the entry and its lock file
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["submitit_local", "ray"])
+def test_grid_through_cluster_launchers(launcher, tiny_xlmr_dir, embedded_assets, tmp_path) -> None:
+    extra = ["hydra.launcher.timeout_min=20"] if launcher == "submitit_local" else [
+        "+hydra.launcher.ray.init.num_cpus=2", "+hydra.launcher.ray.remote.num_cpus=1"]
+    proc = xcal("-m", *tiny_overrides(tiny_xlmr_dir, tmp_path / "encoders"), "sweep_name=cluster", "logger=csv",
+                "intermediate.size=0,16", "seed=3", f"hydra/launcher={launcher}", *extra, cwd=tmp_path)
+    assert proc.returncode == 0, (proc.stdout[-2000:], proc.stderr[-3000:])
+    check_grid(tmp_path / "multirun" / "cluster", (0, 16), (3,))
+
+
+@pytest.mark.slow
+def test_bad_grid_is_refused_whole_before_any_job(tiny_xlmr_dir, embedded_assets, tmp_path) -> None:
+    proc = xcal("-m", *tiny_overrides(tiny_xlmr_dir, tmp_path / "encoders"), "sweep_name=bad", "logger=csv",
+                "intermediate=epistemic_reasoning,nosuch_task", "intermediate.size=16,99999999", "seed=0,1",
+                cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    message = proc.stderr
+    assert "none was started" in message and "of 8 jobs" in message
+    # every offending combination is listed: 4 with the unknown task, 2 more with the size beyond the data
+    assert message.count("- intermediate=nosuch_task,intermediate.size=") == 4
+    assert message.count("intermediate=epistemic_reasoning,intermediate.size=99999999,seed=") == 2
+    assert message.count("intermediate.size=99999999 exceeds the 1790 English training examples") == 2
+    assert not list((tmp_path / "multirun" / "bad").glob("*/results.json"))
+
+
+@pytest.mark.slow
+def test_killed_job_resumes_from_its_last_checkpoint(tiny_xlmr_dir, embedded_assets, tmp_path) -> None:
+    args = [*tiny_overrides(tiny_xlmr_dir, tmp_path / "encoders"), "intermediate.size=0", "target.train_size=1200",
+            "target.batch_size=4", "checkpoint.every_n_steps=5", "logger=csv", f"hydra.run.dir={tmp_path / 'job'}"]
+    env = {**os.environ, "WANDB_MODE": "offline"}
+    proc = subprocess.Popen([*XCAL, *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    last = tmp_path / "job" / "checkpoints" / "target" / "last.ckpt"
+    deadline = time.monotonic() + 300
+    while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert last.is_file(), "no checkpoint was written before the job ended"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "job" / "results.json").is_file() or \
+        json.loads((tmp_path / "job" / "results.json").read_text())["status"] != "ok"
+
+    again = xcal(*args, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    record = json.loads((tmp_path / "job" / "results.json").read_text())
+    assert record["status"] == "ok" and record["target"]["resumed_from"] == str(last)
+    assert record["target"]["steps"] == 300  # the full schedule (1200 / 4), counted across both attempts
+    assert not last.parent.exists()  # a finished stage leaves no checkpoint behind
+
+
+def test_a_crashed_lock_holder_does_not_block(tmp_path) -> None:
+    """Stage-1 jobs serialise on an OS file lock; the kernel releases it when its holder is killed."""
+    lock = tmp_path / "entry.lock"
+    script = (f"from filelock import FileLock; import time; held = FileLock({str(lock)!r}); held.acquire(); "
+              "print('held', flush=True); time.sleep(600)")
+    holder = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    with pytest.raises(Timeout):
+        FileLock(str(lock)).acquire(timeout=0.2)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    start = time.perf_counter()
+    with FileLock(str(lock), timeout=5):
+        assert time.perf_counter() - start < 1
+
+
+def compose_job(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose("config", overrides=["paths.output_dir=/tmp/x", *overrides])
+
+
+def test_config_hash_ignores_where_and_how_a_job_reports() -> None:
+    base = config_hash(compose_job())
+    assert config_hash(compose_job("logger=csv", "paths.output_dir=/elsewhere", "tags=[a]",
+                                   "sweep_name=other", "trainer.enable_progress_bar=false")) == base
+    for change in ("seed=1", "intermediate.size=2000", "target.lr=1e-5", "calibration.n_bins=10"):
+        assert config_hash(compose_job(change)) != base, change
+
+
+def test_finished_results_are_found_and_never_overwritten_by_another_config(tmp_path) -> None:
+    cfg, other = compose_job(), compose_job("seed=7")
+    (tmp_path / "results.json").write_text(json.dumps({"status": "ok", "config_hash": config_hash(cfg)}))
+    assert finished_record(tmp_path, cfg)["status"] == "ok"
+    assert finished_record(tmp_path, other) is None
+    kept = keep_previous_result(tmp_path, config_hash(other))
+    assert kept == tmp_path / f"results.{config_hash(cfg)}.json" and kept.is_file()
+    assert not (tmp_path / "results.json").exists()
+    (tmp_path / "results.json").write_text(json.dumps({"status": "failed", "config_hash": "x"}))
+    assert finished_record(tmp_path, cfg) is None and keep_previous_result(tmp_path, "y") is None
+
+
+def test_job_names_are_the_grid_coordinates() -> None:
+    assert job_name("mnli", 4000, "xnli", 1) == "mnli-4000_xnli_seed1"
+    assert job_name("mnli", None, "xnli", 0, "intermediate.size=null,seed=0,target.lr=1e-5") == \
+        "mnli-full_xnli_seed0,target.lr=1e-5"
+    assert "/" not in job_name("none", 0, "ner", 0, "model.name_or_path=/data/xlmr")
+    assert len(job_name("a", 1, "b", 2, ",".join(f"k{i}=v{i}" for i in range(100)))) <= 200
+
+
+def test_a_missing_launcher_plugin_names_its_pip_install(monkeypatch) -> None:
+    assert requested_launcher(["-m", "seed=0,1", "hydra/launcher=ray"]) == "ray"
+    assert requested_launcher(["seed=0"]) is None
+    assert launcher_problem("joblib") is None  # installed by the [cluster] extra
+    monkeypatch.setitem(LAUNCHERS, "ray", ("hydra_plugins.no_such_launcher", "hydra-ray-launcher>=1.2"))
+    message = launcher_problem("ray")
+    assert "hydra/launcher=ray" in message and "pip install 'hydra-ray-launcher>=1.2'" in message
+    proc = subprocess.run([*XCAL, "-m", "hydra/launcher=no_such"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "hydra/launcher" in proc.stderr
