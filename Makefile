@@ -7,7 +7,9 @@ TORCH  ?= torch==2.13.0
 RUNTIME_STAMP := $(VENV)/.xcal-runtime
 DEV_STAMP     := $(VENV)/.xcal-dev
 
-.PHONY: setup fetch run test lint bench clean
+SWEEP  ?= embedded_sweep
+
+.PHONY: setup fetch run sweep report test lint bench clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -26,10 +28,18 @@ setup: $(DEV_STAMP)
 fetch: $(RUNTIME_STAMP)
 	$(VENV)/bin/xcal-fetch
 
-# The main job: a small size sweep on the embedded default, then a per-language table.
+# The main job: a small size sweep on the embedded default, then its report (tables, curves, size effect).
 run: fetch
 	$(VENV)/bin/xcal -m experiment=embedded_sweep
-	$(PY) -m xcal.report.summary multirun/embedded_sweep
+	$(VENV)/bin/xcal-report multirun/embedded_sweep
+
+# Any experiment's grid (make sweep SWEEP=size_sweep), then its report; re-running skips finished jobs.
+sweep: fetch
+	$(VENV)/bin/xcal -m experiment=$(SWEEP)
+	$(VENV)/bin/xcal-report multirun/$(SWEEP)
+
+report: $(RUNTIME_STAMP)
+	$(VENV)/bin/xcal-report multirun/$(SWEEP)
 
 test: $(DEV_STAMP)
 	$(PY) -m pytest
@@ -39,6 +49,7 @@ lint: $(DEV_STAMP)
 
 bench: $(DEV_STAMP)
 	$(PY) benchmarks/bench_metrics.py
+	$(PY) benchmarks/bench_sweep_cache.py
 
 clean:
 	rm -rf outputs multirun/*/ .pytest_cache .ruff_cache

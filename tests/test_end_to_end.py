@@ -104,8 +104,8 @@ def test_multirun_writes_one_results_file_per_job(embedded_assets, tmp_path) -> 
                     cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     files = sorted((tmp_path / "multirun" / "e2e_sweep").glob("*/results.json"))
-    # job directories are named by their overrides (Hydra's override_dirname)
-    assert [f.parent.name.split(",")[0] for f in files] == ["intermediate.size=0", "intermediate.size=64"]
+    # job directories are named by their grid coordinates, then any other override
+    assert [f.parent.name.split(",")[0] for f in files] == ["vitaminc-0_multiemo_seed0", "vitaminc-64_multiemo_seed0"]
     assert "target.train_size=160" in files[0].parent.name
     records = [json.loads(f.read_text()) for f in files]
     assert [r["status"] for r in records] == ["ok", "ok"]

@@ -219,3 +219,15 @@ def test_a_missing_launcher_plugin_names_its_pip_install(monkeypatch) -> None:
     assert "hydra/launcher=ray" in message and "pip install 'hydra-ray-launcher>=1.2'" in message
     proc = subprocess.run([*XCAL, "-m", "hydra/launcher=no_such"], capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "hydra/launcher" in proc.stderr
+
+
+def test_slurm_launcher_settings_come_from_config() -> None:
+    """No SLURM here: the launcher config composes with the cluster knobs a user sets on the command line."""
+    proc = subprocess.run([*XCAL, "--cfg", "hydra", "hydra/launcher=slurm", "hydra.launcher.partition=gpu",
+                           "hydra.launcher.gpus_per_node=4", "hydra.launcher.timeout_min=90",
+                           "hydra.launcher.array_parallelism=8"], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    launcher = proc.stdout.split("\n  launcher:\n", 1)[1]
+    for line in ("_target_: hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
+                 "partition: gpu", "gpus_per_node: 4", "timeout_min: 90", "array_parallelism: 8"):
+        assert f"    {line}\n" in launcher, line

@@ -24,7 +24,7 @@ NOT_WEIGHTS = ("val_size", "eval_batch_size", "eval_tokens_per_batch")
 def stage1_identity(cfg: DictConfig) -> dict[str, Any]:
     """Exactly the config values that determine the stage-1 encoder weights."""
     inter = {k: v for k, v in OmegaConf.to_container(cfg.intermediate, resolve=True).items() if k not in NOT_WEIGHTS}
-    return {
+    identity = {
         "format": CACHE_FORMAT,
         "model": {k: cfg.model[k] for k in ("name_or_path", "pooling", "freeze_embeddings", "head_dropout")},
         "intermediate": inter,
@@ -36,6 +36,10 @@ def stage1_identity(cfg: DictConfig) -> dict[str, Any]:
         "precision": str(cfg.trainer.get("precision")),
         "max_steps": cfg.trainer.get("max_steps", -1),
     }
+    if cfg.model.get("trim_vocabulary"):
+        # Exact for every token in the data; rows of absent tokens are not weight-decayed when embeddings train.
+        identity["model"]["trim_vocabulary"] = True
+    return identity
 
 
 def stage1_key(cfg: DictConfig) -> str:

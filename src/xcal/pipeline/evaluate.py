@@ -108,3 +108,20 @@ def zero_shot_metrics(
             entry["reliability_diagram"] = name
         table.setdefault(key.language, {})[key.split] = entry
     return table, temperature
+
+
+def save_predictions(predictions: dict[EvalSet, Predictions], directory: Path) -> str:
+    """Logits and labels per language and split (``<lang>_<split>.npz``), so a report can bootstrap over
+    examples and re-fit calibrators without re-running the model. Returns the directory name."""
+    import io
+
+    import numpy as np
+
+    from xcal.atomic import atomic_write_bytes
+
+    for key, pred in predictions.items():
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, logits=pred.logits.float().numpy(), labels=pred.labels.numpy(),
+                            counts=pred.counts.numpy())
+        atomic_write_bytes(directory / f"{key.language}_{key.split}.npz", buffer.getvalue())
+    return directory.name

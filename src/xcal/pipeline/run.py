@@ -21,8 +21,9 @@ from xcal.atomic import atomic_write_json
 from xcal.data.sources import SourceSettings
 from xcal.data.tasks import NO_TASK, TASKS
 from xcal.models.encoder import EMBEDDED_PREFIX, load_tokenizer, resolve_model_path
+from xcal.models.vocab import TrimmedEmbedding, original_embedding, restore_vocabulary
 from xcal.pipeline import encoder_cache
-from xcal.pipeline.evaluate import predict_logits, zero_shot_metrics
+from xcal.pipeline.evaluate import predict_logits, save_predictions, zero_shot_metrics
 from xcal.pipeline.loggers import build_loggers, log_zeroshot_media
 from xcal.pipeline.results import flat_metrics, language_means, write_results
 from xcal.pipeline.resume import config_hash, keep_previous_result
@@ -80,6 +81,8 @@ def _train_stage1(cfg: DictConfig, root: Path, sources: dict[str, SourceSettings
     )
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
+    if isinstance(module.encoder.get_input_embeddings(), TrimmedEmbedding):  # the cache serves any data
+        restore_vocabulary(module.encoder, original_embedding(model_path))
     module.encoder.save_pretrained(tmp, safe_serialization=True)
     info = {"skipped": False, "key": encoder_cache.stage1_key(cfg), **outcome.as_dict(),
             "identity": encoder_cache.stage1_identity(cfg)}
@@ -159,6 +162,8 @@ def run(cfg: DictConfig, output_dir: Path, run_name: str = "run") -> dict[str, A
             temperature_scaling=cfg.calibration.temperature_scaling,
             plot_dir=output_dir / "plots" if cfg.calibration.reliability_diagrams else None, task=spec,
         )
+        if cfg.calibration.get("save_predictions", True):
+            record["predictions"] = save_predictions(predictions, output_dir / "predictions")
         primary = "test" if "test" in target.eval_splits else target.eval_splits[0]
         record.update(
             status="ok",

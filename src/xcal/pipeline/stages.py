@@ -19,6 +19,7 @@ from xcal.data.tasks import TaskSpec
 from xcal.models.encoder import load_encoder
 from xcal.models.heads import build_head
 from xcal.models.module import EncoderClassifier
+from xcal.models.vocab import keep_ids_for, trim_vocabulary
 from xcal.pipeline.checkpoints import LastCheckpoint, clear, resume_path
 
 
@@ -98,6 +99,10 @@ def train_stage(
     )
     dm.setup("fit")
     module = build_module(cfg, encoder_path, task, stage, float(block.lr))
+    if cfg.model.get("trim_vocabulary", False):
+        if dm.eval_languages:
+            dm.setup("predict")  # the vocabulary must also cover the languages evaluated later
+        trim_vocabulary(module.encoder, keep_ids_for(dm.token_ids(), tokenizer.all_special_ids))
     callbacks, resume = [], None
     every = cfg.get("checkpoint") or {}
     if checkpoint_dir is not None and every.get("enabled", True):

@@ -1,0 +1,149 @@
+"""``xcal-report``: turn one or more finished sweep directories into tables, figures and a fitted size effect.
+
+    xcal-report multirun/vitaminc_sweep [more sweep dirs] [--out DIR] [--calibrated] [--n-boot 1000]
+                [--metrics ece,brier] [--wandb]
+
+stdout: the mean over zero-shot languages by size, the effect sentences, and last ``report: <path>``.
+stderr: notes on failed, corrupt or missing jobs (the report is still written from the good ones), or one
+``xcal-report: error: ...`` line (exit 2) when nothing usable was found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from xcal.errors import XcalError
+
+PROG = "xcal-report"
+#: Every metric a tidy table can carry; ``--metrics`` must name some of these.
+KNOWN_METRICS = ("accuracy", "ece", "mce", "rmsce", "adaptive_ece", "classwise_ece", "brier", "brier_top_label",
+                 "nll", "debiased_ece", "smooth_ece", "entity_f1", "ndcg")
+
+
+def parse_metrics(value: str | None) -> tuple[str, ...] | None:
+    """``"ece,brier"`` -> ``("ece", "brier")``; unknown names are a user error listing the allowed ones."""
+    if value is None:
+        return None
+    from xcal.report.collect import ReportError
+
+    names = tuple(dict.fromkeys(m.strip() for m in value.split(",") if m.strip()))
+    unknown = [m for m in names if m not in KNOWN_METRICS]
+    if unknown or not names:
+        raise ReportError(f"--metrics {value!r}: unknown metric(s) {', '.join(unknown) or '(none given)'}; "
+                          f"allowed: {', '.join(KNOWN_METRICS)} (comma-separated, e.g. --metrics ece,brier)")
+    return names
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Report a finished xcal sweep: summary tables, size effects, figures, HTML.")
+    parser.add_argument("sweep_dirs", nargs="+", type=Path, metavar="SWEEP_DIR",
+                        help="multirun/<sweep_name> directories (several: results copied from several machines)")
+    parser.add_argument("--out", type=Path, default=None, help="output directory (default: <first sweep>/report)")
+    parser.add_argument("--calibrated", action="store_true",
+                        help="report temperature-scaled metrics instead of raw ones")
+    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for intervals (default 1000)")
+    parser.add_argument("--metrics", default=None,
+                        help=f"comma-separated calibration metrics (default: the headline set); any of "
+                             f"{', '.join(KNOWN_METRICS)}")
+    parser.add_argument("--wandb", action="store_true",
+                        help="also log the tables and figures to one W&B run (offline unless credentials are set)")
+    return parser
+
+
+def log_to_wandb(report, run_dir: Path) -> str:
+    """One W&B run (project ``xcal``, group = sweep name, job_type ``report``) with the summary and effects as
+    tables and the figures as images. Returns the run's local directory."""
+    import wandb
+
+    from xcal.pipeline.loggers import wandb_mode
+
+    sweep_names = sorted({str(s) for s in report.sweep.table["sweep"].unique()})
+    group = sweep_names[0] if len(sweep_names) == 1 else "+".join(sweep_names)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run = wandb.init(project="xcal", group=group, job_type="report", name=f"report-{group}", dir=str(run_dir),
+                     mode=wandb_mode("auto"),
+                     config={"sources": [str(s) for s in report.sweep.sources], "calibrated": report.calibrated,
+                             "split": report.split})
+    try:
+        run.log({
+            "summary": wandb.Table(dataframe=_plain(report.summary)),
+            "effects": wandb.Table(dataframe=_plain(report.effects)),
+            **{f"figures/{name}": wandb.Image(str(path), caption=name) for name, path in report.figures.items()},
+        })
+        return str(run.dir)
+    finally:
+        run.finish()
+
+
+def _plain(frame):
+    """W&B tables take plain scalars: booleans/None/objects become strings, numbers stay numbers."""
+    out = frame.reset_index(drop=True).copy()
+    for column in out.columns:
+        if out[column].dtype == object:
+            out[column] = out[column].map(lambda v: "" if v is None else str(v))
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    from xcal.report.collect import ReportError, load_sweep
+    from xcal.report.html import build_report, display_table
+    from xcal.report.stats import to_markdown
+
+    metrics = parse_metrics(args.metrics)
+    if args.n_boot < 0:
+        raise ReportError(f"--n-boot {args.n_boot}: the number of bootstrap resamples must be >= 0 (0 = no intervals)")
+    sweep = load_sweep(list(args.sweep_dirs) if len(args.sweep_dirs) > 1 else args.sweep_dirs[0])
+    for problem in sweep.problems:
+        print(f"{PROG}: note: {problem}", file=sys.stderr)
+    if sweep.table.empty:
+        raise ReportError(f"no finished job with results in {', '.join(map(str, args.sweep_dirs))}: every "
+                          f"results.json is failed or unreadable (see the notes above); re-run the sweep with "
+                          f"`xcal -m ...`, which skips finished jobs")
+    out = args.out or (args.sweep_dirs[0] / "report")
+    report = build_report(sweep, out, n_boot=args.n_boot, calibrated=args.calibrated, metrics=metrics)
+    state = "temperature-scaled" if args.calibrated else "raw"
+    scope = "zero-shot languages" if report.sweep.table["zero_shot"].any() else "languages (English only)"
+    print(f"Mean over {scope} by intermediate size ({state}, {report.split} split; mean ± std over seeds):\n")
+    print(to_markdown(display_table(report.headline)))
+    sentences = report.sentences()
+    if sentences:
+        print("\nSize effects:")
+        for sentence in sentences:
+            print(f"- {sentence}")
+    if args.wandb:
+        print(f"wandb: {log_to_wandb(report, report.out_dir)}")
+    print(f"report: {report.files['html']}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point; returns the exit status (0 ok, 2 user error)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(None if argv is None else list(argv))
+    except SystemExit as exc:  # --help or a usage error, already printed by argparse
+        return int(exc.code or 0)
+    try:
+        return run(args)
+    except XcalError as exc:
+        message = " ".join(str(exc).split())
+        print(f"{PROG}: error: {message}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `xcal-report ... | head`: the reader left; the report files are written
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except OSError as exc:  # an unwritable --out, a full disk: say where, not a traceback
+        where = f" ({exc.filename})" if getattr(exc, "filename", None) else ""
+        print(f"{PROG}: error: cannot read or write the report files{where}: {exc.strerror or exc}; "
+              f"check the paths and permissions, or choose another --out", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,462 @@
+"""Read a finished (or partly finished) sweep into one tidy table, and say what is missing or wrong.
+
+A sweep is ``multirun/<sweep>/<job>/results.json``, one file per job (written by ``xcal -m ...``). Every
+number a report shows comes from these files, so this module is the only reader: it never parses job
+directory names (everything comes from the JSON), keeps every good result when some jobs failed, were
+killed or were copied twice, and turns each such case into a plain-English note in ``Sweep.problems``
+instead of an exception. Only input with no usable result at all raises :class:`ReportError`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from xcal.errors import XcalError
+
+RESULTS_FILE = "results.json"
+EXPECTED_LAYOUT = "multirun/<sweep>/<job>/results.json"
+PRODUCED_BY = "`xcal -m ...` (a Hydra multirun) writes one per job"
+
+#: Metric columns of the tidy table, in order (each one only when some row has it).
+METRIC_COLUMNS = (
+    "accuracy", "ece", "mce", "rmsce", "adaptive_ece", "classwise_ece", "brier", "brier_top_label", "nll",
+    "debiased_ece", "smooth_ece", "ece_ci_low", "ece_ci_high", "brier_ci_low", "brier_ci_high",
+)
+#: Task scores reported next to the calibration suite (NER: entity F1; WPR: nDCG).
+TASK_SCORE_COLUMNS = ("entity_f1", "entity_precision", "entity_recall", "ndcg")
+ID_COLUMNS = (
+    "sweep", "job", "job_dir", "intermediate", "size", "size_label", "target", "model", "seed", "data_seed",
+    "language", "zero_shot", "split", "calibrated",
+)
+#: Appended after ``n`` and ``reliability_diagram``: the job's primary split, temperature and bin count.
+EXTRA_COLUMNS = ("primary", "temperature", "n_bins")
+TRAINING_LANGUAGE = "en"
+NO_INTERMEDIATE = "none"
+#: Settings that change what a number means: results that differ in one must not be averaged together.
+COMPATIBILITY_KEYS = (("model", "name_or_path"), ("calibration", "n_bins"), ("target", "eval_size"))
+JOB_STATUSES = ("ok", "failed", "corrupt", "missing")
+_MAX_CELL_NOTES = 50
+
+
+class ReportError(XcalError, ValueError):
+    """Input a report cannot be made from (no sweep there, nothing finished); the message says how to fix it."""
+
+
+@dataclass
+class Sweep:
+    """Everything a report needs from one or several sweep directories."""
+
+    table: pd.DataFrame  # tidy: one row per (job, language, split, calibrated)
+    jobs: pd.DataFrame  # one row per job directory found: job, job_dir, sweep, status, error, used
+    problems: list[str] = field(default_factory=list)  # failed/corrupt/missing jobs, missing cells, mixed sweeps
+    sources: list[Path] = field(default_factory=list)  # the sweep directories read
+
+
+class _Corrupt(Exception):
+    """A results.json that parses but lacks what a finished job writes."""
+
+
+@dataclass
+class _Job:
+    name: str
+    job_dir: Path
+    source: Path
+    status: str
+    error: str = ""
+    record: dict[str, Any] | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    used: bool = False
+
+
+def _expected() -> str:
+    return f"expected {EXPECTED_LAYOUT} files ({PRODUCED_BY})"
+
+
+def _job_dirs(path: Path) -> list[Path]:
+    """Job directories of a sweep dir: children holding a results.json or a ``.hydra`` folder (a started job)."""
+    return sorted(c for c in path.iterdir() if c.is_dir() and not c.name.startswith(".")
+                  and ((c / RESULTS_FILE).is_file() or (c / ".hydra").is_dir()))
+
+
+def _find_jobs(path: Path) -> list[Path]:
+    """The job dirs under one user-given path (a sweep dir, or a single job dir), or a ReportError."""
+    if not path.exists():
+        raise ReportError(f"sweep directory {path} does not exist; {_expected()}. Pass the sweep directory, "
+                          f"e.g. multirun/<sweep_name>.")
+    if not path.is_dir():
+        hint = f" (it is a results file: pass its sweep directory {path.parent.parent})" \
+            if path.name == RESULTS_FILE else ""
+        raise ReportError(f"{path} is not a directory{hint}; {_expected()}.")
+    if (path / RESULTS_FILE).is_file():
+        return [path]  # one job's directory: a one-job report
+    jobs = _job_dirs(path)
+    if any((j / RESULTS_FILE).is_file() for j in jobs):
+        return jobs
+    if not any(path.iterdir()):
+        raise ReportError(f"sweep directory {path} is empty; {_expected()}. Run the sweep first, or pass the "
+                          f"directory it wrote to.")
+    nested = sorted({p.parent.parent for p in path.glob(f"*/*/{RESULTS_FILE}")})
+    if nested:
+        names = ", ".join(str(p) for p in nested[:10])
+        raise ReportError(f"{path} holds several sweeps, not jobs ({names}); pass one or several of these sweep "
+                          f"directories; {_expected()}.")
+    started = f" ({len(jobs)} job directories, none finished yet)" if jobs else ""
+    raise ReportError(f"no {RESULTS_FILE} under {path}{started}; {_expected()}. Pass the sweep directory a "
+                      f"multirun wrote, or wait until its jobs finish.")
+
+
+def _get(record: dict[str, Any], *keys: str) -> Any:
+    """``record[k1][k2]...`` or a _Corrupt naming the missing dotted key."""
+    node: Any = record
+    for i, key in enumerate(keys):
+        if not isinstance(node, dict) or key not in node:
+            raise _Corrupt(f"missing key {'.'.join(keys[: i + 1])!r}")
+        node = node[key]
+    return node
+
+
+def _as_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        raise _Corrupt(f"{key} is {value!r}, not an integer")
+    return int(value)
+
+
+def _size(record: dict[str, Any]) -> tuple[int, str]:
+    """Numeric intermediate size and its label: ``null`` (the full set) counts its training examples."""
+    size = _get(record, "config", "intermediate", "size")
+    if size is None:
+        examples = (record.get("intermediate") or {}).get("train_examples")
+        if examples is None:
+            raise _Corrupt("intermediate.size is null (the full set) but intermediate.train_examples is missing")
+        return _as_int(examples, "intermediate.train_examples"), "full"
+    value = _as_int(size, "config.intermediate.size")
+    return value, str(value)
+
+
+def _cell(record: dict[str, Any]) -> tuple[str, str, str, str, int] | None:
+    """(model, intermediate, size label, target, seed) from a config, or None when the config is unusable."""
+    try:
+        cfg = record["config"]
+        size = cfg["intermediate"]["size"]
+        return (str(cfg["model"]["name"]), str(cfg["intermediate"]["name"]),
+                "full" if size is None else str(int(size)), str(cfg["target"]["name"]), int(cfg["seed"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _number(value: Any) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Corrupt(f"metric value {value!r} is not a number")
+    return float(value)
+
+
+def _rows(record: dict[str, Any], job_dir: Path, sweep_dir: Path) -> list[dict[str, Any]]:
+    """The tidy rows of one finished job (raises _Corrupt on a malformed record)."""
+    cfg = _get(record, "config")
+    size, size_label = _size(record)
+    seed = _as_int(_get(cfg, "seed"), "config.seed")
+    data_seed = cfg.get("data_seed", seed)
+    temperature = record.get("temperature")
+    n_bins = (cfg.get("calibration") or {}).get("n_bins")
+    base = {
+        "sweep": str(cfg.get("sweep_name") or sweep_dir.name),
+        "job": job_dir.name,
+        "job_dir": str(job_dir),
+        "intermediate": str(_get(cfg, "intermediate", "name")),
+        "size": size,
+        "size_label": size_label,
+        "target": str(_get(cfg, "target", "name")),
+        "model": str(_get(cfg, "model", "name")),
+        "seed": seed,
+        "data_seed": _as_int(data_seed, "config.data_seed"),
+    }
+    primary = record.get("primary_split")
+    zeroshot = _get(record, "zeroshot")
+    if not isinstance(zeroshot, dict) or not zeroshot:
+        raise _Corrupt("'zeroshot' is empty or not an object")
+    rows = []
+    for language, splits in zeroshot.items():
+        if not isinstance(splits, dict):
+            raise _Corrupt(f"zeroshot.{language} is not an object")
+        for split, entry in splits.items():
+            if not isinstance(entry, dict):
+                raise _Corrupt(f"zeroshot.{language}.{split} is not an object")
+            variants = [(False, entry)]
+            if isinstance(entry.get("ts"), dict):
+                variants.append((True, entry["ts"]))
+            for calibrated, values in variants:
+                row = {**base, "language": str(language), "zero_shot": language != TRAINING_LANGUAGE,
+                       "split": str(split), "calibrated": calibrated}
+                for metric in (*METRIC_COLUMNS, *TASK_SCORE_COLUMNS):
+                    if metric in values:
+                        row[metric] = _number(values[metric])
+                if "n" not in values:
+                    raise _Corrupt(f"missing key 'zeroshot.{language}.{split}{'.ts' if calibrated else ''}.n'")
+                row["n"] = _as_int(values["n"], f"zeroshot.{language}.{split}.n")
+                diagram = values.get("reliability_diagram") if not calibrated else None
+                plot = job_dir / "plots" / str(diagram) if diagram else None
+                row["reliability_diagram"] = str(plot.resolve()) if plot is not None and plot.is_file() else ""
+                row["primary"] = split == primary
+                row["temperature"] = math.nan if temperature is None else _number(temperature)
+                row["n_bins"] = -1 if n_bins is None else _as_int(n_bins, "config.calibration.n_bins")
+                rows.append(row)
+    return rows
+
+
+def _read_job(job_dir: Path, source: Path) -> _Job:
+    path = job_dir / RESULTS_FILE
+    job = _Job(name=job_dir.name, job_dir=job_dir.resolve(), source=source, status="missing")
+    if not path.is_file():
+        job.error = f"no {RESULTS_FILE} (the job did not finish, is still running, or was killed)"
+        return job
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        job.status, job.error = "corrupt", f"unreadable {RESULTS_FILE} (truncated or not JSON: {exc})"
+        return job
+    if not isinstance(record, dict):
+        job.status, job.error = "corrupt", f"{RESULTS_FILE} holds a {type(record).__name__}, not a JSON object"
+        return job
+    job.record = record
+    status = record.get("status")
+    if status == "failed":
+        error = str(record.get("error") or "no error message recorded").strip().splitlines()
+        job.status, job.error = "failed", error[0] if error else "no error message recorded"
+        return job
+    if status == "running":
+        job.error = "results.json says status 'running' (the job is still running or was killed)"
+        return job
+    if status != "ok":
+        job.status, job.error = "corrupt", f"unknown status {status!r} (expected 'ok' or 'failed')"
+        return job
+    try:
+        job.rows = _rows(record, job.job_dir, source)
+    except _Corrupt as exc:
+        job.status, job.error = "corrupt", f"{RESULTS_FILE} is incomplete: {exc}"
+        return job
+    job.status = "ok"
+    return job
+
+
+def _first_difference(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> str:
+    """Where two zeroshot dicts first differ, e.g. ``de.test.ece 0.1 vs 0.2``."""
+    for key in sorted(set(a) | set(b), key=str):
+        x, y = a.get(key), b.get(key)
+        if isinstance(x, dict) and isinstance(y, dict):
+            found = _first_difference(x, y, f"{prefix}{key}.")
+            if found:
+                return found
+        elif x != y:
+            return f"{prefix}{key} {x!r} vs {y!r}"
+    return ""
+
+
+def _deduplicate(jobs: list[_Job], problems: list[str]) -> None:
+    """Mark one job per name as used: an ok copy before a failed one, else the first given."""
+    by_name: dict[str, list[_Job]] = defaultdict(list)
+    for job in jobs:
+        by_name[job.name].append(job)
+    rank = {"ok": 0, "failed": 1, "corrupt": 2, "missing": 3}
+    for name, copies in by_name.items():
+        kept = min(copies, key=lambda j: rank[j.status])  # min is stable: the first given wins ties
+        kept.used = True
+        for other in copies:
+            if other is kept or other.status != "ok" or kept.status != "ok":
+                continue
+            assert kept.record is not None and other.record is not None
+            diff = _first_difference(kept.record.get("zeroshot", {}), other.record.get("zeroshot", {}))
+            if diff:
+                problems.append(f"duplicate job {name!r} with different numbers in {kept.source} and {other.source} "
+                                f"(first difference: zeroshot.{diff}); kept the copy in {kept.source}")
+
+
+def _job_problems(jobs: list[_Job]) -> list[str]:
+    notes = []
+    for job in jobs:
+        if job.used and job.status != "ok":
+            notes.append(f"{job.status} job {job.name!r} ({job.job_dir}): {job.error}")
+    return notes
+
+
+def _grid_problems(jobs: list[_Job]) -> list[str]:
+    """Cells of the grid (intermediate x size x target x seed, per model) that have no finished result."""
+    done: Counter[tuple[str, str, str, str, int]] = Counter()
+    tried: dict[tuple[str, str, str, str, int], list[_Job]] = defaultdict(list)
+    for job in jobs:
+        if not job.used or job.record is None:
+            continue
+        cell = _cell(job.record)
+        if cell is None:
+            continue
+        if job.status == "ok":
+            done[cell] += 1
+        else:
+            tried[cell].append(job)
+    seen = list(done) + list(tried)
+    notes: list[str] = []
+    for model in sorted({c[0] for c in seen}):
+        cells = [c for c in seen if c[0] == model]
+        values = [sorted({c[i] for c in cells}, key=_sort_key) for i in range(1, 5)]
+        for intermediate, size, target, seed in itertools.product(*values):
+            if intermediate == NO_INTERMEDIATE and size != "0":
+                continue  # the no-intermediate baseline exists at size 0 only
+            cell = (model, intermediate, size, target, seed)
+            if done[cell]:
+                continue
+            why = "; ".join(f"job {j.name!r} {j.status}: {j.error}" for j in tried.get(cell, []))
+            where = f" (model {model})" if len({c[0] for c in seen}) > 1 else ""
+            notes.append(f"missing grid cell intermediate={intermediate} size={size} target={target} seed={seed}"
+                         f"{where}: {why or 'no job directory for it'}")
+    for cell, count in sorted(done.items(), key=lambda kv: tuple(map(_sort_key, kv[0]))):
+        if count > 1:
+            names = sorted(j.name for j in jobs if j.used and j.status == "ok" and _cell(j.record or {}) == cell)
+            notes.append(f"grid cell intermediate={cell[1]} size={cell[2]} target={cell[3]} seed={cell[4]} has "
+                         f"{count} finished jobs ({', '.join(names)}); all are kept and averaged like extra seeds")
+    if len(notes) > _MAX_CELL_NOTES:
+        notes = [*notes[:_MAX_CELL_NOTES], f"... and {len(notes) - _MAX_CELL_NOTES} more grid-cell notes"]
+    return notes
+
+
+def _sort_key(value: Any) -> tuple[int, Any]:
+    """Numbers in numeric order, then words ("full" after every number)."""
+    if isinstance(value, (int, float)):
+        return (0, value)
+    text = str(value)
+    return (0, int(text)) if text.isdigit() else (1, text)
+
+
+def _mixed_problems(jobs: list[_Job]) -> list[str]:
+    notes = []
+    ok = [j for j in jobs if j.used and j.status == "ok" and j.record is not None]
+    for keys in COMPATIBILITY_KEYS:
+        values: Counter[str] = Counter()
+        for job in ok:
+            node: Any = job.record.get("config", {}) if job.record else {}
+            for key in keys:
+                node = node.get(key) if isinstance(node, dict) else None
+            values[json.dumps(node)] += 1
+        if len(values) > 1:
+            listed = ", ".join(f"{v} ({n} jobs)" for v, n in sorted(values.items()))
+            notes.append(f"mixed sweeps: {'.'.join(keys)} differs between jobs: {listed}; numbers from different "
+                         f"values must not be averaged together (the `model` column separates models; pass the "
+                         f"sweeps separately otherwise)")
+    return notes
+
+
+def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    present = [c for c in (*METRIC_COLUMNS, *TASK_SCORE_COLUMNS) if any(c in r for r in rows)]
+    columns = [*ID_COLUMNS, *present, "n", "reliability_diagram", *EXTRA_COLUMNS]
+    table = pd.DataFrame(rows, columns=columns)
+    for col in ("size", "seed", "data_seed", "n", "n_bins"):
+        table[col] = table[col].astype("int64")
+    for col in ("zero_shot", "calibrated", "primary"):
+        table[col] = table[col].astype(bool)
+    for col in (*present, "temperature"):
+        table[col] = table[col].astype("float64")
+    for col in ("sweep", "job", "job_dir", "intermediate", "size_label", "target", "model", "language", "split",
+                "reliability_diagram"):
+        table[col] = table[col].astype(str)
+    return table.sort_values(["model", "intermediate", "target", "size", "seed", "job", "language", "split",
+                              "calibrated"], kind="stable", ignore_index=True)
+
+
+def load_sweep(paths: Path | str | list[Path] | list[str]) -> Sweep:
+    """Read one or several sweep directories (e.g. copies from several machines) into a :class:`Sweep`.
+
+    Raises:
+        ReportError: a path does not exist, is empty, is not a sweep, or no job in any path finished.
+    """
+    given = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    if not given:
+        raise ReportError(f"no sweep directory given; {_expected()}.")
+    sources: list[Path] = []
+    jobs: list[_Job] = []
+    for raw in given:
+        path = Path(raw).expanduser()
+        job_dirs = _find_jobs(path)
+        source = path.resolve() if job_dirs != [path] else path.resolve().parent
+        sources.append(source)
+        jobs.extend(_read_job(job_dir, source) for job_dir in job_dirs)
+    problems: list[str] = []
+    _deduplicate(jobs, problems)
+    good = [j for j in jobs if j.used and j.status == "ok"]
+    if not good:
+        listed = "; ".join(f"{j.name}: {j.status} ({j.error})" for j in jobs[:10])
+        raise ReportError(f"no finished job in {', '.join(map(str, sources))} ({len(jobs)} job directories: "
+                          f"{listed}); {_expected()} with status 'ok'. Fix or re-run the failed jobs.")
+    problems = [*_job_problems(jobs), *problems, *_grid_problems(jobs), *_mixed_problems(jobs)]
+    table = _table([row for job in good for row in job.rows])
+    jobs_frame = pd.DataFrame(
+        [{"job": j.name, "job_dir": str(j.job_dir), "sweep": str(j.source), "status": j.status, "error": j.error,
+          "used": j.used} for j in jobs],
+        columns=["job", "job_dir", "sweep", "status", "error", "used"],
+    )
+    return Sweep(table=table, jobs=jobs_frame, problems=problems, sources=sources)
+
+
+def write_tidy(sweep: Sweep, out_dir: Path) -> dict[str, Path]:
+    """The tidy table as ``results.csv`` and ``results.parquet`` in ``out_dir`` (for pandas, R, spreadsheets)."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {"csv": out_dir / "results.csv", "parquet": out_dir / "results.parquet"}
+    sweep.table.to_csv(paths["csv"], index=False)
+    sweep.table.to_parquet(paths["parquet"], index=False)
+    return paths
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def load_predictions(
+    job_dir: Path, language: str, split: str, calibrated: bool
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(probs [N, K] float64, labels [N])`` of one eval set from ``predictions/<lang>_<split>.npz``.
+
+    ``calibrated=True`` divides the logits by the job's fitted temperature first. Returns None when the job
+    saved no predictions (``calibration.save_predictions=false``, older runs) or fitted no temperature.
+
+    Raises:
+        ReportError: the npz file exists but cannot be read (truncated copy, wrong arrays).
+    """
+    job_dir = Path(job_dir)
+    record: dict[str, Any] = {}
+    try:
+        loaded = json.loads((job_dir / RESULTS_FILE).read_text(encoding="utf-8"))
+        record = loaded if isinstance(loaded, dict) else {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        record = {}
+    folder = record.get("predictions") or "predictions"
+    path = job_dir / str(folder) / f"{language}_{split}.npz"
+    if not path.is_file():
+        return None
+    temperature = record.get("temperature")
+    if calibrated and temperature is None:
+        return None
+    try:
+        with np.load(path) as data:
+            logits = np.asarray(data["logits"], dtype=np.float64)
+            labels = np.asarray(data["labels"], dtype=np.int64)
+    except Exception as exc:  # zipfile / pickle / KeyError: every way a copied npz can be broken
+        raise ReportError(f"predictions file {path} cannot be read ({type(exc).__name__}: {exc}); expected an npz "
+                          f"with arrays 'logits' [N, K] and 'labels' [N] as xcal writes them. Copy it again or "
+                          f"delete it (the report then bootstraps over seeds only).") from exc
+    if logits.ndim != 2 or labels.shape != (logits.shape[0],):
+        raise ReportError(f"predictions file {path} has logits of shape {logits.shape} and labels of shape "
+                          f"{labels.shape}; expected [N, K] and [N]. Copy it again or delete it.")
+    if calibrated:
+        logits = logits / float(temperature)
+    return _softmax(logits), labels

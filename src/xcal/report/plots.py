@@ -1,0 +1,437 @@
+"""The report's figures, one function per figure, each writing a PNG and returning its path.
+
+Everything is drawn from the tidy table of :mod:`xcal.report.collect` (and, for reliability diagrams, the
+saved predictions), with matplotlib's object API on the Agg canvas, never ``pyplot``: no global figure state
+and no GUI backend, so the report runs the same in a terminal, a worker process, CI and a notebook.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+ENGLISH = "en"
+#: Figures are read on screen and embedded in HTML: small files, sharp enough.
+DPI = 110
+#: Columns that identify one experiment; a sweep with several of them gets one block of panels each.
+GROUP_KEYS = ("intermediate", "target", "model")
+METRIC_LABELS = {
+    "accuracy": "accuracy", "ece": "ECE", "mce": "MCE", "rmsce": "RMS calibration error",
+    "adaptive_ece": "adaptive ECE", "classwise_ece": "classwise ECE", "brier": "Brier score",
+    "brier_top_label": "top-label Brier", "nll": "NLL", "debiased_ece": "debiased ECE", "smooth_ece": "smooth ECE",
+    "entity_f1": "entity F1", "ndcg": "nDCG",
+}
+ZERO_SHOT_MEAN = "mean (zero-shot)"
+
+
+def default_split(table: pd.DataFrame) -> str:
+    """The split the figures show: the jobs' primary split (``primary_split`` in results.json, the one their
+    summary metrics use), else ``test``, else ``dev``, else the most frequent one."""
+    if table.empty:
+        raise ValueError("the table has no rows: nothing to plot")
+    if "primary" in table.columns and table["primary"].astype(bool).any():
+        return str(table.loc[table["primary"].astype(bool), "split"].astype(str).mode().iloc[0])
+    splits = table["split"].astype(str)
+    for preferred in ("test", "dev"):
+        if (splits == preferred).any():
+            return preferred
+    return str(splits.mode().iloc[0])
+
+
+def select(table: pd.DataFrame, *, split: str | None = None, calibrated: bool = False) -> pd.DataFrame:
+    """Rows of one split and one calibration state (raw or temperature-scaled)."""
+    split = split or default_split(table)
+    return table[(table["split"] == split) & (table["calibrated"] == calibrated)]
+
+
+def groups(table: pd.DataFrame) -> list[tuple[tuple[str, ...], pd.DataFrame]]:
+    """The table split by (intermediate, target, model), in a stable order."""
+    keys = [k for k in GROUP_KEYS if k in table.columns]
+    if table.empty:
+        return []
+    return [((key,) if isinstance(key, str) else tuple(key), frame)
+            for key, frame in table.groupby(keys, sort=True)]
+
+
+def group_title(key: Sequence[str]) -> str:
+    """``"epistemic_reasoning → multiemo (me5_small)"``: the experiment a panel row belongs to."""
+    parts = list(key)
+    if len(parts) >= 2:
+        title = f"{parts[0]} → {parts[1]}"
+        return f"{title} ({parts[2]})" if len(parts) > 2 else title
+    return " ".join(parts)
+
+
+def ordered_languages(languages: Sequence[str]) -> list[str]:
+    """English first (the training language), then the zero-shot languages alphabetically."""
+    unique = sorted(set(languages))
+    return ([ENGLISH] if ENGLISH in unique else []) + [lang for lang in unique if lang != ENGLISH]
+
+
+def size_labels(table: pd.DataFrame) -> dict[int, str]:
+    """Numeric size -> its label (``"full"`` for the whole training set, ``"0"`` for no intermediate stage)."""
+    if "size_label" not in table.columns:
+        return {int(s): str(int(s)) for s in table["size"].unique()}
+    pairs = table[["size", "size_label"]].drop_duplicates()
+    labels: dict[int, str] = {}
+    for size, label in zip(pairs["size"], pairs["size_label"], strict=True):
+        labels[int(size)] = str(label) if str(label) == "full" else f"{int(size):,}".replace(",", " ")
+    return labels
+
+
+def _new_figure(width: float, height: float) -> Figure:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=DPI)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Figure, path: str | Path) -> Path:
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png")
+    return out
+
+
+def _language_colors(languages: Sequence[str]) -> dict[str, object]:
+    """English in black; zero-shot languages from a qualitative palette, stable across figures."""
+    from matplotlib import colormaps
+
+    palette = colormaps["tab10"].colors
+    zero_shot = [lang for lang in ordered_languages(languages) if lang != ENGLISH]
+    colors: dict[str, object] = {ENGLISH: "black", ZERO_SHOT_MEAN: "#C44E52"}
+    skip = {3}  # tab10's red is the zero-shot mean's colour
+    usable = [c for i, c in enumerate(palette) if i not in skip]
+    for i, lang in enumerate(zero_shot):
+        colors[lang] = usable[i % len(usable)]
+    return colors
+
+
+def grid_languages(languages: Sequence[str], max_zero_shot: int = 3) -> list[str]:
+    """The reliability grid's columns: English (the training language) and the first ``max_zero_shot``
+    zero-shot languages alphabetically."""
+    available = ordered_languages(languages)
+    zero_shot = [lang for lang in available if lang != ENGLISH][:max_zero_shot]
+    return ([ENGLISH] if ENGLISH in available else []) + zero_shot
+
+
+def _size_colors(sizes: Sequence[int]) -> dict[int, object]:
+    """One colour per size along viridis, in size order (sizes are few and log-spaced: ordinal, not linear)."""
+    from matplotlib import colormaps
+
+    ordered = sorted(set(int(s) for s in sizes))
+    cmap = colormaps["viridis"]
+    if len(ordered) == 1:
+        return {ordered[0]: cmap(0.35)}
+    return {s: cmap(0.9 * i / (len(ordered) - 1)) for i, s in enumerate(ordered)}
+
+
+def _with_zero_shot_mean(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Add the per-(size, seed) mean over zero-shot languages as language ``mean (zero-shot)``."""
+    rows = frame[["language", "size", "seed", metric]]
+    zs = rows[rows["language"] != ENGLISH]
+    if zs.empty or zs["language"].nunique() < 2:
+        return rows
+    mean = zs.groupby(["size", "seed"], as_index=False)[metric].mean()
+    mean["language"] = ZERO_SHOT_MEAN
+    return pd.concat([rows, mean[rows.columns]], ignore_index=True)
+
+
+def _baseline_x(positive_sizes: Sequence[int]) -> float:
+    """Where size 0 sits on the log axis: 1.5 doublings left of the smallest real size."""
+    return float(min(positive_sizes)) / 2**1.5 if positive_sizes else 1.0
+
+
+def _metric_panel(ax: Axes, frame: pd.DataFrame, metric: str, colors: dict[str, object],
+                  labels: dict[int, str], band: str) -> None:
+    data = _with_zero_shot_mean(frame, metric).dropna(subset=[metric])
+    positive = sorted(int(s) for s in data["size"].unique() if s > 0)
+    x0 = _baseline_x(positive)
+    languages = ordered_languages([lang for lang in data["language"].unique() if lang != ZERO_SHOT_MEAN])
+    if (data["language"] == ZERO_SHOT_MEAN).any():
+        languages.append(ZERO_SHOT_MEAN)
+    for lang in languages:
+        stats = data[data["language"] == lang].groupby("size")[metric].agg(["mean", "std", "min", "max"])
+        english, pooled = lang == ENGLISH, lang == ZERO_SHOT_MEAN
+        style = {"color": colors.get(lang, "gray"), "lw": 2.6 if english else (2.0 if pooled else 1.2),
+                 "zorder": 4 if english else (3 if pooled else 2), "ls": "--" if pooled else "-"}
+        curve = stats[stats.index > 0]
+        if not curve.empty:
+            ax.plot(curve.index, curve["mean"], marker="o", ms=4 if english else 3, label=lang, **style)
+            lo, hi = ((curve["mean"] - curve["std"], curve["mean"] + curve["std"]) if band == "std"
+                      else (curve["min"], curve["max"]))
+            if lo.notna().any():
+                ax.fill_between(curve.index, lo, hi, color=style["color"], alpha=0.18 if english else 0.1, lw=0)
+        if 0 in stats.index:
+            base = stats.loc[0]
+            ax.axhline(base["mean"], color=style["color"], ls=":", lw=1.0 if not english else 1.6, alpha=0.8,
+                       zorder=1)
+            yerr = base["std"] if band == "std" and not math.isnan(base["std"]) else None
+            ax.errorbar([x0], [base["mean"]], yerr=yerr, fmt="s", ms=5 if english else 4, color=style["color"],
+                        capsize=2, zorder=style["zorder"], label=None if not curve.empty else lang)
+    ax.set_xscale("log", base=2)
+    ticks = ([x0] if (data["size"] == 0).any() else []) + positive
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([labels.get(0, "0") if t == x0 and (data["size"] == 0).any() else labels.get(int(t), str(t))
+                        for t in ticks], fontsize=7, rotation=30 if len(ticks) > 5 else 0)
+    ax.minorticks_off()
+    if positive and (data["size"] == 0).any():
+        ax.axvline(math.sqrt(x0 * positive[0]), color="0.75", lw=0.8)  # separates the baseline from the curve
+    ax.set_xlim(x0 / 1.6, (positive[-1] if positive else x0) * 1.6)
+    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.grid(True, axis="y", alpha=0.3)
+
+
+def metric_vs_size(table: pd.DataFrame, path: str | Path, *,
+                   metrics: Sequence[str] = ("accuracy", "ece", "brier", "nll"), calibrated: bool = False,
+                   split: str | None = None, band: str = "std") -> Path:
+    """Each metric against intermediate-task size, one line per language (English bold, black).
+
+    The x axis is log2 over sizes > 0; size 0 (no intermediate stage) is the square at the left edge,
+    labelled ``0``, with a dotted horizontal line at its level so the curve can be read against it. Lines
+    are means over seeds with a band of ± one std (``band="std"``) or the seeds' min-max (``band="range"``).
+    A sweep with several (intermediate, target, model) experiments gets one row of panels per experiment.
+    """
+    if band not in ("std", "range"):
+        raise ValueError(f"band must be 'std' or 'range', got {band!r}")
+    rows = select(table, split=split, calibrated=calibrated)
+    metrics = [m for m in metrics if m in rows.columns and rows[m].notna().any()]
+    blocks = groups(rows)
+    if not metrics or not blocks:
+        return _placeholder(path, "no results to plot against size")
+    colors = _language_colors(rows["language"].unique())
+    labels = size_labels(rows)
+    fig = _new_figure(3.4 * len(metrics) + 1.4, 2.9 * len(blocks) + 0.6)
+    axes = np.atleast_2d(fig.subplots(len(blocks), len(metrics), squeeze=False))
+    for r, (key, frame) in enumerate(blocks):
+        for c, metric in enumerate(metrics):
+            _metric_panel(axes[r, c], frame, metric, colors, labels, band)
+            if r == len(blocks) - 1:
+                axes[r, c].set_xlabel("intermediate-task training examples")
+        axes[r, 0].set_title(group_title(key), fontsize=9, loc="left")
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc="center right", fontsize=8, title="language", title_fontsize=8)
+    state = "temperature-scaled" if calibrated else "raw"
+    spread = "± 1 std over seeds" if band == "std" else "seed min-max"
+    fig.suptitle(f"Metrics by intermediate size ({state}, {select(table, split=split).split.iloc[0]} split; "
+                 f"band: {spread}; square = no intermediate stage)", fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1 - 1.2 / fig.get_figwidth(), 0.97))
+    return _save(fig, path)
+
+
+def _pooled_predictions(jobs: pd.DataFrame, language: str, split: str, calibrated: bool
+                        ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The predictions of every seed of one cell, concatenated (None when no job saved any)."""
+    from xcal.report.collect import ReportError, load_predictions
+
+    probs, labels = [], []
+    for job_dir in sorted(set(jobs["job_dir"])):
+        try:
+            loaded = load_predictions(Path(job_dir), language, split, calibrated)
+        except ReportError:  # a broken copy of one npz: that cell falls back to the per-job PNG
+            loaded = None
+        if loaded is None:
+            continue
+        p, y = loaded
+        keep = np.asarray(y) >= 0  # token tasks: padding / ignored positions carry a negative label
+        probs.append(np.asarray(p, dtype=np.float64)[keep])
+        labels.append(np.asarray(y, dtype=np.int64)[keep])
+    if not probs or sum(len(y) for y in labels) == 0 or len({p.shape[1] for p in probs}) != 1:
+        return None
+    return np.concatenate(probs), np.concatenate(labels)
+
+
+def _reliability_cell(ax: Axes, probs: np.ndarray, labels: np.ndarray, n_bins: int) -> None:
+    import torch
+
+    from xcal.metrics import expected_calibration_error, reliability_bins
+
+    p, y = torch.from_numpy(probs), torch.from_numpy(labels)
+    rb = reliability_bins(p, y, n_bins)
+    ece = float(expected_calibration_error(p, y, n_bins))
+    lower, width = rb.lower.numpy(), (rb.upper - rb.lower).numpy()
+    acc = np.nan_to_num(rb.accuracy.numpy())
+    conf = rb.confidence.numpy()
+    nonempty = rb.count.numpy() > 0
+    ax.bar(lower, acc, width=width, align="edge", color="#4C72B0", edgecolor="black", lw=0.4)
+    ax.bar(lower[nonempty], (conf - acc)[nonempty], bottom=acc[nonempty], width=width[nonempty], align="edge",
+           color="#C44E52", alpha=0.35, lw=0)  # the gap to the bin's mean confidence
+    ax.plot([0, 1], [0, 1], ls="--", color="gray", lw=0.8)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.text(0.04, 0.95, f"ECE {ece:.3f}\nN {len(labels)}", va="top", fontsize=7,
+            bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
+
+
+def _image_cell(ax: Axes, png: Path) -> None:
+    from matplotlib.image import imread
+
+    ax.imshow(imread(png))
+    ax.set_axis_off()
+    ax.text(0.5, -0.04, "per-job diagram (no predictions saved)", transform=ax.transAxes, ha="center",
+            va="top", fontsize=6)
+
+
+def reliability_grid(table: pd.DataFrame, path: str | Path, *, calibrated: bool = False, split: str | None = None,
+                     languages: Sequence[str] | None = None, max_zero_shot: int = 3, n_bins: int = 15,
+                     group: Sequence[str] | None = None) -> Path:
+    """Reliability diagrams: rows = intermediate sizes, columns = English + up to ``max_zero_shot`` zero-shot
+    languages, each cell pooling the predictions of all seeds (``predictions/<lang>_<split>.npz``).
+
+    Without saved predictions a cell shows the job's own diagram PNG (raw only, first seed); with neither
+    it says so. ``group`` picks one (intermediate, target, model) experiment; default: the first.
+    """
+    rows = select(table, split=split, calibrated=calibrated)
+    blocks = dict(groups(rows))
+    if not blocks:
+        return _placeholder(path, "no results for reliability diagrams")
+    key = tuple(group) if group is not None else next(iter(blocks))
+    if key not in blocks:
+        raise ValueError(f"group {key} not in the table; available: {sorted(blocks)}")
+    frame = blocks[key]
+    split_name = str(frame["split"].iloc[0])
+    if languages is None:
+        languages = grid_languages(frame["language"].unique(), max_zero_shot)
+    sizes = sorted(int(s) for s in frame["size"].unique())
+    labels = size_labels(frame)
+    fig = _new_figure(2.3 * len(languages) + 0.6, 2.2 * len(sizes) + 0.8)
+    axes = fig.subplots(len(sizes), len(languages), squeeze=False, sharex=True, sharey=True)
+    for r, size in enumerate(sizes):
+        for c, lang in enumerate(languages):
+            ax = axes[r, c]
+            cell = frame[(frame["size"] == size) & (frame["language"] == lang)]
+            pooled = _pooled_predictions(cell, lang, split_name, calibrated) if not cell.empty else None
+            pngs = [Path(p) for p in cell.get("reliability_diagram", pd.Series(dtype=str)) if p and Path(p).is_file()]
+            if pooled is not None:
+                _reliability_cell(ax, *pooled, n_bins=n_bins)
+            elif pngs and not calibrated:
+                _image_cell(ax, sorted(pngs)[0])
+            else:
+                ax.text(0.5, 0.5, "no predictions", ha="center", va="center", fontsize=8, color="0.4")
+                ax.set_xticks([])
+                ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"{lang}{' (train)' if lang == ENGLISH else ' (zero-shot)'}", fontsize=9)
+            if c == 0:
+                ax.set_ylabel(f"size {labels.get(size, size)}\naccuracy", fontsize=8)
+            if r == len(sizes) - 1:
+                ax.set_xlabel("confidence", fontsize=8)
+            ax.tick_params(labelsize=7)
+    state = "temperature-scaled" if calibrated else "raw"
+    fig.suptitle(f"Reliability, {group_title(key)} ({state}, {split_name}; seeds pooled; red = confidence gap)",
+                 fontsize=9)
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
+    return _save(fig, path)
+
+
+def _size_legend(ax: Axes, colors: dict[int, object], labels: dict[int, str]) -> None:
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], marker="o", ls="", color=colors[s], label=labels.get(s, str(s))) for s in colors]
+    handles += [Line2D([], [], marker="*", ls="", color="0.3", ms=9, label="English"),
+                Line2D([], [], marker="o", ls="", color="0.3", label="zero-shot")]
+    ax.legend(handles=handles, title="intermediate size", fontsize=7, title_fontsize=7, loc="best")
+
+
+def accuracy_vs_ece(table: pd.DataFrame, path: str | Path, *, calibrated: bool = False,
+                    split: str | None = None, metric: str = "ece") -> Path:
+    """Accuracy against ECE, one point per job x language, coloured by intermediate size (stars: English).
+
+    Shows whether a size that buys accuracy also buys (or costs) calibration.
+    """
+    rows = select(table, split=split, calibrated=calibrated).dropna(subset=["accuracy", metric])
+    if rows.empty:
+        return _placeholder(path, f"no accuracy/{metric} values")
+    colors = _size_colors(rows["size"].unique())
+    labels = size_labels(rows)
+    fig = _new_figure(5.6, 4.4)
+    ax = fig.subplots()
+    for english, marker, ms in ((False, "o", 28), (True, "*", 90)):
+        part = rows[(rows["language"] == ENGLISH) == english]
+        ax.scatter(part[metric], part["accuracy"], c=[colors[int(s)] for s in part["size"]], marker=marker, s=ms,
+                   edgecolors="black", linewidths=0.4, alpha=0.85, zorder=3 if english else 2)
+    ax.set_xlabel(f"{METRIC_LABELS.get(metric, metric)} ({'temperature-scaled' if calibrated else 'raw'})")
+    ax.set_ylabel("accuracy")
+    ax.grid(True, alpha=0.3)
+    _size_legend(ax, colors, labels)
+    ax.set_title(f"Accuracy vs {METRIC_LABELS.get(metric, metric)} per job and language "
+                 f"({rows['split'].iloc[0]} split)", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def raw_vs_scaled(table: pd.DataFrame, path: str | Path, *, split: str | None = None, metric: str = "ece") -> Path:
+    """Raw against temperature-scaled ECE (one point per job x language) with the diagonal: points below it
+    are the cases temperature scaling (fit on English dev) improved, the zero-shot ones being the test of
+    whether an English temperature transfers."""
+    split = split or default_split(table)
+    keys = ["job_dir", "language", "split"]
+    raw = select(table, split=split, calibrated=False)[[*keys, "size", metric]]
+    scaled = select(table, split=split, calibrated=True)[[*keys, metric]]
+    both = raw.merge(scaled, on=keys, suffixes=("_raw", "_ts")).dropna(subset=[f"{metric}_raw", f"{metric}_ts"])
+    if both.empty:
+        return _placeholder(path, "no temperature-scaled results (calibration.temperature_scaling=false?)")
+    colors = _size_colors(both["size"].unique())
+    labels = size_labels(select(table, split=split))
+    fig = _new_figure(5.0, 4.6)
+    ax = fig.subplots()
+    x, y = both[f"{metric}_raw"], both[f"{metric}_ts"]
+    for english, marker, ms in ((False, "o", 28), (True, "*", 90)):
+        part = both[(both["language"] == ENGLISH) == english]
+        ax.scatter(part[f"{metric}_raw"], part[f"{metric}_ts"], c=[colors[int(s)] for s in part["size"]],
+                   marker=marker, s=ms, edgecolors="black", linewidths=0.4, alpha=0.85, zorder=3 if english else 2)
+    top = float(max(x.max(), y.max())) * 1.08 or 1.0
+    ax.plot([0, top], [0, top], ls="--", color="gray", lw=1, zorder=1)
+    ax.set_xlim(0, top)
+    ax.set_ylim(0, top)
+    ax.set_aspect("equal")
+    name = METRIC_LABELS.get(metric, metric)
+    ax.set_xlabel(f"{name} raw")
+    ax.set_ylabel(f"{name} after temperature scaling")
+    ax.grid(True, alpha=0.3)
+    _size_legend(ax, colors, labels)
+    better = int((y < x).sum())
+    ax.set_title(f"Temperature scaling lowered {name} in {better} of {len(both)} cases ({split} split)",
+                 fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _placeholder(path: str | Path, message: str) -> Path:
+    """A small figure that says why there is nothing to plot (a report never breaks on a thin sweep)."""
+    fig = _new_figure(4.0, 1.2)
+    fig.text(0.5, 0.5, message, ha="center", va="center", fontsize=9)
+    return _save(fig, path)
+
+
+def write_figures(table: pd.DataFrame, out_dir: str | Path, *, calibrated: bool = False,
+                  metrics: Sequence[str] = ("accuracy", "ece", "brier", "nll"), split: str | None = None,
+                  n_bins: int = 15) -> dict[str, Path]:
+    """Every report figure under ``out_dir`` (``figures/`` in a report), by name in display order.
+
+    One reliability grid per (intermediate, target, model) experiment; the other figures cover the sweep.
+    """
+    out = Path(out_dir)
+    split = split or default_split(table)
+    figures = {"metric_vs_size": metric_vs_size(table, out / "metric_vs_size.png", metrics=metrics,
+                                                calibrated=calibrated, split=split)}
+    blocks = [key for key, _ in groups(select(table, split=split, calibrated=calibrated))]
+    for i, key in enumerate(blocks):
+        name = "reliability" if len(blocks) == 1 else f"reliability_{i + 1}"
+        figures[name] = reliability_grid(table, out / f"{name}.png", calibrated=calibrated, split=split,
+                                         group=key, n_bins=n_bins)
+    figures["accuracy_vs_ece"] = accuracy_vs_ece(table, out / "accuracy_vs_ece.png", calibrated=calibrated,
+                                                 split=split)
+    figures["raw_vs_scaled_ece"] = raw_vs_scaled(table, out / "raw_vs_scaled_ece.png", split=split)
+    return figures

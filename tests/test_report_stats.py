@@ -1,0 +1,403 @@
+"""The report's numbers: the tidy table of a sweep, seed summaries, and the fitted effect of intermediate size.
+
+Sweeps are synthetic but written in the real on-disk layout (tests/report_fixtures.py) with a *planted* ECE
+per (language, size, seed): the fixture's predictions have exactly that ECE, so a recovered slope is checked
+against a known truth. Tolerance for a recovered slope: the only deviation from the planted slope is the
+planted per-job noise (sd ``noise``), so the OLS slope has standard error ``noise / sqrt(sum((x - mean x)^2))``
+over the jobs' ``x = log2(size)``; the tests allow 4 standard errors (computed from the design below), which
+a correct fit misses with probability < 1e-4 and a wrong slope (e.g. per size instead of per doubling, or a
+sign error) exceeds by orders of magnitude.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from report_fixtures import FULL_SIZE, job_name, write_synthetic_sweep
+from xcal.metrics import calibration_report, expected_calibration_error
+from xcal.report.collect import ReportError, Sweep, load_predictions, load_sweep, write_tidy
+from xcal.report.stats import (
+    CALIBRATION_METRICS,
+    MEAN_ALL,
+    MEAN_ZERO_SHOT,
+    POOLED,
+    effect_sentence,
+    example_replicates,
+    size_effects,
+    summary_table,
+    to_html,
+    to_markdown,
+)
+
+SIZES = (0, 100, 400, 1600, 6400)
+NOISE = 0.002
+ALL_METRICS = ["accuracy", "ece", "mce", "rmsce", "adaptive_ece", "classwise_ece", "brier", "brier_top_label", "nll",
+               "debiased_ece", "smooth_ece", "ece_ci_low", "ece_ci_high", "brier_ci_low", "brier_ci_high"]
+ID_COLUMNS = ["sweep", "job", "job_dir", "intermediate", "size", "size_label", "target", "model", "seed", "data_seed",
+              "language", "zero_shot", "split", "calibrated"]
+
+
+def slope_tolerance(sizes: tuple[int, ...], seeds: int, languages: int = 1) -> float:
+    """4 standard errors of the OLS slope under the planted noise (``languages`` averaged for the pooled row)."""
+    x = np.repeat(np.log2([s for s in sizes if s > 0]), seeds)
+    return 4 * NOISE / math.sqrt(languages) / math.sqrt(float(((x - x.mean()) ** 2).sum()))
+
+
+@pytest.fixture(scope="module")
+def main_sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
+    """The fixture's defaults: 5 sizes (incl. 0) x 3 seeds x en/de/fr/zh, ECE falling 0.01 per doubling."""
+    return load_sweep(write_synthetic_sweep(tmp_path_factory.mktemp("main"), noise=NOISE))
+
+
+@pytest.fixture(scope="module")
+def main_effects(main_sweep: Sweep) -> pd.DataFrame:
+    return size_effects(main_sweep)  # the default run: 1000 resamples over seeds and examples
+
+
+@pytest.fixture(scope="module")
+def mixed_effects(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
+    """One planted slope per language: English rises, de is flat, fr and zh fall; no size-0 jobs."""
+    path = write_synthetic_sweep(tmp_path_factory.mktemp("mixed"), sizes=SIZES[1:], noise=NOISE,
+                                 slopes={"en": 0.01, "de": 0.0, "fr": -0.02, "zh": -0.01})
+    return size_effects(load_sweep(path), metrics=("ece",), n_boot=500)
+
+
+def effect(effects: pd.DataFrame, language: str, metric: str = "ece") -> pd.Series:
+    rows = effects[(effects["language"] == language) & (effects["metric"] == metric)]
+    assert len(rows) == 1
+    return rows.iloc[0]
+
+
+# ----------------------------------------------------------------------------------------------- tidy table
+
+
+def test_tidy_table_columns_rows_and_values(main_sweep: Sweep, tmp_path: Path) -> None:
+    table = main_sweep.table
+    assert list(table.columns) == [*ID_COLUMNS, *ALL_METRICS, "n", "reliability_diagram", "primary", "temperature",
+                                   "n_bins"]
+    assert len(table) == 5 * 3 * 4 * 2  # sizes x seeds x languages x (raw, temperature-scaled)
+    assert sorted(table["size"].unique()) == list(SIZES)
+    assert table["job"].nunique() == 15 and set(table["seed"]) == {0, 1, 2}
+    assert set(table["language"]) == {"en", "de", "fr", "zh"}
+    assert (table["zero_shot"] == (table["language"] != "en")).all()
+    assert set(table["split"]) == {"test"} and table["primary"].all()
+    assert (table["n"] == 400).all() and (table["temperature"] == 1.25).all() and (table["n_bins"] == 15).all()
+    assert table.groupby("calibrated").size().to_dict() == {False: 60, True: 60}
+    assert main_sweep.problems == [] and (main_sweep.jobs["status"] == "ok").all() and len(main_sweep.jobs) == 15
+    raw = table[~table["calibrated"]]
+    assert all(Path(p).is_absolute() and Path(p).is_file() for p in raw["reliability_diagram"])
+    assert (table[table["calibrated"]]["reliability_diagram"] == "").all()
+    # one exact row: the JSON's numbers, unchanged
+    row = raw[(raw["language"] == "de") & (raw["size"] == 400) & (raw["seed"] == 1)].iloc[0]
+    record = json.loads((Path(row["job_dir"]) / "results.json").read_text())
+    assert row["job"] == job_name("mnli", 400, "xnli", 1) == Path(row["job_dir"]).name
+    assert (row["sweep"], row["intermediate"], row["target"], row["model"]) == ("synthetic", "mnli", "xnli",
+                                                                                  "xlmr_large")
+    assert all(row[m] == record["zeroshot"]["de"]["test"][m] for m in ALL_METRICS)
+    paths = write_tidy(main_sweep, tmp_path / "out")
+    assert paths == {"csv": tmp_path / "out" / "results.csv", "parquet": tmp_path / "out" / "results.parquet"}
+    assert pd.read_csv(paths["csv"]).shape == table.shape
+    pd.testing.assert_frame_equal(pd.read_parquet(paths["parquet"]), table, check_dtype=False)
+
+
+def test_predictions_agree_with_results_and_temperature(main_sweep: Sweep) -> None:
+    table = main_sweep.table
+    for calibrated in (False, True):
+        row = table[(table["language"] == "fr") & (table["size"] == 1600) & (table["seed"] == 2)
+                    & (table["calibrated"] == calibrated)].iloc[0]
+        loaded = load_predictions(Path(row["job_dir"]), "fr", "test", calibrated)
+        assert loaded is not None
+        probs, labels = loaded
+        assert probs.shape == (400, 3) and probs.dtype == np.float64 and labels.shape == (400,)
+        report = calibration_report(torch.from_numpy(probs), torch.from_numpy(labels), bootstrap=0)
+        for metric in ("accuracy", "ece", "mce", "adaptive_ece", "brier", "nll"):
+            assert report[metric] == pytest.approx(row[metric], abs=1e-9)
+    assert load_predictions(Path(row["job_dir"]), "it", "test", False) is None  # no such language saved
+
+
+def test_example_replicates_match_xcal_metrics() -> None:
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet([1.0, 1.0, 1.0], 150)
+    labels = rng.integers(0, 3, 150)
+    metrics = ("ece", "mce", "adaptive_ece", "brier", "nll", "accuracy")
+    reps = example_replicates(probs, labels, metrics, n_bins=10, n_resamples=6, seed=42)
+    idx = torch.randint(150, (6, 150), generator=torch.Generator().manual_seed(42))
+    for r in range(6):
+        p, y = torch.from_numpy(probs[idx[r].numpy()]), torch.from_numpy(labels[idx[r].numpy()])
+        expected = calibration_report(p, y, n_bins=10, bootstrap=0)
+        assert float(expected_calibration_error(p, y, n_bins=10, binning="quantile")) == expected["adaptive_ece"]
+        for metric in metrics:
+            assert reps[metric][r] == pytest.approx(expected[metric], abs=1e-12), metric
+    assert "smooth_ece" not in example_replicates(probs, labels, ("smooth_ece",), n_resamples=2)
+
+
+# ----------------------------------------------------------------------------------------------- summary
+
+
+def test_summary_table_matches_pandas(main_sweep: Sweep) -> None:
+    summary = summary_table(main_sweep.table)
+    assert list(summary.columns[:5]) == ["intermediate", "target", "size", "size_label", "language"]
+    assert summary.columns[-1] == "seeds"
+    for m in ("accuracy", *CALIBRATION_METRICS):
+        assert [f"{m}_mean", f"{m}_std", f"{m}_ci_low", f"{m}_ci_high"] == [c for c in summary.columns
+                                                                             if c.startswith(f"{m}_")]
+    assert len(summary) == 5 * (4 + 2)  # sizes x (4 languages + the two means)
+    assert list(summary[summary["size"] == 400]["language"]) == ["en", "de", "fr", "zh", MEAN_ZERO_SHOT, MEAN_ALL]
+    raw = main_sweep.table[~main_sweep.table["calibrated"]]
+    cell = raw[(raw["size"] == 400) & (raw["language"] == "de")]
+    got = summary[(summary["size"] == 400) & (summary["language"] == "de")].iloc[0]
+    assert got["ece_mean"] == pytest.approx(cell["ece"].mean(), abs=1e-15)
+    assert got["ece_std"] == pytest.approx(cell["ece"].std(), abs=1e-15)
+    assert got["nll_mean"] == pytest.approx(cell["nll"].mean(), abs=1e-15)
+    assert got["seeds"] == 3 and cell["ece"].min() <= got["ece_ci_low"] <= got["ece_ci_high"] <= cell["ece"].max()
+    zero = raw[(raw["size"] == 6400) & raw["zero_shot"]].groupby("job")["brier"].mean()
+    got = summary[(summary["size"] == 6400) & (summary["language"] == MEAN_ZERO_SHOT)].iloc[0]
+    assert got["brier_mean"] == pytest.approx(zero.mean(), abs=1e-15)
+    assert got["brier_std"] == pytest.approx(zero.std(), abs=1e-15)
+    every = raw[raw["size"] == 0].groupby("job")["accuracy"].mean()
+    got = summary[(summary["size"] == 0) & (summary["language"] == MEAN_ALL)].iloc[0]
+    assert got["accuracy_mean"] == pytest.approx(every.mean(), abs=1e-15)
+    calibrated = summary_table(main_sweep.table, metrics=("ece",), calibrated=True)
+    scaled = main_sweep.table[main_sweep.table["calibrated"] & (main_sweep.table["size"] == 100)
+                              & (main_sweep.table["language"] == "zh")]
+    assert calibrated[(calibrated["size"] == 100) & (calibrated["language"] == "zh")]["ece_mean"].iloc[0] == \
+        pytest.approx(scaled["ece"].mean(), abs=1e-15)
+    with pytest.raises(ReportError, match=r"metric\(s\) entity_f1 not in the sweep's results; available: .*ece"):
+        summary_table(main_sweep.table, metrics=("entity_f1",))
+
+
+# ----------------------------------------------------------------------------------------------- size effects
+
+
+def test_planted_slope_recovered_with_interval(main_effects: pd.DataFrame) -> None:
+    tol = slope_tolerance(SIZES, 3)
+    assert 0.0005 < tol < 0.002  # the design pins the slope to about +-0.001
+    ece = main_effects[main_effects["metric"] == "ece"]
+    assert list(ece["language"]) == ["en", "de", "fr", "zh", POOLED]
+    for row in ece.itertuples():
+        width = tol / math.sqrt(3) if row.language == POOLED else tol
+        assert abs(row.slope - -0.01) < width, row.language
+        assert row.slope_ci_low < -0.01 < row.slope_ci_high and row.slope_ci_high < 0, row.language
+        assert row.spearman_rho < -0.9 and row.spearman_p < 1e-4
+        assert (row.n_sizes, row.n_seeds, row.bootstrap) == (4, 3, "seeds+examples")
+    pooled = effect(main_effects, POOLED)
+    # pooled = per-job mean over de/fr/zh, and OLS is linear: its slope is the mean of theirs
+    assert pooled["slope"] == pytest.approx(ece[ece["language"].isin(["de", "fr", "zh"])]["slope"].mean(), abs=1e-12)
+    # averaging three eval sets' example noise narrows the interval below every single language's
+    widths = ece.set_index("language").eval("slope_ci_high - slope_ci_low")
+    assert widths[POOLED] < widths[["de", "fr", "zh"]].min()
+    assert pooled["english_predicts"] is True and pooled["english_slope"] == effect(main_effects, "en")["slope"]
+    assert pooled["english_zero_shot_rho"] > 0.9
+    assert effect(main_effects, "en")["english_predicts"] is None
+    assert set(main_effects["metric"]) == set(CALIBRATION_METRICS)
+    assert len(main_effects) == len(CALIBRATION_METRICS) * 5
+    sentence = pooled["sentence"]
+    assert re.fullmatch(
+        r"ECE \(raw\) falls by 0\.010 per doubling of the mnli training set on the zero-shot languages of xnli "
+        r"\(95% CI -0\.0\d\d to -0\.00\d; Spearman rho -0\.9\d, 4 sizes x 3 seeds\); the English effect "
+        r"\(-0\.010\) has the same sign\.", sentence), sentence
+
+
+def test_baseline_is_the_size_zero_mean(main_sweep: Sweep, main_effects: pd.DataFrame) -> None:
+    raw = main_sweep.table[~main_sweep.table["calibrated"] & (main_sweep.table["size"] == 0)]
+    assert effect(main_effects, "fr", "brier")["baseline"] == pytest.approx(
+        raw[raw["language"] == "fr"]["brier"].mean(), abs=1e-15)
+    zero = raw[raw["zero_shot"]].groupby("job")["ece"].mean().mean()
+    assert effect(main_effects, POOLED)["baseline"] == pytest.approx(zero, abs=1e-15)
+
+
+def test_several_planted_slopes_and_english_disagreeing(mixed_effects: pd.DataFrame) -> None:
+    tol = slope_tolerance(SIZES, 3)
+    planted = {"en": 0.01, "de": 0.0, "fr": -0.02, "zh": -0.01}
+    for language, slope in planted.items():
+        row = effect(mixed_effects, language)
+        assert abs(row["slope"] - slope) < tol, language
+        assert row["slope_ci_low"] < slope < row["slope_ci_high"], language
+        assert math.isnan(row["baseline"])  # no size-0 job in this sweep
+    assert effect(mixed_effects, "en")["spearman_rho"] > 0.9 and effect(mixed_effects, "fr")["spearman_rho"] < -0.9
+    flat = effect(mixed_effects, "de")
+    assert flat["slope_ci_low"] < 0 < flat["slope_ci_high"]
+    assert "shows no clear effect of the mnli training-set size on xnli in de" in flat["sentence"]
+    assert flat["english_predicts"] is None and "does not settle the direction" in flat["sentence"]
+    assert effect(mixed_effects, "en")["sentence"].startswith(
+        "ECE (raw) rises by 0.010 per doubling of the mnli training set on xnli in English (the training language)")
+    pooled = effect(mixed_effects, POOLED)  # mean of 0, -0.02, -0.01 against English +0.01
+    assert abs(pooled["slope"] - -0.01) < tol / math.sqrt(3)
+    assert pooled["english_predicts"] is False and effect(mixed_effects, "fr")["english_predicts"] is False
+    assert pooled["sentence"].endswith("the English effect (0.010) has the opposite sign.")
+    assert pooled["english_zero_shot_rho"] < -0.8
+
+
+def test_seeds_only_bootstrap_and_inconclusive_english(tmp_path: Path) -> None:
+    path = write_synthetic_sweep(tmp_path, sizes=(0, 100, 1600), seeds=(0, 1), languages=("en", "de"),
+                                 with_predictions=False, noise=NOISE, slopes={"en": 0.0})
+    sweep = load_sweep(path)
+    assert load_predictions(Path(sweep.table["job_dir"].iloc[0]), "en", "test", False) is None
+    effects = size_effects(sweep, metrics=("ece", "brier"), n_boot=400)
+    assert set(effects["bootstrap"]) == {"seeds"}
+    english, pooled = effect(effects, "en"), effect(effects, POOLED)
+    assert english["slope_ci_low"] < 0 < english["slope_ci_high"]
+    assert pooled["slope_ci_high"] < 0 and pooled["slope"] == effect(effects, "de")["slope"]
+    assert pooled["english_predicts"] is None
+    assert "95% CI over seeds only (no saved predictions)" in pooled["sentence"]
+    assert (english["n_sizes"], english["n_seeds"]) == (2, 2)
+    none = size_effects(sweep, metrics=("ece",), n_boot=0)
+    assert none["slope_ci_low"].isna().all() and set(none["bootstrap"]) == {"none"}
+    assert none["english_predicts"].isna().all() and "no bootstrap interval" in none["sentence"].iloc[0]
+
+
+def test_effect_sentence_edge_cases() -> None:
+    row = {"metric": "nll", "calibrated": True, "intermediate": "qqp", "target": "paws-x", "language": "fr",
+           "slope": math.nan, "slope_ci_low": math.nan, "slope_ci_high": math.nan, "spearman_rho": math.nan,
+           "n_sizes": 1, "n_seeds": 3, "english_slope": math.nan, "english_predicts": None, "bootstrap": "seeds"}
+    assert effect_sentence(row) == ("NLL (temperature-scaled) on paws-x in fr: fewer than two qqp training-set "
+                                    "sizes above 0, so no size effect can be fitted.")
+    row.update(slope=0.0004, slope_ci_low=0.0001, slope_ci_high=0.0008, spearman_rho=0.5, n_sizes=3,
+               english_slope=-0.002, english_predicts=False, bootstrap="seeds+examples")
+    assert effect_sentence(pd.Series(row)) == (
+        "NLL (temperature-scaled) rises by 4.0e-04 per doubling of the qqp training set on paws-x in fr (95% CI "
+        "1.0e-04 to 8.0e-04; Spearman rho 0.50, 3 sizes x 3 seeds); the English effect (-0.002) has the opposite "
+        "sign.")
+
+
+# ----------------------------------------------------------------------------------------------- bad sweeps
+
+
+def test_partial_sweep_keeps_good_rows_and_names_problems(tmp_path: Path) -> None:
+    path = write_synthetic_sweep(tmp_path, sizes=(0, 100, None), seeds=(0, 1), languages=("en", "de"), n=100,
+                                 fail=[(100, 1)], corrupt=[(None, 0)], missing=[(0, 1)])
+    sweep = load_sweep(path)
+    statuses = dict(zip(sweep.jobs["job"], sweep.jobs["status"], strict=True))
+    assert statuses == {"mnli-0_xnli_seed0": "ok", "mnli-0_xnli_seed1": "missing", "mnli-100_xnli_seed0": "ok",
+                        "mnli-100_xnli_seed1": "failed", "mnli-full_xnli_seed0": "corrupt",
+                        "mnli-full_xnli_seed1": "ok"}
+    assert sorted(sweep.table["job"].unique()) == ["mnli-0_xnli_seed0", "mnli-100_xnli_seed0",
+                                                   "mnli-full_xnli_seed1"]
+    assert len(sweep.table) == 3 * 2 * 2
+    full = sweep.table[sweep.table["size_label"] == "full"]
+    assert set(full["size"]) == {FULL_SIZE} and set(full["seed"]) == {1}
+    text = "\n".join(sweep.problems)
+    assert "failed job 'mnli-100_xnli_seed1'" in text and "RuntimeError: CUDA out of memory" in text
+    assert "Traceback" not in text  # the first line of the error only
+    assert re.search(r"corrupt job 'mnli-full_xnli_seed0' .*unreadable results\.json \(truncated or not JSON", text)
+    assert "missing job 'mnli-0_xnli_seed1'" in text and "no results.json" in text
+    cells = [p for p in sweep.problems if p.startswith("missing grid cell")]
+    assert cells == [
+        "missing grid cell intermediate=mnli size=0 target=xnli seed=1: no job directory for it",
+        "missing grid cell intermediate=mnli size=100 target=xnli seed=1: job 'mnli-100_xnli_seed1' failed: "
+        "RuntimeError: CUDA out of memory",
+        "missing grid cell intermediate=mnli size=full target=xnli seed=0: no job directory for it",
+    ]
+    summary = summary_table(sweep.table, metrics=("ece",))
+    assert summary[summary["language"] == "en"]["seeds"].tolist() == [1, 1, 1]
+    assert summary["ece_std"].isna().all() and summary["ece_ci_low"].isna().all()  # one seed per cell
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    ("[1, 2, 3]", "holds a list, not a JSON object"),
+    ('{"status": "ok", "config": {"seed": 0}}', "incomplete: missing key 'config.intermediate'"),
+    ('{"status": "done"}', "unknown status 'done'"),
+])
+def test_corrupt_results_are_noted(tmp_path: Path, content: str, reason: str) -> None:
+    path = write_synthetic_sweep(tmp_path, sizes=(0, 100), seeds=(0,), languages=("en",), n=40)
+    (path / job_name("mnli", 100, "xnli", 0) / "results.json").write_text(content)
+    sweep = load_sweep(path)
+    assert sweep.jobs.set_index("job")["status"].to_dict() == {"mnli-0_xnli_seed0": "ok",
+                                                               "mnli-100_xnli_seed0": "corrupt"}
+    assert len(sweep.table) == 2 and reason in sweep.problems[0]
+
+
+def test_two_sweep_dirs_merge_and_duplicates(tmp_path: Path) -> None:
+    first = write_synthetic_sweep(tmp_path / "a", sizes=(100, 400), seeds=(0,), languages=("en", "de"), n=60)
+    second = write_synthetic_sweep(tmp_path / "b", sizes=(100, 400), seeds=(1,), languages=("en", "de"), n=60)
+    shutil.copytree(first / job_name("mnli", 100, "xnli", 0), second / job_name("mnli", 100, "xnli", 0))
+    third = write_synthetic_sweep(tmp_path / "c", sizes=(400,), seeds=(0,), languages=("en", "de"), n=60,
+                                  noise=0.02)
+    sweep = load_sweep([first, second, third])
+    assert sweep.sources == [first.resolve(), second.resolve(), third.resolve()]
+    assert len(sweep.jobs) == 6 and sweep.jobs["used"].sum() == 4
+    assert sorted(sweep.table["job"].unique()) == sorted(job_name("mnli", s, "xnli", k)
+                                                         for s in (100, 400) for k in (0, 1))
+    assert len(sweep.table) == 4 * 2 * 2
+    kept = sweep.table[sweep.table["job"] == job_name("mnli", 400, "xnli", 0)]
+    assert set(kept["job_dir"]) == {str((first / job_name("mnli", 400, "xnli", 0)).resolve())}
+    duplicates = [p for p in sweep.problems if p.startswith("duplicate")]
+    # the identical copy is silent; the re-run with other numbers is named with where it differs
+    assert len(duplicates) == 1 and "'mnli-400_xnli_seed0'" in duplicates[0] and str(third.resolve()) in duplicates[0]
+    assert "first difference: zeroshot.de.test." in duplicates[0]
+    assert summary_table(sweep.table, metrics=("ece",))["seeds"].tolist() == [2] * 8
+
+
+def test_mixed_models_are_noted_and_kept_apart(tmp_path: Path) -> None:
+    large = write_synthetic_sweep(tmp_path / "a", sizes=(100, 400), seeds=(0, 1), languages=("en", "de"), n=60)
+    small = write_synthetic_sweep(tmp_path / "b", sizes=(100, 400), seeds=(0, 1), languages=("en", "de"), n=60,
+                                  model="mbert", name_or_path="bert-base-multilingual-cased", name="other")
+    sweep = load_sweep([large, small])
+    assert set(sweep.table["model"]) == {"xlmr_large", "mbert"} and set(sweep.table["sweep"]) == {"synthetic", "other"}
+    mixed = [p for p in sweep.problems if p.startswith("mixed sweeps")]
+    assert len(mixed) == 1 and "model.name_or_path differs" in mixed[0]
+    assert '"bert-base-multilingual-cased" (4 jobs)' in mixed[0] and '"xlm-roberta-large" (4 jobs)' in mixed[0]
+    summary = summary_table(sweep.table, metrics=("ece",))
+    assert list(summary.columns[:3]) == ["model", "intermediate", "target"] and len(summary) == 2 * 2 * 4
+    assert summary["seeds"].eq(2).all()
+    effects = size_effects(sweep, metrics=("ece",), n_boot=50)
+    assert effects.groupby("model").size().to_dict() == {"mbert": 3, "xlmr_large": 3}
+    assert "with mbert" in effects[effects["model"] == "mbert"]["sentence"].iloc[0]
+
+
+def test_not_a_sweep_raises_report_error(tmp_path: Path) -> None:
+    expected = r"multirun/<sweep>/<job>/results\.json .*`xcal -m \.\.\.`"
+    with pytest.raises(ReportError, match=f"{tmp_path / 'nope'} does not exist; expected {expected}"):
+        load_sweep(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ReportError, match=f"sweep directory {tmp_path / 'empty'} is empty; expected {expected}"):
+        load_sweep(tmp_path / "empty")
+    (tmp_path / "other" / "notes").mkdir(parents=True)
+    (tmp_path / "other" / "README.md").write_text("hi")
+    with pytest.raises(ReportError, match=f"no results.json under {tmp_path / 'other'}; expected {expected}"):
+        load_sweep(tmp_path / "other")
+    with pytest.raises(ReportError, match="is not a directory"):
+        load_sweep(tmp_path / "other" / "README.md")
+    path = write_synthetic_sweep(tmp_path / "root", sizes=(100,), seeds=(0,), languages=("en",), n=40,
+                                 fail=[(100, 0)])
+    with pytest.raises(ReportError, match=r"no finished job in .*failed \(RuntimeError: CUDA out of memory\)"):
+        load_sweep(path)
+    with pytest.raises(ReportError, match=r"holds several sweeps, not jobs .*synthetic"):
+        load_sweep(tmp_path / "root" / "multirun")
+    with pytest.raises(ReportError, match="no sweep directory given"):
+        load_sweep([])
+    assert issubclass(ReportError, ValueError)
+
+
+# ----------------------------------------------------------------------------------------------- rendering
+
+
+def test_markdown_and_html_tables(main_sweep: Sweep, main_effects: pd.DataFrame) -> None:
+    summary = summary_table(main_sweep.table, metrics=("ece", "nll"))
+    lines = to_markdown(summary).splitlines()
+    assert lines[0] == "| intermediate | target | size | size_label | language | ece | nll | seeds |"
+    assert lines[1] == "|---|---|---:|---|---|---:|---:|---:|"
+    assert len(lines) == 2 + len(summary)
+    first = summary.iloc[0]
+    cells = [c.strip() for c in lines[2].strip("|").split("|")]
+    mean, std = np.format_float_positional(first["ece_mean"], precision=4, fractional=False, trim="-"), \
+        np.format_float_positional(first["ece_std"], precision=4, fractional=False, trim="-")
+    assert cells == ["mnli", "xnli", "0", "0", "en", f"{mean} ± {std}", cells[6], "3"]
+    assert re.fullmatch(r"0\.\d{4}", mean) or re.fullmatch(r"0\.0\d{4}", mean)
+    with_ci = to_markdown(summary, ci=True).splitlines()[0]
+    assert "| ece | ece 95% CI | nll | nll 95% CI |" in with_ci
+    page = to_html(main_effects[["metric", "language", "slope", "english_predicts", "sentence"]])
+    assert page.startswith('<table class="xcal-table"><thead><tr><th>metric</th>') and page.endswith("</table>")
+    assert page.count("<tr>") == len(main_effects) + 1 and "<script" not in page and "<link" not in page
+    assert '<td class="num">-0.009' in page and "<td>yes</td>" in page
+    assert "&lt;b&gt;" in to_html(pd.DataFrame({"x": ["<b>"]}))
+    assert to_markdown(pd.DataFrame({"x": ["a|b"], "y": [1.23456789e-7]})).splitlines()[2] == "| a\\|b | 1.235e-07 |"
