@@ -49,9 +49,13 @@ def planted_logits(target_ece: float, n: int, rng: np.random.Generator, n_bins: 
     ``target_ece`` (every populated bin over-confident by exactly that much)."""
     if not 0.005 <= target_ece <= 0.3:
         raise ValueError(f"planted ECE {target_ece:.4f} is outside [0.005, 0.3]; use a smaller slope or noise")
+    if n < 16:
+        raise ValueError(f"n={n}: the planted ECE needs at least 16 examples")
     width = 1.0 / n_bins
     levels = np.array([(k + 0.5) * width for k in range(n_bins) if (k + 0.5) * width > 0.55])
-    jitter = 0.2 * width
+    levels = levels[-max(1, min(len(levels), n // 16)):]  # >= 16 examples per level
+    # the per-level shift that makes the gap exact is at most half an example (0.5 / m): keep it in the bin
+    jitter = max(0.0, min(0.2 * width, 0.9 * (0.5 * width - 0.5 / (n // len(levels)))))
     level_of = np.arange(n) % len(levels)
     conf = levels[level_of] + rng.uniform(-jitter, jitter, n)
     correct = np.zeros(n, dtype=bool)

@@ -94,3 +94,19 @@ def test_size_beyond_the_data_is_refused(embedded_data_dir) -> None:
     assert "English training examples of 'vitaminc'" in problems[0]
     ok = make_cfg("intermediate.size=4000")
     assert data_problems(ok, stage_sources(ok, embedded_data_dir)) == []
+
+
+def test_command_line_typos_get_the_closest_valid_name() -> None:
+    from xcal.pipeline.overrides import override_problems
+
+    problems = override_problems(["target.lrr=1e-5", "intermediate=vitaminx", "trainer.max_stepz=3",
+                                  "calibraton.n_bins=5", "-m", "seed=0,1", "target=multiemo,xnlii"], CONFIG_DIR)
+    assert len(problems) == 5, problems
+    assert "target.lrr: no such key under target (did you mean 'lr'?)" in problems[2]
+    assert any("intermediate=vitaminx: no such option" in p and "(did you mean 'vitaminc'?)" in p for p in problems)
+    assert any("target=xnlii" in p and "(did you mean 'xnli'?)" in p for p in problems)
+    assert any("trainer.max_stepz" in p and "(did you mean 'max_steps'?)" in p for p in problems)
+    assert any("there is no config section 'calibraton' (did you mean 'calibration'?)" in p for p in problems)
+    # valid overrides, keys an experiment or a group brings, explicit additions and Hydra's own keys pass
+    assert override_problems(["experiment=smoke", "target=xnli", "target.hub_id=x", "+target.extra=1",
+                              "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=3"], CONFIG_DIR) == []

@@ -264,8 +264,8 @@ def test_effect_sentence_edge_cases() -> None:
     row.update(slope=0.0004, slope_ci_low=0.0001, slope_ci_high=0.0008, spearman_rho=0.5, n_sizes=3,
                english_slope=-0.002, english_predicts=False, bootstrap="seeds+examples")
     assert effect_sentence(pd.Series(row)) == (
-        "NLL (temperature-scaled) rises by 4.0e-04 per doubling of the qqp training set on paws-x in fr (95% CI "
-        "1.0e-04 to 8.0e-04; Spearman rho 0.50, 3 sizes x 3 seeds); the English effect (-0.002) has the opposite "
+        "NLL (temperature-scaled) rises by 0.00040 per doubling of the qqp training set on paws-x in fr (95% CI "
+        "0.00010 to 0.00080; Spearman rho 0.50, 3 sizes x 3 seeds); the English effect (-0.00200) has the opposite "
         "sign.")
 
 

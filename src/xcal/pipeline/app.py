@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from xcal.errors import XcalError
 from xcal.pipeline.launchers import launcher_problem, requested_launcher
+from xcal.pipeline.overrides import override_problems
 from xcal.pipeline.resume import finished_record
 from xcal.pipeline.validate import validate_config
 
@@ -85,9 +86,12 @@ def _objective(record: dict) -> float | None:
 
 def main() -> None:
     """The console script: a launcher plugin that is missing is named with its pip line before Hydra starts."""
-    problem = launcher_problem(requested_launcher(sys.argv[1:]))
-    if problem:
-        print(f"xcal: error: {problem}", file=sys.stderr)
+    problems = [p for p in [launcher_problem(requested_launcher(sys.argv[1:]))] if p]
+    problems += override_problems(sys.argv[1:], CONFIG_DIR)
+    if problems:
+        lines = "\n".join(f"  - {p}" for p in problems)
+        print(f"xcal: error: the command line has {len(problems)} problem{'s' * (len(problems) > 1)}:\n{lines}",
+              file=sys.stderr)
         sys.exit(2)
     _job()
 

@@ -263,22 +263,35 @@ def _first_difference(a: dict[str, Any], b: dict[str, Any], prefix: str = "") ->
 
 
 def _deduplicate(jobs: list[_Job], problems: list[str]) -> None:
-    """Mark one job per name as used: an ok copy before a failed one, else the first given."""
+    """Mark the copies to use when a job name appears in several sweep dirs.
+
+    Finished copies of the same configuration (same ``config_hash``) are one job: the first given is kept and
+    a note names the first number that differs, if any. Finished copies of different configurations that
+    share a directory name are different jobs and all kept. A failed, corrupt or unfinished copy is used only
+    when no copy of that name finished.
+    """
     by_name: dict[str, list[_Job]] = defaultdict(list)
     for job in jobs:
         by_name[job.name].append(job)
-    rank = {"ok": 0, "failed": 1, "corrupt": 2, "missing": 3}
     for name, copies in by_name.items():
-        kept = min(copies, key=lambda j: rank[j.status])  # min is stable: the first given wins ties
-        kept.used = True
-        for other in copies:
-            if other is kept or other.status != "ok" or kept.status != "ok":
-                continue
-            assert kept.record is not None and other.record is not None
-            diff = _first_difference(kept.record.get("zeroshot", {}), other.record.get("zeroshot", {}))
-            if diff:
-                problems.append(f"duplicate job {name!r} with different numbers in {kept.source} and {other.source} "
-                                f"(first difference: zeroshot.{diff}); kept the copy in {kept.source}")
+        finished = [j for j in copies if j.status == "ok"]
+        if not finished:
+            rank = {"failed": 0, "corrupt": 1, "missing": 2}
+            min(copies, key=lambda j: rank[j.status]).used = True  # min is stable: the first given wins ties
+            continue
+        by_config: dict[Any, list[_Job]] = defaultdict(list)
+        for job in finished:
+            by_config[(job.record or {}).get("config_hash")].append(job)
+        for same in by_config.values():
+            kept = same[0]
+            kept.used = True
+            for other in same[1:]:
+                diff = _first_difference((kept.record or {}).get("zeroshot", {}),
+                                         (other.record or {}).get("zeroshot", {}))
+                if diff:
+                    problems.append(f"duplicate job {name!r} with different numbers in {kept.source} and "
+                                    f"{other.source} (first difference: zeroshot.{diff}); kept the copy in "
+                                    f"{kept.source}")
 
 
 def _job_problems(jobs: list[_Job]) -> list[str]:

@@ -138,7 +138,7 @@ def summary_table(
     rows = _select(table, calibrated, split)
     metrics = _check_metrics(rows, metrics)
     keys = [*_group_keys(rows), "size", "size_label"]
-    job_keys = [*keys, "job"]
+    job_keys = [*keys, "job_dir"]  # a job's identity: names can repeat across merged sweep dirs
     per_job = rows[[*job_keys, "language", *metrics]]
     parts = [per_job]
     zero_shot = per_job[per_job["language"] != TRAINING_LANGUAGE]
@@ -309,7 +309,7 @@ def _group_effects(
 ) -> list[dict[str, Any]]:
     """Effect rows of one (model, intermediate, target) group."""
     fit = group[group["size"] > 0]
-    jobs = fit.drop_duplicates("job").set_index("job")
+    jobs = fit.drop_duplicates("job_dir").set_index("job_dir")
     languages = _language_order(list(fit["language"].unique()))
     zero_shot = [la for la in languages if la != TRAINING_LANGUAGE]
     x_all = np.log2(jobs["size"].to_numpy(dtype=np.float64))
@@ -325,12 +325,12 @@ def _group_effects(
                 break
             probs, labels = loaded
             n_bins = int(row.n_bins) if int(row.n_bins) > 0 else 15
-            replicates[(row.job, row.language)] = example_replicates(
+            replicates[(row.job_dir, row.language)] = example_replicates(
                 probs, labels, metrics, n_bins=n_bins, n_resamples=n_resamples,
                 seed=_stable_seed(seed, row.job, row.language, row.split, calibrated))
     out = []
     for metric in metrics:
-        by_language = {la: fit[fit["language"] == la].set_index("job")[metric] for la in languages}
+        by_language = {la: fit[fit["language"] == la].set_index("job_dir")[metric] for la in languages}
         series: dict[str, tuple[pd.Series, np.ndarray | None]] = {}
         examples = have_predictions and metric in EXAMPLE_RESAMPLED
         for la in languages:
@@ -361,7 +361,7 @@ def _group_effects(
                 low, high = _interval(boots, level)
             rho, p = _spearman(x, y)
             base = baseline_rows[baseline_rows["language"] == label][metric] if label != POOLED else \
-                baseline_rows[baseline_rows["language"].isin(zero_shot)].groupby("job")[metric].mean()
+                baseline_rows[baseline_rows["language"].isin(zero_shot)].groupby("job_dir")[metric].mean()
             fits[label] = {
                 "slope": slope, "slope_ci_low": low, "slope_ci_high": high, "spearman_rho": rho, "spearman_p": p,
                 "n_sizes": n_sizes, "n_seeds": int(jobs.loc[ok, "seed"].nunique()),
@@ -447,11 +447,14 @@ def size_effects(
 
 
 def _num(value: float, decimals: int = 3) -> str:
-    if not np.isfinite(value):
-        return "n/a"
-    if value != 0 and abs(value) < 0.5 * 10 ** -decimals:
-        return f"{value:.1e}"
-    return f"{value:.{decimals}f}"
+    return f"{value:.{decimals}f}" if np.isfinite(value) else "n/a"
+
+
+def _decimals(value: float) -> int:
+    """3 decimals, or enough for two significant digits of a smaller slope (the whole sentence uses them)."""
+    if not np.isfinite(value) or abs(value) >= 0.001:
+        return 3
+    return int(min(8, -math.floor(math.log10(abs(value))) + 1)) if value != 0 else 3
 
 
 def effect_sentence(row: Mapping[str, Any] | pd.Series) -> str:
@@ -472,26 +475,29 @@ def effect_sentence(row: Mapping[str, Any] | pd.Series) -> str:
     if not np.isfinite(slope):
         return (f"{subject} {where}: fewer than two {intermediate} training-set sizes above 0, so no size effect "
                 f"can be fitted.")
+    digits = _decimals(slope)
     rho = row.get("spearman_rho", math.nan)
     rho_text = f"Spearman rho {rho:.2f}" if rho is not None and np.isfinite(rho) else "Spearman rho n/a"
     design = f"{int(row['n_sizes'])} sizes x {int(row['n_seeds'])} seeds"
     over = " over seeds only (no saved predictions)" if row.get("bootstrap") == "seeds" else ""
-    interval = f"95% CI{over} {_num(low)} to {_num(high)}" if np.isfinite(low) else "no bootstrap interval"
+    interval = f"95% CI{over} {_num(low, digits)} to {_num(high, digits)}" if np.isfinite(low) else \
+        "no bootstrap interval"
     if _excludes_zero(low, high):
-        text = (f"{subject} {'falls' if slope < 0 else 'rises'} by {_num(abs(slope))} per doubling of the "
+        text = (f"{subject} {'falls' if slope < 0 else 'rises'} by {_num(abs(slope), digits)} per doubling of the "
                 f"{intermediate} training set {where} ({interval}; {rho_text}, {design})")
     else:
         text = (f"{subject} shows no clear effect of the {intermediate} training-set size {where} (slope "
-                f"{_num(slope)} per doubling, {interval}; {rho_text}, {design})")
+                f"{_num(slope, digits)} per doubling, {interval}; {rho_text}, {design})")
     english = row.get("english_slope", math.nan)
     if language == TRAINING_LANGUAGE or english is None or not np.isfinite(english):
         return text + "."
     predicts = row.get("english_predicts")
     if predicts is True:
-        return text + f"; the English effect ({_num(english)}) has the same sign."
+        return text + f"; the English effect ({_num(english, digits)}) has the same sign."
     if predicts is False:
-        return text + f"; the English effect ({_num(english)}) has the opposite sign."
-    return text + f"; the English effect ({_num(english)}) does not settle the direction (an interval covers 0)."
+        return text + f"; the English effect ({_num(english, digits)}) has the opposite sign."
+    return text + (f"; the English effect ({_num(english, digits)}) does not settle the direction "
+                   f"(an interval covers 0).")
 
 
 # ----------------------------------------------------------------------------------------------- tables
