@@ -59,3 +59,14 @@ def tiny_xlmr_dir(e5_model_dir: Path, tmp_path_factory) -> Path:
     XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+# Fault-injection bookkeeping (tests/test_faults.py): how many faults were injected and how many
+# finished results were lost (must stay 0), printed at the end of the session.
+FAULTS = {"injected": 0, "results_lost": 0}
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if FAULTS["injected"]:
+        terminalreporter.write_line(f"fault injection: {FAULTS['injected']} faults injected, "
+                                    f"{FAULTS['results_lost']} results lost")

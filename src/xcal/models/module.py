@@ -143,6 +143,9 @@ class EncoderClassifier(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, _, flat, labels = self._flat_loss(batch)
+        if not torch.isfinite(loss):  # a diverged run must fail loudly, not train on and report numbers
+            raise FloatingPointError(f"{self.stage} loss is {loss.item()} at step {self.global_step} "
+                                     f"(batch {batch_idx}); lower {self.stage}.lr or check the data")
         n = labels.numel()
         if n:
             self.train_acc.update(self._correct(flat.detach(), labels))

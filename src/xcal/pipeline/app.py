@@ -10,6 +10,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from xcal.errors import XcalError
@@ -68,9 +69,16 @@ def _job(cfg: DictConfig) -> float | None:
         from xcal.pipeline.run import run
 
         record = run(cfg, output_dir, run_name=run_name(cfg, HydraConfig.get().job.override_dirname))
-    except XcalError as exc:
-        print(f"xcal: error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    except Exception as exc:
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            # results.json records the failure; the other jobs of the sweep go on (the end-of-sweep
+            # summary lists every failed job and the command exits non-zero).
+            print(f"xcal: job failed: {output_dir.name}: {type(exc).__name__}: {exc}", file=sys.stderr)
+            return None
+        if isinstance(exc, XcalError):
+            print(f"xcal: error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        raise
     finally:
         wandb = sys.modules.get("wandb")
         if wandb is not None and wandb.run is not None:

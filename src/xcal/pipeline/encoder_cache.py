@@ -58,6 +58,37 @@ def entry_dir(cache_root: Path, cfg: DictConfig) -> Path:
     return encoders_root(cache_root, cfg) / f"{cfg.intermediate.name}-{size}-{stage1_key(cfg)}"
 
 
+def file_digests(entry: Path) -> dict[str, str]:
+    """SHA-256 of every file of an entry (the marker excepted): its manifest."""
+    digests = {}
+    for path in sorted(p for p in entry.rglob("*") if p.is_file() and p.name != MARKER):
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while block := handle.read(1 << 22):
+                digest.update(block)
+        digests[str(path.relative_to(entry))] = digest.hexdigest()
+    return digests
+
+
 def is_complete(entry: Path) -> bool:
     """An entry is complete only once its marker, written last, exists."""
     return (entry / MARKER).is_file() and (entry / "config.json").is_file()
+
+
+def verify(entry: Path) -> str | None:
+    """None when every file matches the manifest in the marker; else what is wrong (truncated, altered,
+    missing or extra file), so the entry is rebuilt instead of read."""
+    try:
+        marker = json.loads((entry / MARKER).read_text())
+    except (OSError, ValueError):
+        return f"{entry / MARKER} is unreadable"
+    if not isinstance(marker, dict):
+        return f"{entry / MARKER} is not a manifest"
+    manifest = marker.get("files")
+    if manifest is None:
+        return None  # written before entries carried manifests (xcal <= 0.1.0 sessions): trusted as before
+    found = file_digests(entry)
+    if found != manifest:
+        changed = sorted(set(found) ^ set(manifest) | {k for k in found if manifest.get(k) != found[k]})
+        return f"{entry} does not match its manifest ({', '.join(changed)})"
+    return None

@@ -9,7 +9,9 @@ checks each job runs, before any launcher starts.
 
 from __future__ import annotations
 
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from hydra.core.global_hydra import GlobalHydra
@@ -113,3 +115,26 @@ class ValidateGrid(Callback):
         if problems:
             print(f"xcal: error: {GridError(problems, jobs)}", file=sys.stderr)
             sys.exit(2)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Failed jobs do not stop a sweep; they are listed here and make the command exit non-zero."""
+        failed = failed_jobs(Path(config.hydra.sweep.dir))
+        if failed:
+            lines = "\n".join(f"  - {name}: {error}" for name, error in failed)
+            print(f"xcal: {len(failed)} job{'s' * (len(failed) > 1)} of the sweep failed (results.json has "
+                  f"status \"failed\"; re-run the same command to retry only them):\n{lines}", file=sys.stderr)
+            sys.exit(1)
+
+
+def failed_jobs(sweep_dir: Path) -> list[tuple[str, str]]:
+    """(job name, error) of every job under ``sweep_dir`` whose results.json says it failed."""
+    failed = []
+    for path in sorted(sweep_dir.glob("*/results.json")):
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            failed.append((path.parent.name, "results.json is unreadable"))
+            continue
+        if isinstance(record, dict) and record.get("status") == "failed":
+            failed.append((path.parent.name, str(record.get("error", "")).splitlines()[0][:300]))
+    return failed

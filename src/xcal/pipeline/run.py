@@ -86,7 +86,7 @@ def _train_stage1(cfg: DictConfig, root: Path, sources: dict[str, SourceSettings
     module.encoder.save_pretrained(tmp, safe_serialization=True)
     info = {"skipped": False, "key": encoder_cache.stage1_key(cfg), **outcome.as_dict(),
             "identity": encoder_cache.stage1_identity(cfg)}
-    atomic_write_json(tmp / encoder_cache.MARKER, info)
+    atomic_write_json(tmp / encoder_cache.MARKER, {**info, "files": encoder_cache.file_digests(tmp)})
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
     return info
@@ -116,8 +116,13 @@ def _stage1(cfg: DictConfig, root: Path, sources: dict[str, SourceSettings], mod
         lock.acquire()
     try:
         if encoder_cache.is_complete(entry):
-            info = json.loads((entry / encoder_cache.MARKER).read_text())
-            return str(entry), {**info, "reused": True, "cache_dir": str(entry)}
+            problem = encoder_cache.verify(entry)
+            if problem is None:
+                info = json.loads((entry / encoder_cache.MARKER).read_text())
+                info.pop("files", None)
+                return str(entry), {**info, "reused": True, "cache_dir": str(entry)}
+            log.warning("stage-1 cache entry rebuilt: %s", problem)
+            shutil.rmtree(entry, ignore_errors=True)
         info = _train_stage1(cfg, root, sources, model_path, tokenizer, loggers, output_dir, entry,
                              entry.with_name(entry.name + ".checkpoints"))
     finally:
