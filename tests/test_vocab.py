@@ -125,7 +125,7 @@ def test_a_whole_job_gives_identical_metrics_with_and_without_trimming(freeze, t
     for trim in (False, True):
         out = tmp_path / f"trim-{trim}"
         overrides = [f"model.name_or_path={tiny_xlmr_dir}", "model.pooling=cls", f"model.freeze_embeddings={freeze}",
-                     f"+model.trim_vocabulary={trim}", "intermediate=epistemic_reasoning", "intermediate.size=16",
+                     f"model.trim_vocabulary={trim}", "intermediate=epistemic_reasoning", "intermediate.size=16",
                      "intermediate.epochs=1", "intermediate.batch_size=8", "intermediate.val_size=8",
                      "target.train_size=32", "target.epochs=1", "target.batch_size=8", "target.val_size=8",
                      "target.eval_size=16", "target.languages=[en,de,ja]", "target.eval_splits=[dev]",
