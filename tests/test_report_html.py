@@ -168,7 +168,7 @@ def test_report_of_a_real_sweep(real_sweep: Path, tmp_path: Path, capsys) -> Non
 @pytest.mark.slow
 def test_a_corrupt_results_json_next_to_good_ones(real_sweep: Path, tmp_path: Path, capsys) -> None:
     sweep = tmp_path / SWEEP_NAME
-    shutil.copytree(real_sweep, sweep, ignore=shutil.ignore_patterns("csv", "wandb", ".hydra", "*.log"))
+    shutil.copytree(real_sweep, sweep, ignore=shutil.ignore_patterns("csv", "wandb", "*.log"))
     broken, _ = job_record(sweep, 64, 1)
     broken.write_text(broken.read_text()[:200])  # a copy cut off mid-file
     rc, stdout, stderr = run_cli(capsys, sweep, "--n-boot", "50")
@@ -257,6 +257,7 @@ def test_plot_helpers() -> None:
     assert plots.default_split(table.assign(primary=[True, False, False])) == "dev"
 
 
+@pytest.mark.slow  # W&B's service start takes seconds
 def test_wandb_run_holds_the_tables_and_figures(synthetic_sweep: Path, tmp_path: Path, capsys, monkeypatch) -> None:
     from wandb_records import read_offline_run
 

@@ -14,8 +14,14 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from xcal.errors import XcalError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from xcal.report.html import Report
 
 PROG = "xcal-report"
 #: Every metric a tidy table can carry; ``--metrics`` must name some of these.
@@ -54,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def log_to_wandb(report, run_dir: Path) -> str:
+def log_to_wandb(report: Report, run_dir: Path) -> str:
     """One W&B run (project ``xcal``, group = sweep name, job_type ``report``) with the summary and effects as
     tables and the figures as images. Returns the run's local directory."""
     import wandb
@@ -77,9 +83,10 @@ def log_to_wandb(report, run_dir: Path) -> str:
         return str(run.dir)
     finally:
         run.finish()
+        wandb.teardown()  # wait until the run file is written: the CLI reports its path as done
 
 
-def _plain(frame):
+def _plain(frame: pd.DataFrame) -> pd.DataFrame:
     """W&B tables take plain scalars: booleans/None/objects become strings, numbers stay numbers."""
     out = frame.reset_index(drop=True).copy()
     for column in out.columns:

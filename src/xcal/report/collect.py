@@ -214,11 +214,24 @@ def _rows(record: dict[str, Any], job_dir: Path, sweep_dir: Path) -> list[dict[s
     return rows
 
 
+def _started_config(job_dir: Path) -> dict[str, Any] | None:
+    """``{"config": ...}`` from the ``.hydra/config.yaml`` Hydra writes when a job starts, so an unfinished
+    job still names its grid cell; None when there is none or it cannot be read."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return {"config": config} if isinstance(config, dict) else None
+
+
 def _read_job(job_dir: Path, source: Path) -> _Job:
     path = job_dir / RESULTS_FILE
     job = _Job(name=job_dir.name, job_dir=job_dir.resolve(), source=source, status="missing")
     if not path.is_file():
         job.error = f"no {RESULTS_FILE} (the job did not finish, is still running, or was killed)"
+        job.record = _started_config(job_dir)
         return job
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -307,9 +320,12 @@ def _grid_problems(jobs: list[_Job]) -> list[str]:
     done: Counter[tuple[str, str, str, str, int]] = Counter()
     tried: dict[tuple[str, str, str, str, int], list[_Job]] = defaultdict(list)
     for job in jobs:
-        if not job.used or job.record is None:
+        if not job.used:
             continue
-        cell = _cell(job.record)
+        cell = _cell(job.record) if job.record is not None else None
+        if cell is None:  # unreadable or incomplete results.json: the config Hydra wrote at the start
+            started = _started_config(job.job_dir)
+            cell = _cell(started) if started is not None else None
         if cell is None:
             continue
         if job.status == "ok":
@@ -321,9 +337,13 @@ def _grid_problems(jobs: list[_Job]) -> list[str]:
     for model in sorted({c[0] for c in seen}):
         cells = [c for c in seen if c[0] == model]
         values = [sorted({c[i] for c in cells}, key=_sort_key) for i in range(1, 5)]
+        shared_baseline = NO_INTERMEDIATE in values[0]
+        own_baseline = {c[1] for c in cells if c[2] == "0"}
         for intermediate, size, target, seed in itertools.product(*values):
             if intermediate == NO_INTERMEDIATE and size != "0":
                 continue  # the no-intermediate baseline exists at size 0 only
+            if size == "0" and shared_baseline and intermediate not in own_baseline:
+                continue  # intermediate=none jobs are this intermediate's size-0 baseline
             cell = (model, intermediate, size, target, seed)
             if done[cell]:
                 continue

@@ -205,6 +205,7 @@ def metric_vs_size(table: pd.DataFrame, path: str | Path, *,
     """
     if band not in ("std", "range"):
         raise ValueError(f"band must be 'std' or 'range', got {band!r}")
+    split = split or default_split(table)
     rows = select(table, split=split, calibrated=calibrated)
     metrics = [m for m in metrics if m in rows.columns and rows[m].notna().any()]
     blocks = groups(rows)
@@ -224,7 +225,7 @@ def metric_vs_size(table: pd.DataFrame, path: str | Path, *,
     fig.legend(handles, names, loc="center right", fontsize=8, title="language", title_fontsize=8)
     state = "temperature-scaled" if calibrated else "raw"
     spread = "± 1 std over seeds" if band == "std" else "seed min-max"
-    fig.suptitle(f"Metrics by intermediate size ({state}, {select(table, split=split).split.iloc[0]} split; "
+    fig.suptitle(f"Metrics by intermediate size ({state}, {split} split; "
                  f"band: {spread}; square = no intermediate stage)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1 - 1.2 / fig.get_figwidth(), 0.97))
     return _save(fig, path)

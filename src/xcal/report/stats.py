@@ -4,7 +4,9 @@ The size effect is the ordinary-least-squares slope of a metric on ``log2(size)`
 job, i.e. the change per doubling of the intermediate training set. Its interval is a two-level percentile
 bootstrap: seeds are resampled with replacement within each size (the training-run noise) and, where the
 job saved its predictions, each eval set's examples are resampled and the metric recomputed with
-:mod:`xcal.metrics` (the finite-test-set noise, which dominates ECE at a few thousand examples). English is
+:mod:`xcal.metrics` (the finite-test-set noise, which dominates ECE at a few thousand examples). Example
+resamples are centred on the observed value, because resampled binned ECE is biased upwards by an amount
+that depends on the ECE itself and would otherwise tilt the resampled slopes. English is
 the training language; every other language is zero-shot, and "pooled (zero-shot)" is the per-job mean
 over them. The question the study asks, whether the English effect predicts the zero-shot one, is answered
 per row by ``english_predicts``.
@@ -152,11 +154,11 @@ def summary_table(
     out = []
     for i, ((*key, _rank), group) in enumerate(cells.groupby([*keys, "_lang"], sort=True)):
         values = group[metrics].to_numpy(dtype=np.float64)
-        interval = _mean_interval(values, n_boot, np.random.default_rng([seed, i]), level)
         record: dict[str, Any] = dict(zip(keys, key, strict=True))
         record["language"] = group["language"].iloc[0]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+            interval = _mean_interval(values, n_boot, np.random.default_rng([seed, i]), level)
             means = np.nanmean(values, axis=0)
             stds = np.nanstd(values, axis=0, ddof=1) if len(values) > 1 else np.full(len(metrics), np.nan)
         for j, metric in enumerate(metrics):
@@ -261,8 +263,8 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 def _boot_slopes(
     x: np.ndarray, y: np.ndarray, reps: np.ndarray | None, n_boot: int, rng: np.random.Generator
 ) -> np.ndarray:
-    """Slopes of ``n_boot`` resamples: seeds with replacement within each size; with ``reps`` [jobs, R], each
-    drawn job also contributes a random one of its example resamples instead of its point value."""
+    """Slopes of ``n_boot`` resamples: seeds with replacement within each size; with ``reps`` [jobs, R] (each
+    job's example resamples, centred on its observed value), each drawn job contributes a random one of them."""
     picks = []
     for size in np.unique(x):
         members = np.flatnonzero(x == size)
@@ -339,6 +341,11 @@ def _group_effects(
             if examples:
                 reps = np.stack([replicates[(j, la)][metric] if (j, la) in replicates
                                  else np.full(n_resamples, np.nan) for j in jobs.index])
+                # centre each eval set's resamples on its observed value: binned ECE is biased upwards under
+                # resampling, more so the smaller it is, which would tilt every resampled slope towards 0
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", RuntimeWarning)
+                    reps = reps - np.nanmean(reps, axis=1, keepdims=True) + values.to_numpy(np.float64)[:, None]
             series[la] = (values, reps)
         if zero_shot:
             frame = pd.concat([by_language[la].reindex(jobs.index) for la in zero_shot], axis=1)
@@ -366,7 +373,8 @@ def _group_effects(
                 "slope": slope, "slope_ci_low": low, "slope_ci_high": high, "spearman_rho": rho, "spearman_p": p,
                 "n_sizes": n_sizes, "n_seeds": int(jobs.loc[ok, "seed"].nunique()),
                 "baseline": float(base.mean()) if len(base) else math.nan,
-                "bootstrap": "none" if n_boot == 0 else ("seeds+examples" if reps is not None else "seeds"),
+                "bootstrap": "none" if n_boot == 0 or n_sizes < 2 else
+                ("seeds+examples" if reps is not None else "seeds"),
                 "_values": values,
             }
         english = fits.get(TRAINING_LANGUAGE)
@@ -514,7 +522,9 @@ def _fmt(value: Any) -> str:
     if isinstance(value, (float, np.floating)):
         if not np.isfinite(value):
             return "n/a"
-        if value != 0 and abs(value) < 1e-4:
+        if abs(value) < 1e-12:
+            return "0"  # float noise, e.g. the std of identical values
+        if abs(value) < 1e-4:
             return f"{float(value):.4g}"
         return np.format_float_positional(float(value), precision=4, unique=True, fractional=False, trim="-")
     return str(value)
