@@ -80,14 +80,15 @@ def planted_logits(target_ece: float, n: int, rng: np.random.Generator, n_bins: 
     return np.log(probs).astype(np.float32), labels.astype(np.int64)
 
 
-def _report(logits: np.ndarray, labels: np.ndarray, temperature: float, n_bins: int, bootstrap: int,
+def _report(logits: np.ndarray, labels: np.ndarray, temperature: float | None, n_bins: int, bootstrap: int,
             seed: int) -> dict[str, Any]:
     """The metrics the pipeline writes for one eval set (raw, and ``ts`` under the temperature)."""
     raw = torch.from_numpy(logits).double()
     y = torch.from_numpy(labels)
     entry = calibration_report(torch.softmax(raw, dim=-1), y, n_bins=n_bins, bootstrap=bootstrap, seed=seed)
-    entry["ts"] = calibration_report(torch.softmax(raw / temperature, dim=-1), y, n_bins=n_bins,
-                                     bootstrap=bootstrap, seed=seed)
+    if temperature is not None:
+        entry["ts"] = calibration_report(torch.softmax(raw / temperature, dim=-1), y, n_bins=n_bins,
+                                         bootstrap=bootstrap, seed=seed)
     entry["examples"] = int(labels.shape[0])
     return entry
 
@@ -130,13 +131,16 @@ def write_synthetic_sweep(
     n_bins: int = 15,
     bootstrap: int = 20,
     with_plots: bool = True,
+    temperature_scaling: bool = True,
 ) -> Path:
     """Write ``root/multirun/<name>/<job>/results.json`` (+ ``predictions/*.npz``, ``plots/*.png``) for every
     (size, seed); returns the sweep directory.
 
-    ``size=None`` is the full training set (``FULL_SIZE`` examples). ``slopes`` overrides the planted slope per
-    language. ``fail`` / ``corrupt`` / ``missing`` cells (size, seed) get a failed record, a truncated
-    results.json, or only a started job's ``.hydra`` folder. Deterministic: the same arguments write the same bytes.
+    ``size=None`` is the full training set (``FULL_SIZE`` examples). ``temperature_scaling=False`` writes
+    ``temperature: null`` and no ``ts`` entries (half the work: each entry costs a full calibration report).
+    ``slopes`` overrides the planted slope per language. ``fail`` / ``corrupt`` / ``missing`` cells (size, seed)
+    get a failed record, a truncated results.json, or only a started job's ``.hydra`` folder. Deterministic: the
+    same arguments give the same numbers (only the npz zip timestamps differ).
     """
     languages = tuple(languages)
     sizes, seeds = tuple(sizes), tuple(seeds)
@@ -153,7 +157,8 @@ def write_synthetic_sweep(
                     slope_per_doubling=slope_per_doubling, slopes=slopes or {}, noise=noise, n=n,
                     with_predictions=with_predictions, fail=fail, corrupt=corrupt, missing=missing, name=name,
                     intermediate=intermediate, target=target, model=model, name_or_path=name_or_path, split=split,
-                    n_bins=n_bins, bootstrap=bootstrap, with_plots=with_plots)
+                    n_bins=n_bins, bootstrap=bootstrap, with_plots=with_plots,
+                    temperature=TEMPERATURE if temperature_scaling else None)
     finally:
         torch.set_num_threads(threads)
     return sweep_dir
@@ -164,7 +169,8 @@ def _write_jobs(sweep_dir: Path, png: bytes, *, sizes: tuple[int | None, ...], n
                 slopes: Mapping[str, float], noise: float, n: int, with_predictions: bool,
                 fail: set[tuple[int | None, int]], corrupt: set[tuple[int | None, int]],
                 missing: set[tuple[int | None, int]], name: str, intermediate: str, target: str, model: str,
-                name_or_path: str, split: str, n_bins: int, bootstrap: int, with_plots: bool) -> None:
+                name_or_path: str, split: str, n_bins: int, bootstrap: int, with_plots: bool,
+                temperature: float | None) -> None:
     for size, numeric_size in zip(sizes, numeric, strict=True):
         for seed in seeds:
             job_dir = sweep_dir / job_name(intermediate, size, target, seed)
@@ -177,9 +183,11 @@ def _write_jobs(sweep_dir: Path, png: bytes, *, sizes: tuple[int | None, ...], n
                 "model": {"name": model, "name_or_path": name_or_path},
                 "intermediate": {"name": intermediate, "size": size},
                 "target": {"name": target, "eval_size": None, "languages": list(languages), "eval_splits": [split]},
-                "calibration": {"n_bins": n_bins, "temperature_scaling": True, "bootstrap": bootstrap,
+                "calibration": {"n_bins": n_bins, "temperature_scaling": temperature is not None,
+                                "bootstrap": bootstrap,
                                 "save_predictions": with_predictions},
             }
+            (job_dir / ".hydra" / "config.yaml").write_text(json.dumps(config, indent=1))  # JSON is YAML
             cell = (size, seed)
             if cell in missing:
                 continue
@@ -196,7 +204,7 @@ def _write_jobs(sweep_dir: Path, png: bytes, *, sizes: tuple[int | None, ...], n
                                   centre=centre)
                 rng = np.random.default_rng([11, li, numeric_size, seed])
                 logits, labels = planted_logits(ece, n, rng, n_bins)
-                entry = _report(logits, labels, TEMPERATURE, n_bins, bootstrap, seed)
+                entry = _report(logits, labels, temperature, n_bins, bootstrap, seed)
                 if with_plots:
                     (job_dir / "plots").mkdir(exist_ok=True)
                     (job_dir / "plots" / f"reliability_{language}_{split}.png").write_bytes(png)
@@ -211,7 +219,7 @@ def _write_jobs(sweep_dir: Path, png: bytes, *, sizes: tuple[int | None, ...], n
                 "intermediate": {"skipped": True} if numeric_size == 0 else
                 {"skipped": False, "train_examples": numeric_size, "reused": False},
                 "target": {"train_examples": 1600, "steps": 100, "seconds": 1.0},
-                "temperature": TEMPERATURE, "primary_split": split, "zeroshot": zeroshot,
+                "temperature": temperature, "primary_split": split, "zeroshot": zeroshot,
                 "mean_over_languages": {split: {m: float(np.mean([zeroshot[la][split][m] for la in languages]))
                                                 for m in ("accuracy", "ece", "brier", "nll")}},
                 "evaluation": {"seconds": 0.1, "examples": n * len(languages)}, "seconds": 2.0,

@@ -155,3 +155,17 @@ def test_same_seed_same_numbers_and_no_secret_in_any_output(tiny_xlmr_dir, embed
             if path.is_file():
                 assert secret.encode() not in path.read_bytes(), path
     assert runs[0]["zeroshot"] == runs[1]["zeroshot"] and runs[0]["temperature"] == runs[1]["temperature"]
+
+
+def test_a_second_job_on_the_same_output_directory_stops_at_once(tmp_path) -> None:
+    from filelock import FileLock
+
+    from xcal.pipeline.run import JobBusyError, run
+
+    held = FileLock(str(tmp_path / ".xcal.lock"))
+    held.acquire()
+    FAULTS["injected"] += 1
+    with pytest.raises(JobBusyError, match="another xcal job is running in"):
+        run(None, tmp_path)  # refused before the config is even read
+    held.release()
+    assert not (tmp_path / "results.json").exists()

@@ -23,7 +23,7 @@ import pytest
 import torch
 
 from report_fixtures import FULL_SIZE, job_name, write_synthetic_sweep
-from xcal.metrics import calibration_report, expected_calibration_error
+from xcal.metrics import accuracy, brier_score, expected_calibration_error, negative_log_likelihood
 from xcal.report.collect import ReportError, Sweep, load_predictions, load_sweep, write_tidy
 from xcal.report.stats import (
     CALIBRATION_METRICS,
@@ -39,6 +39,7 @@ from xcal.report.stats import (
 )
 
 SIZES = (0, 100, 400, 1600, 6400)
+MIXED_SIZES = (100, 800, 6400)
 NOISE = 0.002
 ALL_METRICS = ["accuracy", "ece", "mce", "rmsce", "adaptive_ece", "classwise_ece", "brier", "brier_top_label", "nll",
                "debiased_ece", "smooth_ece", "ece_ci_low", "ece_ci_high", "brier_ci_low", "brier_ci_high"]
@@ -66,8 +67,8 @@ def main_effects(main_sweep: Sweep) -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def mixed_effects(tmp_path_factory: pytest.TempPathFactory) -> pd.DataFrame:
     """One planted slope per language: English rises, de is flat, fr and zh fall; no size-0 jobs."""
-    path = write_synthetic_sweep(tmp_path_factory.mktemp("mixed"), sizes=SIZES[1:], noise=NOISE,
-                                 slopes={"en": 0.01, "de": 0.0, "fr": -0.02, "zh": -0.01})
+    path = write_synthetic_sweep(tmp_path_factory.mktemp("mixed"), sizes=MIXED_SIZES, noise=NOISE,
+                                 slopes={"en": 0.01, "de": 0.0, "fr": -0.02, "zh": -0.01}, temperature_scaling=False)
     return size_effects(load_sweep(path), metrics=("ece",), n_boot=500)
 
 
@@ -118,9 +119,12 @@ def test_predictions_agree_with_results_and_temperature(main_sweep: Sweep) -> No
         assert loaded is not None
         probs, labels = loaded
         assert probs.shape == (400, 3) and probs.dtype == np.float64 and labels.shape == (400,)
-        report = calibration_report(torch.from_numpy(probs), torch.from_numpy(labels), bootstrap=0)
-        for metric in ("accuracy", "ece", "mce", "adaptive_ece", "brier", "nll"):
-            assert report[metric] == pytest.approx(row[metric], abs=1e-9)
+        p, y = torch.from_numpy(probs), torch.from_numpy(labels)
+        assert float(expected_calibration_error(p, y, n_bins=15)) == pytest.approx(row["ece"], abs=1e-9)
+        assert float(expected_calibration_error(p, y, binning="quantile")) == pytest.approx(row["adaptive_ece"],
+                                                                                             abs=1e-9)
+        assert float(negative_log_likelihood(p, y)) == pytest.approx(row["nll"], abs=1e-9)
+        assert float(brier_score(p, y)) == pytest.approx(row["brier"], abs=1e-9)
     assert load_predictions(Path(row["job_dir"]), "it", "test", False) is None  # no such language saved
 
 
@@ -133,10 +137,13 @@ def test_example_replicates_match_xcal_metrics() -> None:
     idx = torch.randint(150, (6, 150), generator=torch.Generator().manual_seed(42))
     for r in range(6):
         p, y = torch.from_numpy(probs[idx[r].numpy()]), torch.from_numpy(labels[idx[r].numpy()])
-        expected = calibration_report(p, y, n_bins=10, bootstrap=0)
-        assert float(expected_calibration_error(p, y, n_bins=10, binning="quantile")) == expected["adaptive_ece"]
+        expected = {
+            "ece": expected_calibration_error(p, y, n_bins=10), "mce": expected_calibration_error(p, y, 10, "max"),
+            "adaptive_ece": expected_calibration_error(p, y, n_bins=10, binning="quantile"),
+            "brier": brier_score(p, y), "nll": negative_log_likelihood(p, y), "accuracy": accuracy(p, y),
+        }
         for metric in metrics:
-            assert reps[metric][r] == pytest.approx(expected[metric], abs=1e-12), metric
+            assert reps[metric][r] == pytest.approx(float(expected[metric]), abs=1e-12), metric
     assert "smooth_ece" not in example_replicates(probs, labels, ("smooth_ece",), n_resamples=2)
 
 
@@ -216,7 +223,7 @@ def test_baseline_is_the_size_zero_mean(main_sweep: Sweep, main_effects: pd.Data
 
 
 def test_several_planted_slopes_and_english_disagreeing(mixed_effects: pd.DataFrame) -> None:
-    tol = slope_tolerance(SIZES, 3)
+    tol = slope_tolerance(MIXED_SIZES, 3)
     planted = {"en": 0.01, "de": 0.0, "fr": -0.02, "zh": -0.01}
     for language, slope in planted.items():
         row = effect(mixed_effects, language)
@@ -239,7 +246,7 @@ def test_several_planted_slopes_and_english_disagreeing(mixed_effects: pd.DataFr
 
 def test_seeds_only_bootstrap_and_inconclusive_english(tmp_path: Path) -> None:
     path = write_synthetic_sweep(tmp_path, sizes=(0, 100, 1600), seeds=(0, 1), languages=("en", "de"),
-                                 with_predictions=False, noise=NOISE, slopes={"en": 0.0})
+                                 with_predictions=False, noise=NOISE, slopes={"en": 0.0}, temperature_scaling=False)
     sweep = load_sweep(path)
     assert load_predictions(Path(sweep.table["job_dir"].iloc[0]), "en", "test", False) is None
     effects = size_effects(sweep, metrics=("ece", "brier"), n_boot=400)
@@ -274,15 +281,22 @@ def test_effect_sentence_edge_cases() -> None:
 
 def test_partial_sweep_keeps_good_rows_and_names_problems(tmp_path: Path) -> None:
     path = write_synthetic_sweep(tmp_path, sizes=(0, 100, None), seeds=(0, 1), languages=("en", "de"), n=100,
+                                 temperature_scaling=False,
                                  fail=[(100, 1)], corrupt=[(None, 0)], missing=[(0, 1)])
+    shutil.rmtree(path / job_name("mnli", 100, "xnli", 0))  # never started (or lost in the copy)
     sweep = load_sweep(path)
     statuses = dict(zip(sweep.jobs["job"], sweep.jobs["status"], strict=True))
-    assert statuses == {"mnli-0_xnli_seed0": "ok", "mnli-0_xnli_seed1": "missing", "mnli-100_xnli_seed0": "ok",
+    assert statuses == {"mnli-0_xnli_seed0": "ok", "mnli-0_xnli_seed1": "missing",
                         "mnli-100_xnli_seed1": "failed", "mnli-full_xnli_seed0": "corrupt",
                         "mnli-full_xnli_seed1": "ok"}
-    assert sorted(sweep.table["job"].unique()) == ["mnli-0_xnli_seed0", "mnli-100_xnli_seed0",
-                                                   "mnli-full_xnli_seed1"]
-    assert len(sweep.table) == 3 * 2 * 2
+    assert sorted(sweep.table["job"].unique()) == ["mnli-0_xnli_seed0", "mnli-full_xnli_seed1"]
+    assert len(sweep.table) == 2 * 2 and not sweep.table["calibrated"].any()  # no temperature scaling here
+    assert sweep.table["temperature"].isna().all()
+    with pytest.raises(ReportError, match=r"no temperature-scaled results .*calibration\.temperature_scaling=true"):
+        summary_table(sweep.table, calibrated=True)
+    job_dir = Path(sweep.table["job_dir"].iloc[0])
+    assert load_predictions(job_dir, "de", "test", calibrated=True) is None
+    assert load_predictions(job_dir, "de", "test", calibrated=False) is not None
     full = sweep.table[sweep.table["size_label"] == "full"]
     assert set(full["size"]) == {FULL_SIZE} and set(full["seed"]) == {1}
     text = "\n".join(sweep.problems)
@@ -291,15 +305,34 @@ def test_partial_sweep_keeps_good_rows_and_names_problems(tmp_path: Path) -> Non
     assert re.search(r"corrupt job 'mnli-full_xnli_seed0' .*unreadable results\.json \(truncated or not JSON", text)
     assert "missing job 'mnli-0_xnli_seed1'" in text and "no results.json" in text
     cells = [p for p in sweep.problems if p.startswith("missing grid cell")]
-    assert cells == [
-        "missing grid cell intermediate=mnli size=0 target=xnli seed=1: no job directory for it",
+    assert cells[:3] == [
+        "missing grid cell intermediate=mnli size=0 target=xnli seed=1: job 'mnli-0_xnli_seed1' missing: no "
+        "results.json (the job did not finish, is still running, or was killed)",
+        "missing grid cell intermediate=mnli size=100 target=xnli seed=0: no job directory for it",
         "missing grid cell intermediate=mnli size=100 target=xnli seed=1: job 'mnli-100_xnli_seed1' failed: "
         "RuntimeError: CUDA out of memory",
-        "missing grid cell intermediate=mnli size=full target=xnli seed=0: no job directory for it",
     ]
+    assert len(cells) == 4 and cells[3].startswith(
+        "missing grid cell intermediate=mnli size=full target=xnli seed=0: job 'mnli-full_xnli_seed0' corrupt: "
+        "unreadable results.json (truncated or not JSON: ")
     summary = summary_table(sweep.table, metrics=("ece",))
-    assert summary[summary["language"] == "en"]["seeds"].tolist() == [1, 1, 1]
+    assert summary[summary["language"] == "en"]["seeds"].tolist() == [1, 1]
     assert summary["ece_std"].isna().all() and summary["ece_ci_low"].isna().all()  # one seed per cell
+
+
+def test_shared_no_intermediate_baseline(tmp_path: Path) -> None:
+    kw = {"seeds": (0, 1), "languages": ("en", "de"), "n": 48, "temperature_scaling": False, "with_predictions": False}
+    write_synthetic_sweep(tmp_path, sizes=(0,), intermediate="none", **kw)
+    path = write_synthetic_sweep(tmp_path, sizes=(100, 400), intermediate="mnli", **kw)
+    sweep = load_sweep(path)
+    assert sweep.problems == []  # mnli needs no size-0 jobs of its own, and none has no sizes above 0
+    effects = size_effects(sweep, metrics=("ece",), n_boot=100)
+    assert set(effects["intermediate"]) == {"mnli"} and len(effects) == 3
+    raw = sweep.table[sweep.table["intermediate"] == "none"]
+    assert effect(effects, "de")["baseline"] == pytest.approx(raw[raw["language"] == "de"]["ece"].mean(), abs=1e-15)
+    shutil.rmtree(path / job_name("mnli", 400, "xnli", 1))
+    assert load_sweep(path).problems == ["missing grid cell intermediate=mnli size=400 target=xnli seed=1: no job "
+                                         "directory for it"]
 
 
 @pytest.mark.parametrize(("content", "reason"), [
@@ -308,26 +341,27 @@ def test_partial_sweep_keeps_good_rows_and_names_problems(tmp_path: Path) -> Non
     ('{"status": "done"}', "unknown status 'done'"),
 ])
 def test_corrupt_results_are_noted(tmp_path: Path, content: str, reason: str) -> None:
-    path = write_synthetic_sweep(tmp_path, sizes=(0, 100), seeds=(0,), languages=("en",), n=40)
+    path = write_synthetic_sweep(tmp_path, sizes=(0, 100), seeds=(0,), languages=("en",), n=40,
+                                 temperature_scaling=False)
     (path / job_name("mnli", 100, "xnli", 0) / "results.json").write_text(content)
     sweep = load_sweep(path)
     assert sweep.jobs.set_index("job")["status"].to_dict() == {"mnli-0_xnli_seed0": "ok",
                                                                "mnli-100_xnli_seed0": "corrupt"}
-    assert len(sweep.table) == 2 and reason in sweep.problems[0]
+    assert len(sweep.table) == 1 and reason in sweep.problems[0]
 
 
 def test_two_sweep_dirs_merge_and_duplicates(tmp_path: Path) -> None:
-    first = write_synthetic_sweep(tmp_path / "a", sizes=(100, 400), seeds=(0,), languages=("en", "de"), n=60)
-    second = write_synthetic_sweep(tmp_path / "b", sizes=(100, 400), seeds=(1,), languages=("en", "de"), n=60)
+    kw = {"languages": ("en", "de"), "n": 60, "temperature_scaling": False}
+    first = write_synthetic_sweep(tmp_path / "a", sizes=(100, 400), seeds=(0,), **kw)
+    second = write_synthetic_sweep(tmp_path / "b", sizes=(100, 400), seeds=(1,), **kw)
     shutil.copytree(first / job_name("mnli", 100, "xnli", 0), second / job_name("mnli", 100, "xnli", 0))
-    third = write_synthetic_sweep(tmp_path / "c", sizes=(400,), seeds=(0,), languages=("en", "de"), n=60,
-                                  noise=0.02)
+    third = write_synthetic_sweep(tmp_path / "c", sizes=(400,), seeds=(0,), noise=0.02, **kw)
     sweep = load_sweep([first, second, third])
     assert sweep.sources == [first.resolve(), second.resolve(), third.resolve()]
     assert len(sweep.jobs) == 6 and sweep.jobs["used"].sum() == 4
     assert sorted(sweep.table["job"].unique()) == sorted(job_name("mnli", s, "xnli", k)
                                                          for s in (100, 400) for k in (0, 1))
-    assert len(sweep.table) == 4 * 2 * 2
+    assert len(sweep.table) == 4 * 2
     kept = sweep.table[sweep.table["job"] == job_name("mnli", 400, "xnli", 0)]
     assert set(kept["job_dir"]) == {str((first / job_name("mnli", 400, "xnli", 0)).resolve())}
     duplicates = [p for p in sweep.problems if p.startswith("duplicate")]
@@ -338,17 +372,18 @@ def test_two_sweep_dirs_merge_and_duplicates(tmp_path: Path) -> None:
 
 
 def test_mixed_models_are_noted_and_kept_apart(tmp_path: Path) -> None:
-    large = write_synthetic_sweep(tmp_path / "a", sizes=(100, 400), seeds=(0, 1), languages=("en", "de"), n=60)
-    small = write_synthetic_sweep(tmp_path / "b", sizes=(100, 400), seeds=(0, 1), languages=("en", "de"), n=60,
-                                  model="mbert", name_or_path="bert-base-multilingual-cased", name="other")
+    kw = {"sizes": (100, 400), "seeds": (0,), "languages": ("en", "de"), "n": 60, "temperature_scaling": False}
+    large = write_synthetic_sweep(tmp_path / "a", **kw)
+    small = write_synthetic_sweep(tmp_path / "b", model="mbert", name_or_path="bert-base-multilingual-cased",
+                                  name="other", **kw)
     sweep = load_sweep([large, small])
     assert set(sweep.table["model"]) == {"xlmr_large", "mbert"} and set(sweep.table["sweep"]) == {"synthetic", "other"}
     mixed = [p for p in sweep.problems if p.startswith("mixed sweeps")]
     assert len(mixed) == 1 and "model.name_or_path differs" in mixed[0]
-    assert '"bert-base-multilingual-cased" (4 jobs)' in mixed[0] and '"xlm-roberta-large" (4 jobs)' in mixed[0]
+    assert '"bert-base-multilingual-cased" (2 jobs)' in mixed[0] and '"xlm-roberta-large" (2 jobs)' in mixed[0]
     summary = summary_table(sweep.table, metrics=("ece",))
     assert list(summary.columns[:3]) == ["model", "intermediate", "target"] and len(summary) == 2 * 2 * 4
-    assert summary["seeds"].eq(2).all()
+    assert summary["seeds"].eq(1).all() and len(sweep.table) == 2 * 2 * 2
     effects = size_effects(sweep, metrics=("ece",), n_boot=50)
     assert effects.groupby("model").size().to_dict() == {"mbert": 3, "xlmr_large": 3}
     assert "with mbert" in effects[effects["model"] == "mbert"]["sentence"].iloc[0]
@@ -368,7 +403,7 @@ def test_not_a_sweep_raises_report_error(tmp_path: Path) -> None:
     with pytest.raises(ReportError, match="is not a directory"):
         load_sweep(tmp_path / "other" / "README.md")
     path = write_synthetic_sweep(tmp_path / "root", sizes=(100,), seeds=(0,), languages=("en",), n=40,
-                                 fail=[(100, 0)])
+                                 fail=[(100, 0)], temperature_scaling=False)
     with pytest.raises(ReportError, match=r"no finished job in .*failed \(RuntimeError: CUDA out of memory\)"):
         load_sweep(path)
     with pytest.raises(ReportError, match=r"holds several sweeps, not jobs .*synthetic"):
@@ -401,3 +436,5 @@ def test_markdown_and_html_tables(main_sweep: Sweep, main_effects: pd.DataFrame)
     assert '<td class="num">-0.009' in page and "<td>yes</td>" in page
     assert "&lt;b&gt;" in to_html(pd.DataFrame({"x": ["<b>"]}))
     assert to_markdown(pd.DataFrame({"x": ["a|b"], "y": [1.23456789e-7]})).splitlines()[2] == "| a\\|b | 1.235e-07 |"
+    assert to_markdown(pd.DataFrame({"a_mean": [0.5], "a_std": [7.85e-17], "b_mean": [2.0], "b_std": [np.nan]})) \
+        == "| a | b |\n|---:|---:|\n| 0.5 ± 0 | 2 |"

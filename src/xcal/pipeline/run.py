@@ -20,6 +20,7 @@ from xcal.assets.cache import cache_dir, data_dir
 from xcal.atomic import atomic_write_json
 from xcal.data.sources import SourceSettings
 from xcal.data.tasks import NO_TASK, TASKS
+from xcal.errors import XcalError
 from xcal.models.encoder import EMBEDDED_PREFIX, load_tokenizer, resolve_model_path
 from xcal.models.vocab import TrimmedEmbedding, original_embedding, restore_vocabulary
 from xcal.pipeline import encoder_cache
@@ -130,9 +131,29 @@ def _stage1(cfg: DictConfig, root: Path, sources: dict[str, SourceSettings], mod
     return str(entry), {**info, "reused": False, "cache_dir": str(entry)}
 
 
+class JobBusyError(XcalError, RuntimeError):
+    pass
+
+
 def run(cfg: DictConfig, output_dir: Path, run_name: str = "run") -> dict[str, Any]:
-    """Run all three stages; always leaves a results.json (``status`` ok or failed)."""
+    """Run all three stages; always leaves a results.json (``status`` ok or failed).
+
+    One job per output directory at a time: a second process started on the same directory (a sweep
+    launched twice, say) stops at once instead of interleaving its files with the first one's."""
     output_dir.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(output_dir / ".xcal.lock"))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        raise JobBusyError(f"another xcal job is running in {output_dir}; wait for it to finish (its "
+                           "results.json will appear) or choose another hydra.run.dir / sweep_name") from None
+    try:
+        return _run(cfg, output_dir, run_name)
+    finally:
+        lock.release()
+
+
+def _run(cfg: DictConfig, output_dir: Path, run_name: str) -> dict[str, Any]:
     started = time.perf_counter()
     root, sources, model_path = prepare(cfg)  # config problems raise before anything is written
     if cfg.get("num_threads"):

@@ -1,0 +1,100 @@
+"""benchmarks/bench_training.py: the FLOP model (against a parameter count and a hand computation) and a
+quick real run of the overhead section (keys and a positive ratio only: machines are shared, so no speed)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_training.py"
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("bench_training", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["bench_training"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+TINY = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,
+                  max_position_embeddings=32)
+
+
+def test_matmul_params_match_the_parameters_and_the_hand_count(bench) -> None:
+    shape = bench.EncoderShape.from_config(TINY)
+    # per layer: Q, K, V, output 4 x 8 x 8 = 256; FFN 2 x 8 x 16 = 256; two layers
+    assert shape.matmul_params == 1024
+    torch.manual_seed(0)
+    assert bench.counted_matmul_params(BertModel(TINY, add_pooling_layer=False)) == 1024
+    # the pooler runs once per sentence: not counted; embeddings, biases, layer norms are not matmuls
+    with_pooler = BertModel(TINY, add_pooling_layer=True)
+    assert bench.counted_matmul_params(with_pooler) == 1024
+    assert sum(p.numel() for p in with_pooler.parameters()) > 1024 + 50 * 8
+
+
+def test_flops_per_token_by_hand(bench) -> None:
+    shape = bench.EncoderShape.from_config(TINY)
+    # forward: 2 x 1024 + 4 x 2 layers x L=10 x H=8 = 2048 + 640
+    assert shape.forward_flops_per_token(10) == 2688.0
+    assert shape.train_flops_per_token(10) == 3 * 2688.0
+    assert bench.forward_flops_per_token(1024, 2, 8, 10.5) == 2048 + 4 * 2 * 10.5 * 8
+    # 1000 tokens/s at 8064 FLOPs each on an 8.064 GFLOP/s machine: 0.1 %
+    assert bench.mfu(1000.0, 8064.0, 8.064) == pytest.approx(1e-3)
+
+
+def test_embedded_model_shape(bench) -> None:
+    """multilingual-e5-small: 12 x (4 x 384^2 + 2 x 384 x 1536) = 21,233,664 matmul parameters, on a meta
+    device (no weights allocated), and ~42.5 MFLOPs forward per token at length 30."""
+    config = BertConfig(vocab_size=250037, hidden_size=384, num_hidden_layers=12, num_attention_heads=12,
+                        intermediate_size=1536)
+    with torch.device("meta"):
+        model = BertModel(config, add_pooling_layer=False)
+    shape = bench.EncoderShape.from_config(config)
+    assert shape.matmul_params == bench.counted_matmul_params(model) == 21_233_664
+    assert shape.forward_flops_per_token(30) == 2 * 21_233_664 + 4 * 12 * 30 * 384
+
+
+def test_matmul_peak_is_measured(bench) -> None:
+    assert bench.matmul_peak_gflops(n=128, reps=2, warmup=1) > 0.01
+
+
+def test_unknown_section_is_refused() -> None:
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--only", "overhead,speed"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "unknown section(s) speed; choose from roofline, overhead, trainer, eval, memory" in proc.stderr
+
+
+@pytest.mark.slow
+def test_quick_overhead_run(embedded_assets, tmp_path) -> None:
+    out = tmp_path / "training.json"
+    env = {**os.environ, "XCAL_CACHE": str(embedded_assets.root)}
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--only", "overhead", "--train-size", "64",
+                           "--threads", "1", "--out", str(out)], capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    result = json.loads(out.read_text())
+    assert set(result) >= {"machine", "settings", "roofline", "overhead", "goals"}
+    assert "trainer" not in result and "eval" not in result
+    assert result["machine"]["torch_threads"] == 1 and result["machine"]["cpu_model"]
+    assert result["machine"]["torch"] == torch.__version__
+    roof = result["roofline"]
+    assert roof["matmul_params"] == roof["matmul_params_counted_from_model"] == 21_233_664
+    assert roof["peak_gflops"] > 0 and 5 < roof["train_mean_length"] < 128
+    over = result["overhead"]
+    assert over["train_examples"] == 64 and over["steps"] == 2 and over["identical_batches"] is True
+    assert over["real_tokens"] < over["padded_tokens"] <= 64 * 128
+    assert over["ratio_xcal_over_bare"] > 0
+    assert over["ratio_xcal_over_bare"] == pytest.approx(over["xcal_tokens_per_s"] / over["bare_tokens_per_s"])
+    # same init, batches and RNG: both arms compute the same losses
+    assert over["first_loss"]["xcal"] == pytest.approx(over["first_loss"]["bare"], rel=1e-5)
+    assert over["last_loss"]["xcal"] == pytest.approx(over["last_loss"]["bare"], rel=1e-4)
+    assert "ratio xcal/bare" in proc.stdout
