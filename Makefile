@@ -50,6 +50,7 @@ lint: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_sweep_cache.py
+	$(PY) benchmarks/bench_training.py
 
 clean:
 	rm -rf outputs multirun/*/ .pytest_cache .ruff_cache
