@@ -9,14 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
-from transformers import XLMRobertaConfig, XLMRobertaModel
 
 from hub_fixtures import write_hub_repo
 from xcal.data.tasks import TASKS, XGLUE_TASKS
 from xcal.errors import XcalError
-from xcal.models.encoder import load_tokenizer
 from xcal.pipeline.app import CONFIG_DIR
 from xcal.pipeline.run import prepare, run
 from xglue_fixtures import write_official_release
@@ -31,16 +28,9 @@ HUB_INTERMEDIATE = ("mnli", "qqp", "sst2", "anli", "squad", "squad_v2", "hellasw
 
 
 @pytest.fixture(scope="module")
-def tiny_model(e5_model_dir: Path, tmp_path_factory) -> Path:
-    """A 2-layer XLM-R built from a config (no hub), saved with the real XLM-R tokenizer."""
-    out = tmp_path_factory.mktemp("tiny-xlmr")
-    tokenizer = load_tokenizer(str(e5_model_dir))
-    torch.manual_seed(0)
-    config = XLMRobertaConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                              intermediate_size=64, max_position_embeddings=514, pad_token_id=tokenizer.pad_token_id)
-    XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+def tiny_model(tiny_xlmr_dir: Path) -> Path:
+    """A 2-layer XLM-R built from a config (no hub), with the real XLM-R tokenizer (tests/conftest.py)."""
+    return tiny_xlmr_dir
 
 
 @pytest.fixture(scope="module")
