@@ -123,16 +123,20 @@ def test_grid_through_cluster_launchers(launcher, tiny_xlmr_dir, embedded_assets
 
 @pytest.mark.slow
 def test_bad_grid_is_refused_whole_before_any_job(tiny_xlmr_dir, embedded_assets, tmp_path) -> None:
-    proc = xcal("-m", *tiny_overrides(tiny_xlmr_dir, tmp_path / "encoders"), "sweep_name=bad", "logger=csv",
-                "intermediate=epistemic_reasoning,nosuch_task", "intermediate.size=16,99999999", "seed=0,1",
-                cwd=tmp_path, timeout=300)
+    base = [*tiny_overrides(tiny_xlmr_dir, tmp_path / "encoders"), "sweep_name=bad", "logger=csv"]
+    # an unknown task is caught on the command line, before Hydra composes anything
+    proc = xcal("-m", *base, "intermediate=epistemic_reasoning,nosuch_task", "seed=0,1", cwd=tmp_path, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "intermediate=nosuch_task: no such option in conf/intermediate/" in proc.stderr
+    # a size beyond the data: every job of the grid is composed and checked, and every offending one listed
+    proc = xcal("-m", *base, "intermediate=epistemic_reasoning,presuppositions_as_nli", "intermediate.size=16,1000",
+                "seed=0,1", cwd=tmp_path, timeout=300)
     assert proc.returncode == 2, proc.stderr[-3000:]
     message = proc.stderr
     assert "none was started" in message and "of 8 jobs" in message
-    # every offending combination is listed: 4 with the unknown task, 2 more with the size beyond the data
-    assert message.count("- intermediate=nosuch_task,intermediate.size=") == 4
-    assert message.count("intermediate=epistemic_reasoning,intermediate.size=99999999,seed=") == 2
-    assert message.count("intermediate.size=99999999 exceeds the 1790 English training examples") == 2
+    assert message.count("- intermediate=presuppositions_as_nli,intermediate.size=1000,seed=") == 2
+    assert message.count("intermediate.size=1000 exceeds the 648 English training examples") == 2
+    assert "epistemic_reasoning" not in message  # its 1790 examples hold every size
     assert not list((tmp_path / "multirun" / "bad").glob("*/results.json"))
 
 
