@@ -560,17 +560,25 @@ def read_split(spec: TaskSpec, hub_id: str, language: str, split: str, *, cache_
     root = resolve_repo(hub_id, config, revision, cache_dir, key=key)
     remap = _label_remap(spec, _hub_class_names(root, config, layout.label)) if layout.label else None
     parts: list[_Part] = []
-    for part in _split_parts(hub_split):
-        files = split_files(root, config, part)
-        if not files:
-            raise DataSourceError(_missing_split(spec, root, config, part, language, split, key))
-        for path in files:
-            table = _read_parquet(path)
-            problem = _layout_problem(spec, layout, path, table.column_names, config, key)
-            if problem:
-                raise DataSourceError(problem)
-            parts.append(_convert(spec, layout, table, path, remap))
+    for path in _hub_split_files(spec, root, config, hub_split, language, split, key):
+        table = _read_parquet(path)
+        problem = _layout_problem(spec, layout, path, table.column_names, config, key)
+        if problem:
+            raise DataSourceError(problem)
+        parts.append(_convert(spec, layout, table, path, remap))
     return _assemble(spec, parts, split, hub_split, language, key)
+
+
+def _hub_split_files(spec: TaskSpec, root: Path, config: str | None, hub_split: str, language: str, split: str,
+                     key: str) -> list[Path]:
+    """Every parquet file of a (possibly comma-joined) hub split; a missing part is an error, never skipped."""
+    files: list[Path] = []
+    for part in _split_parts(hub_split):
+        found = split_files(root, config, part)
+        if not found:
+            raise DataSourceError(_missing_split(spec, root, config, part, language, split, key))
+        files += found
+    return files
 
 
 def _assemble(spec: TaskSpec, parts: list[_Part], split: str, hub_split: str, language: str, key: str) -> pa.Table:
@@ -638,16 +646,11 @@ def check_available(spec: TaskSpec, hub_id: str, languages: Sequence[str], split
                 if hub_split in seen:  # e.g. the English train split, shared by every language
                     continue
                 seen.add(hub_split)
-                all_files: list[Path] = []
-                for part in _split_parts(hub_split):
-                    files = split_files(root, config, part)
-                    if not files:
-                        raise DataSourceError(_missing_split(spec, root, config, part, language, split, key))
-                    for path in files:
-                        problem = _layout_problem(spec, layout, path, _read_schema(path).names, config, key)
-                        if problem:
-                            raise DataSourceError(problem)
-                    all_files += files
+                all_files = _hub_split_files(spec, root, config, hub_split, language, split, key)
+                for path in all_files:
+                    problem = _layout_problem(spec, layout, path, _read_schema(path).names, config, key)
+                    if problem:
+                        raise DataSourceError(problem)
                 if not _any_labelled(spec, layout, all_files):
                     rows = sum(pq.ParquetFile(p).metadata.num_rows for p in all_files)
                     raise DataSourceError(_no_labels(spec, hub_split, language, split, rows, key))
