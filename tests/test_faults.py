@@ -9,6 +9,7 @@ import errno
 import json
 import os
 import random
+import resource
 import signal
 import subprocess
 import sys
@@ -82,6 +83,45 @@ def test_sigkill_at_random_points_then_the_same_command(tiny_xlmr_dir, embedded_
 
 
 @pytest.mark.slow
+def test_a_resume_from_a_mid_training_checkpoint_is_bit_identical(tiny_xlmr_dir, embedded_assets, tmp_path) -> None:
+    """Killed right after a checkpoint in the second epoch of stage 2, the job resumes from it (same batch
+    order, same dropout masks) and ends with exactly the numbers of a job that was never interrupted."""
+    two_epochs = ["target.epochs=2"]
+    reference = tmp_path / "reference"
+    done = xcal([*tiny(tiny_xlmr_dir, tmp_path / "encoders", *two_epochs), f"hydra.run.dir={reference}"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = json.loads((reference / "results.json").read_text())
+
+    job = tmp_path / "job"
+    # 64 sentences / batch 8 = 8 steps an epoch: step 10 is the second batch of the second epoch.
+    args = [*tiny(tiny_xlmr_dir, tmp_path / "encoders", *two_epochs, "checkpoint.every_n_steps=10"),
+            f"hydra.run.dir={job}"]
+    proc = subprocess.Popen([*XCAL, *args], cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    checkpoint = job / "checkpoints" / "target" / "last.ckpt"
+    while not checkpoint.exists() and proc.poll() is None:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the job ended before its checkpoint could be killed"
+    os.killpg(proc.pid, signal.SIGKILL)
+    FAULTS["injected"] += 1
+    proc.wait()
+    assert not (job / "results.json").exists()
+
+    again = xcal(args, tmp_path)
+    assert again.returncode == 0, again.stderr[-3000:]
+    got = json.loads((job / "results.json").read_text())
+    assert got["target"]["resumed_from"] == str(checkpoint) and got["target"]["steps"] == 16
+    assert not checkpoint.exists()  # removed once the stage finished
+    same = all(got[key] == expected[key] for key in ("zeroshot", "temperature"))
+    if not same:
+        FAULTS["results_lost"] += 1
+    assert got["zeroshot"] == expected["zeroshot"]
+    assert got["temperature"] == expected["temperature"]
+    dev = {k: v for k, v in got["target"].items() if k.startswith("val")}
+    assert dev and dev == {k: v for k, v in expected["target"].items() if k.startswith("val")}
+
+
+@pytest.mark.slow
 def test_truncated_cache_entry_is_detected_and_rebuilt(tiny_xlmr_dir, embedded_assets, tmp_path) -> None:
     first = xcal([*tiny(tiny_xlmr_dir, tmp_path / "encoders"), f"hydra.run.dir={tmp_path / 'a'}"], tmp_path)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -120,6 +160,36 @@ def test_a_diverging_job_fails_alone_and_the_sweep_goes_on(tiny_xlmr_dir, embedd
 
     assert [name for name, _ in failed_jobs(tmp_path / "multirun" / "faulty")] == [
         n for n, r in records.items() if r["status"] == "failed"]
+
+
+@pytest.mark.slow
+def test_a_job_out_of_memory_fails_alone_and_the_report_lists_it(embedded_assets, tmp_path) -> None:
+    """A real allocation failure: the sweep runs under an 8 GB address-space limit (a normal job of the
+    embedded model peaks near 5 GB of address space here); the batch-512 job cannot get its activations."""
+    limit = 8 * 1024**3
+
+    def cap_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    args = ["-m", "sweep_name=oom", "intermediate.size=0", "target.train_size=512", "target.batch_size=16,512",
+            "target.epochs=1", "target.val_size=0", "target.eval_size=16", "target.languages=[en]",
+            "target.eval_splits=[dev]", "calibration.bootstrap=10", "logger=csv", "trainer.enable_progress_bar=false"]
+    proc = subprocess.run([*XCAL, *args], cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=900,
+                          preexec_fn=cap_memory)
+    FAULTS["injected"] += 1
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    records = {p.parent.name: json.loads(p.read_text()) for p in (tmp_path / "multirun" / "oom").glob("*/results.json")}
+    by_batch = {r["config"]["target"]["batch_size"]: r for r in records.values()}
+    if by_batch[16]["status"] != "ok":
+        FAULTS["results_lost"] += 1
+    assert by_batch[16]["status"] == "ok" and by_batch[16]["zeroshot"]["en"]["dev"]["n"] == 16
+    assert by_batch[512]["status"] == "failed"
+    error = by_batch[512]["error"]
+    assert error.startswith("out of memory (RuntimeError:") and "target.batch_size" in error
+    report = subprocess.run([sys.executable, "-m", "xcal.report.cli", str(tmp_path / "multirun" / "oom")],
+                            cwd=tmp_path, env=env(), capture_output=True, text=True, timeout=600)
+    failed_name = next(n for n, r in records.items() if r["status"] == "failed")
+    assert failed_name in report.stderr and "out of memory" in report.stderr
 
 
 def test_a_failed_write_leaves_the_previous_file_intact(tmp_path, monkeypatch) -> None:

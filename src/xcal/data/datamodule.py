@@ -10,9 +10,9 @@ import numpy as np
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Sampler
 from transformers import PreTrainedTokenizerBase
-from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from xcal.data.collate import build_collator
+from xcal.data.resumable import EpochSeededSampler
 from xcal.data.sources import SourceSettings, load_split, source_fingerprint
 from xcal.data.subsample import nested_order, nested_subset
 from xcal.data.tasks import TaskSpec
@@ -94,6 +94,7 @@ class TaskDataModule(pl.LightningDataModule):
         cache_dir: Path | None = None,
         num_workers: int = 0,
         group_by_length: bool = True,
+        shuffle_seed: int = 0,
     ) -> None:
         super().__init__()
         self.task = task
@@ -113,6 +114,7 @@ class TaskDataModule(pl.LightningDataModule):
         self.cache_dir = cache_dir
         self.num_workers = num_workers
         self.group_by_length = group_by_length
+        self.shuffle_seed = shuffle_seed
         self.collator = build_collator(task.head, tokenizer)
         self.tokenizer_key = tokenizer_fingerprint(tokenizer) if cache_dir is not None else None
         self.train_set: datasets.Dataset | None = None
@@ -187,23 +189,23 @@ class TaskDataModule(pl.LightningDataModule):
         return (self.task.train_split, *self.task.eval_splits)
 
     # -- loaders -----------------------------------------------------------------------------
-    def _loader(self, ds: datasets.Dataset, batch_size: int, shuffle: bool = False, sampler=None) -> DataLoader:
+    def _loader(self, ds: datasets.Dataset, batch_size: int) -> DataLoader:
         ds = ds.with_format("torch", columns=list(MODEL_INPUTS))
-        return DataLoader(ds, batch_size=batch_size, shuffle=shuffle, sampler=sampler, collate_fn=self.collator,
-                          num_workers=self.num_workers)
+        return DataLoader(ds, batch_size=batch_size, collate_fn=self.collator, num_workers=self.num_workers)
 
     def train_dataloader(self) -> DataLoader:
-        """Shuffled batches; with ``group_by_length`` each batch holds examples of similar length
-        (transformers' ``LengthGroupedSampler``: random mega-batches of 50 batches, sorted inside), which
-        cuts the padding computed on CPU by about half at no cost to randomness across batches."""
+        """Shuffled batches, the order a function of ``(shuffle_seed, epoch)`` so a resumed job trains the
+        same batches; with ``group_by_length`` each batch holds examples of similar length (transformers'
+        length grouping: random mega-batches of 50 batches, sorted inside), which cuts the padding computed
+        on CPU by about half at no cost to randomness across batches."""
         assert self.train_set is not None, "call setup('fit') first"
-        if not self.group_by_length:
-            return self._loader(self.train_set, self.batch_size, shuffle=True)
-        sampler = LengthGroupedSampler(self.batch_size, lengths=column(self.train_set, "length"))
-        return self._loader(self.train_set, self.batch_size, sampler=sampler)
+        lengths = column(self.train_set, "length") if self.group_by_length else None
+        sampler = EpochSeededSampler(len(self.train_set), self.shuffle_seed, self.batch_size, lengths)
+        return DataLoader(self.train_set.with_format("torch", columns=list(MODEL_INPUTS)), batch_size=self.batch_size,
+                          sampler=sampler, collate_fn=self.collator, num_workers=self.num_workers)
 
     def val_dataloader(self) -> DataLoader | list:
-        return [] if self.val_set is None else self._loader(self.val_set, self.eval_batch_size, shuffle=False)
+        return [] if self.val_set is None else self._loader(self.val_set, self.eval_batch_size)
 
     def predict_dataloader(self) -> list[DataLoader]:
         """Eval sets are length-sorted; batches are cut by a token budget (at most ``eval_batch_size``)."""

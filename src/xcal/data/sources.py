@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,9 @@ import pyarrow.parquet as pq
 from xcal.atomic import atomic_write_bytes
 from xcal.data.errors import DataSourceError
 from xcal.data.tasks import TaskSpec
+from xcal.integrity import discard_if_damaged, write_manifest
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     import datasets
@@ -123,12 +127,16 @@ def load_split(settings: SourceSettings, task: TaskSpec, language: str, split: s
                 f"been built. Run `xcal-fetch` (or `make fetch`) to download and build it.")
     else:
         path, _ = normalised_path(settings, task, language, split)
+        damaged = discard_if_damaged(path)
+        if damaged:
+            log.warning("normalised source file rebuilt: %s", damaged)
         if not path.is_file():
             import io
 
             buffer = io.BytesIO()
             pq.write_table(_read_table(settings, task, language, split), buffer)
             atomic_write_bytes(path, buffer.getvalue())
+            write_manifest(path)
     import datasets
 
     # The Arrow copy goes beside, not inside, the checksummed data directory.

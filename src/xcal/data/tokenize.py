@@ -18,11 +18,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 
 import datasets
 from transformers import PreTrainedTokenizerBase
+
+from xcal.integrity import discard_if_damaged, manifest_path, write_manifest
+
+log = logging.getLogger(__name__)
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "labels")
 IGNORE_INDEX = -100
@@ -151,7 +156,10 @@ def tokenize_split(
     keep = [c for c in dataset.column_names if c in ("id", "group")]
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-    return dataset.map(
+        damaged = discard_if_damaged(cache_file)
+        if damaged:
+            log.warning("tokenization cache file rebuilt: %s", damaged)
+    tokenized = dataset.map(
         build_encoder(head, tokenizer, max_length, pair),
         batched=True,
         batch_size=1000,
@@ -160,3 +168,6 @@ def tokenize_split(
         load_from_cache_file=cache_file is not None,
         desc=f"tokenize {cache_file.parent.name + '/' + cache_file.stem if cache_file else ''}",
     )
+    if cache_file is not None and not manifest_path(cache_file).exists():
+        write_manifest(cache_file)  # datasets renames the finished file into place; this records it
+    return tokenized

@@ -13,6 +13,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from xcal.integrity import sha256_file
+
 MARKER = "xcal_stage1.json"  # written last: an entry without it is incomplete and never read
 # 2: encoders trained with dropout on (format 1 entries were trained in eval mode).
 CACHE_FORMAT = 2
@@ -62,11 +64,7 @@ def file_digests(entry: Path) -> dict[str, str]:
     """SHA-256 of every file of an entry (the marker excepted): its manifest."""
     digests = {}
     for path in sorted(p for p in entry.rglob("*") if p.is_file() and p.name != MARKER):
-        digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while block := handle.read(1 << 22):
-                digest.update(block)
-        digests[str(path.relative_to(entry))] = digest.hexdigest()
+        digests[str(path.relative_to(entry))] = sha256_file(path)
     return digests
 
 

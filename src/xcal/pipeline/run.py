@@ -38,6 +38,24 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A failed allocation: Python's MemoryError, torch's OutOfMemoryError (GPU), or the CPU allocator's
+    RuntimeError ("DefaultCPUAllocator: can't allocate memory")."""
+    if isinstance(exc, MemoryError | torch.OutOfMemoryError):
+        return True
+    text = str(exc)
+    return isinstance(exc, RuntimeError) and ("can't allocate memory" in text or "not enough memory" in text)
+
+
+def failure_reason(exc: BaseException) -> str:
+    """What results.json says about a failed job; out of memory comes with what to lower."""
+    reason = f"{type(exc).__name__}: {exc}"
+    if is_out_of_memory(exc):
+        reason = (f"out of memory ({reason.splitlines()[0][:300]}); lower intermediate.batch_size / "
+                  "target.batch_size or *.eval_tokens_per_batch, or use model.freeze_embeddings=true")
+    return reason
+
+
 def stage_sources(cfg: DictConfig, data_root: Path) -> dict[str, SourceSettings]:
     """Where each stage's task is read from (``intermediate`` absent when the stage is skipped)."""
     sources = {}
@@ -206,7 +224,10 @@ def _run(cfg: DictConfig, output_dir: Path, run_name: str) -> dict[str, Any]:
             logger.log_metrics(flat, step=trainer.global_step)
         log_zeroshot_media(loggers, zeroshot, output_dir / "plots")
     except BaseException as exc:
-        record.update(status="failed", error=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+        record.update(status="failed", error=failure_reason(exc), traceback=traceback.format_exc())
+        if is_out_of_memory(exc):
+            # The failed step's tensors live on in the traceback's frames: free them so recording works.
+            traceback.clear_frames(exc.__traceback__)
         raise
     finally:
         record["seconds"] = round(time.perf_counter() - started, 3)

@@ -95,7 +95,8 @@ def train_stage(
         eval_batch_size=block.get("eval_batch_size", 64), train_size=train_size,
         eval_tokens_per_batch=block.get("eval_tokens_per_batch", 4096),
         val_size=block.get("val_size", 500), data_seed=cfg.data_seed, stratify=block.stratify,
-        cache_dir=token_cache, group_by_length=block.get("group_by_length", True), **(datamodule_kwargs or {}),
+        cache_dir=token_cache, group_by_length=block.get("group_by_length", True), shuffle_seed=cfg.seed,
+        **(datamodule_kwargs or {}),
     )
     dm.setup("fit")
     module = build_module(cfg, encoder_path, task, stage, float(block.lr))
