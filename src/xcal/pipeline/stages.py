@@ -92,7 +92,7 @@ def train_stage(
     dm = TaskDataModule(
         task, source, tokenizer,
         max_length=block.max_length, batch_size=block.batch_size,
-        eval_batch_size=block.get("eval_batch_size", 64), train_size=train_size,
+        eval_batch_size=block.get("eval_batch_size", 128), train_size=train_size,
         eval_tokens_per_batch=block.get("eval_tokens_per_batch", 4096),
         val_size=block.get("val_size", 500), data_seed=cfg.data_seed, stratify=block.stratify,
         cache_dir=token_cache, group_by_length=block.get("group_by_length", True), shuffle_seed=cfg.seed,
