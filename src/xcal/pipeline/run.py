@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import resource
@@ -173,6 +174,7 @@ def run(cfg: DictConfig, output_dir: Path, run_name: str = "run") -> dict[str, A
 
 def _run(cfg: DictConfig, output_dir: Path, run_name: str) -> dict[str, Any]:
     started = time.perf_counter()
+    gc.collect()  # a previous job of the same multirun process may still hold its models in reference cycles
     root, sources, model_path = prepare(cfg)  # config problems raise before anything is written
     if cfg.get("num_threads"):
         torch.set_num_threads(int(cfg.num_threads))
@@ -186,6 +188,9 @@ def _run(cfg: DictConfig, output_dir: Path, run_name: str) -> dict[str, Any]:
         loggers = build_loggers(cfg, output_dir, run_name)
         encoder_path, stage1 = _stage1(cfg, root, sources, model_path, tokenizer, loggers, output_dir)
         record["intermediate"] = stage1
+        # The stage-1 module and its trainer reference each other, so only the cycle collector frees them
+        # (weights, optimizer state, a restored 250k-row embedding): do it before stage 2 loads its encoder.
+        gc.collect()
 
         target = cfg.target
         spec = TASKS[target.name]
