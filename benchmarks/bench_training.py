@@ -22,8 +22,9 @@ Sections (``--only roofline,overhead,trainer,eval,memory``; default all):
 2. **overhead**: xcal's training (its Lightning module, its cpu Trainer settings with logging on and a CSV
    logger) against a bare PyTorch loop over the *identical* batches: xcal's length-grouped train loader
    is materialised once into a list (same seed, so both arms see the same batches; a fingerprint checks it),
-   xcal reads it through a DataLoader, the bare loop iterates it. Same init seed, AdamW groups, scheduler
-   and gradient clipping 1.0. Goal: xcal/bare real tokens/s >= 0.95.
+   xcal reads it through a DataLoader, the bare loop iterates it. Same init seed, the same model forward
+   (the module's: encoder on real tokens only, xcal's dropout; see xcal.models.unpadded / .dropout), AdamW
+   groups, scheduler and gradient clipping 1.0. Goal: xcal/bare real tokens/s >= 0.95.
 3. **trainer**: transformers ``Trainer`` + ``AutoModelForSequenceClassification`` as run_xnli.py sets it up
    (padding to 128, no length grouping, every parameter trained, AdamW 5e-5, linear schedule, batch 32,
    1 epoch, no evaluation, fp32) against xcal's own ``train_stage`` on the same examples, with every
@@ -316,11 +317,12 @@ def arm_overhead_xcal(params: dict[str, Any], out: Path) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     assert trainer.global_step == len(batches), (trainer.global_step, len(batches))
     return {"seconds": seconds, **batch_stats(batches), "first_loss": losses[0], "last_loss": losses[-1],
-            "peak_rss_mb": peak_rss_mb()}
+            "unpad_tokens": module.unpad_tokens, "peak_rss_mb": peak_rss_mb()}
 
 
 def arm_overhead_bare(params: dict[str, Any], out: Path) -> dict[str, Any]:
-    """The same model, optimiser groups, schedule and clipping in a plain loop: the floor for xcal."""
+    """The same model forward (the module's ``forward``: encoder on real tokens + head, plain nn.Module calls),
+    optimiser groups, schedule and clipping in a plain loop: the floor for xcal's training machinery."""
     from torch.nn import functional as F
 
     from xcal.models.module import NO_DECAY
@@ -329,7 +331,6 @@ def arm_overhead_bare(params: dict[str, Any], out: Path) -> dict[str, Any]:
     batches = materialised_batches(ctx)
     module = fresh_module(ctx)
     module.train()
-    encoder, head = module.encoder, module.head
     losses = []
     t0 = time.perf_counter()
     decay, no_decay = [], []
@@ -345,8 +346,7 @@ def arm_overhead_bare(params: dict[str, Any], out: Path) -> dict[str, Any]:
     # (hence losses) match xcal's arm step for step: the check that both compute the same thing.
     torch.empty((), dtype=torch.int64).random_()
     for batch in batches:
-        hidden = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-        loss = F.cross_entropy(head(hidden, batch["attention_mask"]), batch["labels"])
+        loss = F.cross_entropy(module(batch["input_ids"], batch["attention_mask"]), batch["labels"])
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params_list, 1.0)
         optimizer.step()
@@ -461,7 +461,7 @@ def arm_eval_budget(params: dict[str, Any], out: Path) -> dict[str, Any]:
 
     _, dm, module, trainer = _eval_setup(params, out)
     loaders = dm.predict_dataloader()
-    padded = 0  # tokens actually computed: each batch is padded to its longest sentence
+    padded = 0  # positions in the batches as padded to their longest sentence (attention sees these)
     for ds, loader in zip(dm.eval_sets.values(), loaders, strict=True):
         lengths = lengths_of(ds)
         padded += sum(len(b) * max(lengths[i] for i in b) for b in loader.batch_sampler.batches)
@@ -634,7 +634,8 @@ class Bench:
         }
         apply_mfu(out, self.peak)
         print(f"overhead: {out['steps']} steps x batch {self.sizes['batch_size']}, {out['real_tokens']:,} real tokens "
-              f"({out['padded_tokens']:,} computed with padding)")
+              f"in batches padded to {out['padded_tokens']:,} positions; the encoder computes "
+              f"{'real tokens only' if xcal.get('unpad_tokens') else 'every position'})")
         print(f"  xcal (Lightning) {xcal['seconds']:.2f} s, {xcal['real_tokens_per_s']:,.0f} tok/s (MFU "
               f"{xcal['mfu']:.1%}); bare loop {bare['seconds']:.2f} s, {bare['real_tokens_per_s']:,.0f} tok/s "
               f"(MFU {bare['mfu']:.1%})")
@@ -686,7 +687,7 @@ class Bench:
               f"{budget['examples']:,}, {budget['real_tokens']:,} real tokens")
         for name, entry in (("token budget", budget), ("padded to 128", padded)):
             print(f"  {name:14s} {entry['seconds']:7.2f} s  {entry['real_tokens_per_s']:8,.0f} real tok/s  MFU "
-                  f"{entry['mfu']:6.1%}  ({entry['batches']} batches, {entry['padded_tokens']:,} tokens computed)")
+                  f"{entry['mfu']:6.1%}  ({entry['batches']} batches padded to {entry['padded_tokens']:,} positions)")
         print(f"  token budget {out['speedup_budget_over_padded']:.1f}x faster than padding; "
               f"goal MFU >= {GOALS['eval_mfu']:.0%}")
         return out

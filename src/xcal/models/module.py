@@ -17,6 +17,7 @@ from torch.nn import functional as F
 from torchmetrics import MeanMetric
 
 from xcal.models.heads import HEADS
+from xcal.models.unpadded import unpadded_hidden_states
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "ln.weight")
 IGNORE_INDEX = -100  # transformers' and torch's "no label here" (special tokens, continuation sub-words)
@@ -73,6 +74,7 @@ class EncoderClassifier(pl.LightningModule):
         warmup_ratio: float = 0.0,
         label_smoothing: float = 0.0,
         head_kind: str = "sequence",
+        unpad_tokens: bool = False,
     ) -> None:
         super().__init__()
         if head_kind not in HEADS:
@@ -87,6 +89,8 @@ class EncoderClassifier(pl.LightningModule):
         self.warmup_ratio = warmup_ratio
         self.label_smoothing = label_smoothing
         self.head_kind = head_kind
+        # Padding positions skipped inside the encoder (xcal.models.unpadded); the caller checks support.
+        self.unpad_tokens = unpad_tokens
         # A mean of 0/1 correctness works for every head, including span where the class count (the
         # sequence length) changes from batch to batch.
         self.train_acc = MeanMetric()
@@ -96,7 +100,10 @@ class EncoderClassifier(pl.LightningModule):
         self.train()
 
     def _score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if self.unpad_tokens:
+            hidden = unpadded_hidden_states(self.encoder, input_ids, attention_mask)
+        else:
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return self.head(hidden, attention_mask)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -17,7 +17,8 @@ from xcal.integrity import sha256_file
 
 MARKER = "xcal_stage1.json"  # written last: an entry without it is incomplete and never read
 # 2: encoders trained with dropout on (format 1 entries were trained in eval mode).
-CACHE_FORMAT = 2
+# 3: trained on real tokens only with xcal's dropout masks (model.unpad_tokens / model.fast_dropout).
+CACHE_FORMAT = 3
 # Intermediate keys that only change how the stage is *checked* (English dev) or batched for
 # evaluation, never the trained weights; leaving them out lets more jobs share one entry.
 NOT_WEIGHTS = ("val_size", "eval_batch_size", "eval_tokens_per_batch")
@@ -28,7 +29,9 @@ def stage1_identity(cfg: DictConfig) -> dict[str, Any]:
     inter = {k: v for k, v in OmegaConf.to_container(cfg.intermediate, resolve=True).items() if k not in NOT_WEIGHTS}
     identity = {
         "format": CACHE_FORMAT,
-        "model": {k: cfg.model[k] for k in ("name_or_path", "pooling", "freeze_embeddings", "head_dropout")},
+        "model": {**{k: cfg.model[k] for k in ("name_or_path", "pooling", "freeze_embeddings", "head_dropout")},
+                  # Both change which dropout masks are drawn, hence the weights.
+                  **{k: bool(cfg.model.get(k, True)) for k in ("unpad_tokens", "fast_dropout")}},
         "intermediate": inter,
         "data_seed": cfg.data_seed,
         "seed": cfg.seed,

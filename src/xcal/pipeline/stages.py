@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,16 +12,21 @@ import pytorch_lightning as pl
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
+from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from xcal.data.datamodule import TaskDataModule
 from xcal.data.sources import SourceSettings
 from xcal.data.tasks import TaskSpec
+from xcal.models.dropout import use_fast_dropout
 from xcal.models.encoder import load_encoder
 from xcal.models.heads import build_head
 from xcal.models.module import EncoderClassifier
+from xcal.models.unpadded import unpadded_unsupported
 from xcal.models.vocab import keep_ids_for, trim_vocabulary
 from xcal.pipeline.checkpoints import LastCheckpoint, clear, resume_path
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,11 +67,24 @@ def build_module(cfg: DictConfig, encoder_path: str, task: TaskSpec, stage: str,
     if scheduler_cfg:
         warmup_ratio = float(scheduler_cfg.pop("warmup_ratio", 0.0))
         scheduler = instantiate(scheduler_cfg)
-    return EncoderClassifier(
+    module = EncoderClassifier(
         encoder, head, task.num_labels, stage=stage, lr=lr, optimizer=instantiate(cfg.optimizer),
         scheduler=scheduler, warmup_ratio=warmup_ratio, label_smoothing=cfg.calibration.label_smoothing,
-        head_kind=task.head,
+        head_kind=task.head, unpad_tokens=unpad_tokens(cfg, encoder),
     )
+    if cfg.model.get("fast_dropout", True):
+        use_fast_dropout(module)
+    return module
+
+
+def unpad_tokens(cfg: DictConfig, encoder: nn.Module) -> bool:
+    """``model.unpad_tokens``, if this encoder's architecture supports it (else a warning, padded forward)."""
+    if not cfg.model.get("unpad_tokens", True):
+        return False
+    reason = unpadded_unsupported(encoder)
+    if reason is not None:
+        log.warning("model.unpad_tokens=true, but %s: using the model's own (padded) forward", reason)
+    return reason is None
 
 
 def train_stage(

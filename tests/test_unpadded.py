@@ -1,0 +1,117 @@
+"""The real-tokens-only encoder forward computes what the model's own padded forward computes: the same
+hidden states at real positions and the same gradients, on the real embedded model with real
+multilingual batches and on an XLM-R (RoBERTa position ids); unsupported architectures fall back."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
+
+from xcal.data.datamodule import TaskDataModule
+from xcal.data.tasks import TASKS
+from xcal.models.encoder import load_encoder, load_tokenizer
+from xcal.models.heads import build_head
+from xcal.models.module import EncoderClassifier
+from xcal.models.unpadded import unpadded_hidden_states, unpadded_unsupported
+from xcal.models.vocab import keep_ids_for, trim_vocabulary
+from xcal.pipeline.stages import unpad_tokens
+
+
+@pytest.fixture(scope="module")
+def batches(e5_model_dir: Path, embedded_data_dir: Path, xcal_cache: Path) -> list[dict[str, torch.Tensor]]:
+    """Real MultiEmo batches in four languages (length-sorted eval batches, shuffled training batches) with
+    half or more of their positions padding, and one with none."""
+    tokenizer = load_tokenizer(str(e5_model_dir))
+    dm = TaskDataModule(TASKS["multiemo"], embedded_data_dir, tokenizer, cache_dir=xcal_cache / "tokenized",
+                        train_size=48, eval_size=12, eval_languages=("en", "de", "ja", "ru"), eval_splits=("dev",),
+                        batch_size=16, val_size=0, group_by_length=False, eval_tokens_per_batch=2048)
+    dm.setup("fit")
+    dm.setup("predict")
+    out = [b for loader in dm.predict_dataloader() for b in loader] + list(dm.train_dataloader())
+    first = out[0]
+    n = int(first["attention_mask"][0].sum())  # and one sentence alone: no padding at all
+    out.append({"input_ids": first["input_ids"][:1, :n], "attention_mask": first["attention_mask"][:1, :n],
+                "labels": first["labels"][:1]})
+    padding = [1 - float(b["attention_mask"].float().mean()) for b in out]
+    assert max(padding) > 0.5 and min(padding) == 0.0, padding
+    return out
+
+
+def padded_hidden(encoder: torch.nn.Module, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    return encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+
+
+@pytest.mark.parametrize("model", ["e5", "tiny_xlmr"])
+def test_hidden_states_equal_the_padded_forward_at_every_real_token(model, batches, e5_model_dir, tiny_xlmr_dir):
+    encoder = load_encoder(str(e5_model_dir if model == "e5" else tiny_xlmr_dir)).eval()
+    assert unpadded_unsupported(encoder) is None
+    with torch.no_grad():
+        for batch in batches:
+            real = batch["attention_mask"].bool()
+            reference = padded_hidden(encoder, batch)
+            unpadded = unpadded_hidden_states(encoder, batch["input_ids"], batch["attention_mask"])
+            assert unpadded.shape == reference.shape
+            torch.testing.assert_close(unpadded[real], reference[real], rtol=1e-5, atol=1e-5)
+            assert torch.count_nonzero(unpadded[~real]) == 0
+
+
+def module_on(model_dir: Path, unpad: bool, trim_ids: torch.Tensor | None = None) -> EncoderClassifier:
+    torch.manual_seed(0)
+    encoder = load_encoder(str(model_dir), freeze_embeddings=True)
+    if trim_ids is not None:
+        trim_vocabulary(encoder, trim_ids)
+    head = build_head("sequence", encoder.config.hidden_size, 4, 0.1, "mean")
+    return EncoderClassifier(encoder, head, 4, stage="target", lr=1e-3, optimizer=torch.optim.AdamW,
+                             unpad_tokens=unpad)
+
+
+@pytest.mark.parametrize("trim", [False, True])
+def test_logits_and_gradients_equal_the_padded_forward(trim, batches, e5_model_dir):
+    """Eval mode (dropout off): head logits and every trained parameter's gradient agree, with and
+    without a trimmed vocabulary."""
+    ids = torch.cat([b["input_ids"].reshape(-1) for b in batches]).unique() if trim else None
+    keep = keep_ids_for(ids.numpy(), load_tokenizer(str(e5_model_dir)).all_special_ids) if trim else None
+    padded, unpadded = module_on(e5_model_dir, False, keep).eval(), module_on(e5_model_dir, True, keep).eval()
+    for batch in batches[:3] + batches[-3:]:
+        grads = []
+        for module in (padded, unpadded):
+            module.zero_grad(set_to_none=True)
+            logits = module(batch["input_ids"], batch["attention_mask"])
+            torch.nn.functional.cross_entropy(logits, batch["labels"]).backward()
+            grads.append((logits.detach(), {n: p.grad for n, p in module.named_parameters() if p.requires_grad}))
+        (logits_a, grads_a), (logits_b, grads_b) = grads
+        torch.testing.assert_close(logits_b, logits_a, rtol=1e-5, atol=1e-5)
+        assert grads_a.keys() == grads_b.keys() and len(grads_a) > 100
+        for name in grads_a:
+            torch.testing.assert_close(grads_b[name], grads_a[name], rtol=1e-3, atol=1e-6, msg=name)
+
+
+def test_training_mode_keeps_dropout_and_padding_rows_zero(batches, e5_model_dir):
+    encoder = load_encoder(str(e5_model_dir)).train()
+    batch = batches[-2]
+    torch.manual_seed(0)
+    first = unpadded_hidden_states(encoder, batch["input_ids"], batch["attention_mask"])
+    torch.manual_seed(0)
+    again = unpadded_hidden_states(encoder, batch["input_ids"], batch["attention_mask"])
+    second = unpadded_hidden_states(encoder, batch["input_ids"], batch["attention_mask"])
+    assert torch.equal(first, again)  # dropout follows the seeded global RNG
+    assert not torch.equal(first, second)  # ... and is on
+    assert torch.count_nonzero(first[~batch["attention_mask"].bool()]) == 0
+
+
+def test_unsupported_architectures_are_named_and_fall_back(caplog):
+    distil = DistilBertModel(DistilBertConfig(vocab_size=50, dim=16, n_layers=1, n_heads=2, hidden_dim=32))
+    assert "no embeddings + encoder.layer" in unpadded_unsupported(distil)
+    decoder = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                   intermediate_size=32, is_decoder=True), add_pooling_layer=False)
+    assert "decoder" in unpadded_unsupported(decoder)
+    cfg = OmegaConf.create({"model": {"unpad_tokens": True}})
+    with caplog.at_level(logging.WARNING, logger="xcal.pipeline.stages"):
+        assert unpad_tokens(cfg, distil) is False
+    assert "model.unpad_tokens=true, but DistilBertModel" in caplog.text
+    assert unpad_tokens(OmegaConf.create({"model": {"unpad_tokens": False}}), decoder) is False
