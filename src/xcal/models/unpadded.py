@@ -59,13 +59,14 @@ def _attention(layer: nn.Module, hidden: torch.Tensor, index: torch.Tensor, key_
     qkv = F.linear(hidden, torch.cat([p.weight for p in projections]), torch.cat([p.bias for p in projections]))
     q, k, v = _pad(qkv, index, batch, length).view(batch, length, 3, heads, size).permute(2, 0, 3, 1, 4)
     scale = getattr(attention, "scaling", size**-0.5)
-    if attention.training and attention.dropout.p > 0:
-        # SDPA would fall back to this math on CPU anyway (its fused kernels take no dropout); written out,
+    dropout = attention.dropout.p if attention.training else 0.0
+    if dropout > 0 and q.device.type == "cpu":
+        # SDPA falls back to this math on CPU anyway (its fused CPU kernel takes no dropout); written out,
         # the probabilities go through the layer's own dropout module (see xcal.models.dropout).
         scores = torch.matmul(q, k.transpose(-1, -2) * scale).masked_fill(~key_mask, float("-inf"))
         context = torch.matmul(attention.dropout(scores.softmax(-1)), v)
-    else:
-        context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, scale=scale)
+    else:  # GPU: fused kernels with dropout; evaluation: no dropout
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout, scale=scale)
     return context.transpose(1, 2).reshape(batch * length, heads * size).index_select(0, index)
 
 
