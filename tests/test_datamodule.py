@@ -148,3 +148,20 @@ def test_the_training_order_depends_only_on_seed_and_epoch_and_resumes_exactly()
     c.resume_at(1, 3)
     c.set_epoch(2)  # a different epoch iterated first: no skip there
     assert len(list(c)) == 200
+
+
+def test_pinned_memory_reaches_every_loader_and_is_on_only_for_a_cuda_trainer(embedded_data_dir, tokenizer,
+                                                                               token_cache) -> None:
+    from omegaconf import OmegaConf
+
+    from xcal.pipeline.stages import pin_memory
+
+    for pinned in (False, True):
+        dm = make_dm(embedded_data_dir, tokenizer, token_cache, train_size=16, val_size=8, eval_size=4,
+                     eval_languages=("en", "de"), eval_splits=("dev",), pin_memory=pinned)
+        dm.setup("fit")
+        dm.setup("predict")
+        loaders = [dm.train_dataloader(), dm.val_dataloader(), *dm.predict_dataloader()]
+        assert len(loaders) == 4 and all(loader.pin_memory is pinned for loader in loaders)
+    assert pin_memory(OmegaConf.create({"trainer": {"accelerator": "cpu"}})) is False
+    assert pin_memory(OmegaConf.create({"trainer": {"accelerator": "gpu"}})) is torch.cuda.is_available()

@@ -95,6 +95,7 @@ class TaskDataModule(pl.LightningDataModule):
         num_workers: int = 0,
         group_by_length: bool = True,
         shuffle_seed: int = 0,
+        pin_memory: bool = False,
     ) -> None:
         super().__init__()
         self.task = task
@@ -115,6 +116,7 @@ class TaskDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.group_by_length = group_by_length
         self.shuffle_seed = shuffle_seed
+        self.pin_memory = pin_memory  # page-locked batches: faster, asynchronous copies to a GPU
         self.collator = build_collator(task.head, tokenizer)
         self.tokenizer_key = tokenizer_fingerprint(tokenizer) if cache_dir is not None else None
         self.train_set: datasets.Dataset | None = None
@@ -191,7 +193,8 @@ class TaskDataModule(pl.LightningDataModule):
     # -- loaders -----------------------------------------------------------------------------
     def _loader(self, ds: datasets.Dataset, batch_size: int) -> DataLoader:
         ds = ds.with_format("torch", columns=list(MODEL_INPUTS))
-        return DataLoader(ds, batch_size=batch_size, collate_fn=self.collator, num_workers=self.num_workers)
+        return DataLoader(ds, batch_size=batch_size, collate_fn=self.collator, num_workers=self.num_workers,
+                          pin_memory=self.pin_memory)
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled batches, the order a function of ``(shuffle_seed, epoch)`` so a resumed job trains the
@@ -202,7 +205,8 @@ class TaskDataModule(pl.LightningDataModule):
         lengths = column(self.train_set, "length") if self.group_by_length else None
         sampler = EpochSeededSampler(len(self.train_set), self.shuffle_seed, self.batch_size, lengths)
         return DataLoader(self.train_set.with_format("torch", columns=list(MODEL_INPUTS)), batch_size=self.batch_size,
-                          sampler=sampler, collate_fn=self.collator, num_workers=self.num_workers)
+                          sampler=sampler, collate_fn=self.collator, num_workers=self.num_workers,
+                          pin_memory=self.pin_memory)
 
     def val_dataloader(self) -> DataLoader | list:
         return [] if self.val_set is None else self._loader(self.val_set, self.eval_batch_size)
@@ -216,7 +220,8 @@ class TaskDataModule(pl.LightningDataModule):
             batches = token_budget_batches(lengths, self.eval_tokens_per_batch, self.eval_batch_size)
             loaders.append(DataLoader(ds.with_format("torch", columns=list(MODEL_INPUTS)),
                                       batch_sampler=PrecomputedBatches(batches),
-                                      collate_fn=self.collator, num_workers=self.num_workers))
+                                      collate_fn=self.collator, num_workers=self.num_workers,
+                                      pin_memory=self.pin_memory))
         return loaders
 
     def token_ids(self) -> np.ndarray:

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
@@ -77,6 +78,11 @@ def build_module(cfg: DictConfig, encoder_path: str, task: TaskSpec, stage: str,
     return module
 
 
+def pin_memory(cfg: DictConfig) -> bool:
+    """Page-locked loader batches when training on a CUDA GPU (``trainer=gpu``); pointless elsewhere."""
+    return str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda") and torch.cuda.is_available()
+
+
 def unpad_tokens(cfg: DictConfig, encoder: nn.Module) -> bool:
     """``model.unpad_tokens``, if this encoder's architecture supports it (else a warning, padded forward)."""
     if not cfg.model.get("unpad_tokens", True):
@@ -115,6 +121,7 @@ def train_stage(
         eval_tokens_per_batch=block.get("eval_tokens_per_batch", 4096),
         val_size=block.get("val_size", 500), data_seed=cfg.data_seed, stratify=block.stratify,
         cache_dir=token_cache, group_by_length=block.get("group_by_length", True), shuffle_seed=cfg.seed,
+        pin_memory=pin_memory(cfg),
         **(datamodule_kwargs or {}),
     )
     dm.setup("fit")
