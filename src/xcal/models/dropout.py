@@ -11,6 +11,8 @@ state govern them as they govern ``nn.Dropout``. On other devices the native (fu
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -21,9 +23,7 @@ _INT16_MIN = -(1 << 15)
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | None = None) -> torch.Tensor:
     """A boolean mask, each element True with probability ``1 - round(p * 2^16) / 2^16``, independent."""
-    numel = 1
-    for size in shape:
-        numel *= size
+    numel = math.prod(shape)
     words = torch.empty((numel + 3) // 4, dtype=torch.int64, device=device).random_(-(1 << 63), (1 << 63) - 1)
     lanes = words.view(torch.int16)[:numel].view(shape)
     return lanes >= _INT16_MIN + round(p * _LEVELS)

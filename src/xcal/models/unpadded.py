@@ -54,9 +54,8 @@ def _attention(layer: nn.Module, hidden: torch.Tensor, index: torch.Tensor, key_
     attention = layer.attention.self
     batch, length = key_mask.shape[0], key_mask.shape[-1]
     heads, size = attention.num_attention_heads, attention.attention_head_size
-    # One [N, H] x [H, 3H] product instead of three [H, H] ones: a larger matmul runs nearer the peak.
-    projections = (attention.query, attention.key, attention.value)
-    qkv = F.linear(hidden, torch.cat([p.weight for p in projections]), torch.cat([p.bias for p in projections]))
+    # The modules themselves, not their weights: adapters wrapped around them (LoRA...) still apply.
+    qkv = torch.cat([attention.query(hidden), attention.key(hidden), attention.value(hidden)], dim=-1)
     q, k, v = _pad(qkv, index, batch, length).view(batch, length, 3, heads, size).permute(2, 0, 3, 1, 4)
     scale = getattr(attention, "scaling", size**-0.5)
     dropout = attention.dropout.p if attention.training else 0.0
