@@ -191,10 +191,13 @@ class TaskDataModule(pl.LightningDataModule):
         return (self.task.train_split, *self.task.eval_splits)
 
     # -- loaders -----------------------------------------------------------------------------
+    def _loader_settings(self) -> dict:
+        """What every loader shares: the collator, worker count and pinning."""
+        return {"collate_fn": self.collator, "num_workers": self.num_workers, "pin_memory": self.pin_memory}
+
     def _loader(self, ds: datasets.Dataset, batch_size: int) -> DataLoader:
         ds = ds.with_format("torch", columns=list(MODEL_INPUTS))
-        return DataLoader(ds, batch_size=batch_size, collate_fn=self.collator, num_workers=self.num_workers,
-                          pin_memory=self.pin_memory)
+        return DataLoader(ds, batch_size=batch_size, **self._loader_settings())
 
     def train_dataloader(self) -> DataLoader:
         """Shuffled batches, the order a function of ``(shuffle_seed, epoch)`` so a resumed job trains the
@@ -205,8 +208,7 @@ class TaskDataModule(pl.LightningDataModule):
         lengths = column(self.train_set, "length") if self.group_by_length else None
         sampler = EpochSeededSampler(len(self.train_set), self.shuffle_seed, self.batch_size, lengths)
         return DataLoader(self.train_set.with_format("torch", columns=list(MODEL_INPUTS)), batch_size=self.batch_size,
-                          sampler=sampler, collate_fn=self.collator, num_workers=self.num_workers,
-                          pin_memory=self.pin_memory)
+                          sampler=sampler, **self._loader_settings())
 
     def val_dataloader(self) -> DataLoader | list:
         return [] if self.val_set is None else self._loader(self.val_set, self.eval_batch_size)
@@ -219,9 +221,7 @@ class TaskDataModule(pl.LightningDataModule):
             lengths = [n * width for n in column(ds, "length")]
             batches = token_budget_batches(lengths, self.eval_tokens_per_batch, self.eval_batch_size)
             loaders.append(DataLoader(ds.with_format("torch", columns=list(MODEL_INPUTS)),
-                                      batch_sampler=PrecomputedBatches(batches),
-                                      collate_fn=self.collator, num_workers=self.num_workers,
-                                      pin_memory=self.pin_memory))
+                                      batch_sampler=PrecomputedBatches(batches), **self._loader_settings()))
         return loaders
 
     def token_ids(self) -> np.ndarray:
