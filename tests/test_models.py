@@ -108,3 +108,31 @@ def test_unreachable_hub_model_gives_one_clear_message(name: str, monkeypatch) -
         message = str(info.value)
         assert f"model.name_or_path={name!r}" in message
         assert f"hf download {name} --local-dir DIR" in message and "model=me5_small" in message
+
+
+@pytest.mark.parametrize("precision", ["bf16-mixed", "32-true"])
+def test_gradients_are_clipped_with_the_fused_optimizer(tiny_encoder_dir: Path, precision: str) -> None:
+    """trainer=gpu is bf16-mixed with fused AdamW and clipping 1.0: Lightning's mixed-precision plugin refuses
+    to clip for a fused optimizer (it guards fp16 loss scaling), which stopped every GPU run at its first step.
+    bf16 needs no unscaling, so the module clips itself; the clipped norm is what the optimizer sees."""
+    import pytorch_lightning as pl
+
+    clip = 1e-3
+    norms: list[float] = []
+
+    class GradNorm(pl.Callback):  # gradients stay until the next step's zero_grad
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            grads = [p.grad for p in pl_module.parameters() if p.grad is not None]
+            norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+
+    torch.manual_seed(0)
+    module = EncoderClassifier(load_encoder(str(tiny_encoder_dir)), SequenceClassificationHead(32, 2), 2, stage="t",
+                               lr=1e-3, optimizer=functools.partial(torch.optim.AdamW, fused=True))
+    batches = [{"input_ids": torch.randint(4, 100, (8, 6)), "attention_mask": torch.ones(8, 6, dtype=torch.long),
+                "labels": torch.tensor([0, 1] * 4)} for _ in range(3)]
+    trainer = pl.Trainer(accelerator="cpu", precision=precision, gradient_clip_val=clip, max_steps=3, logger=False,
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         callbacks=[GradNorm()])
+    trainer.fit(module, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
+    assert trainer.global_step == 3 and len(norms) == 3
+    assert all(n <= clip * 1.01 for n in norms), norms  # unclipped, the tiny model's gradient norm is ~0.1-1

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.plugins.precision import Precision
+from pytorch_lightning.utilities import GradClipAlgorithmType
 from torch import nn
 from torch.nn import functional as F
 from torchmetrics import MeanMetric
@@ -176,6 +178,19 @@ class EncoderClassifier(pl.LightningModule):
         flat, flat_labels = flat_logits_and_labels(self(batch["input_ids"], batch["attention_mask"]), labels)
         counts = (labels != IGNORE_INDEX).reshape(labels.shape[0], -1).sum(1).to(torch.int64)
         return {"logits": flat.float(), "labels": flat_labels, "counts": counts}
+
+    def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        """Lightning's mixed-precision plugin refuses to clip for a fused optimizer (``fused: true``, our
+        default), because with fp16 loss scaling such an optimizer unscales inside its step. bf16-mixed
+        scales nothing, so the gradients are true gradients and the plain clipping is exact; only a run
+        with a loss scaler (16-mixed) keeps Lightning's check."""
+        plugin = self.trainer.precision_plugin
+        if getattr(plugin, "scaler", None) is not None:
+            super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+            return
+        algorithm = GradClipAlgorithmType(gradient_clip_algorithm or GradClipAlgorithmType.NORM)
+        Precision.clip_gradients(plugin, optimizer, gradient_clip_val or 0.0, algorithm)
 
     def configure_optimizers(self) -> Any:
         decay, no_decay = [], []

@@ -1,0 +1,459 @@
+"""GPU speed of xcal (issue 7): MFU of an XLM-R-base-shaped encoder (random init from its config) trained and
+evaluated through xcal's module and Lightning with ``trainer=gpu`` (bf16-mixed, fused AdamW, pinned memory),
+against the card's bf16 dense peak; writes benchmarks/results/gpu.json and prints the figures.
+
+Two steps, because the GPU machine may have neither the embedded assets nor Hydra:
+
+``export`` (any machine, the embedded assets): composes xcal's config with ``trainer=gpu model=xlmr_base``
+and saves what the GPU step needs to ``benchmarks/gpu_inputs/``: the resolved trainer, optimizer, scheduler
+and model settings, and real batches from xcal's own loaders (the embedded tokenizer is XLM-R's
+sentencepiece vocabulary, so the ids are XLM-R's): length-grouped training batches of VitaminC pairs (the
+intermediate task) and MultiEmo sentences (the target) at several batch sizes, and MultiEmo's zero-shot
+evaluation batches over 11 languages (length-sorted, token budget).
+
+``run`` (a CUDA GPU; imports only torch, transformers, Lightning and ``xcal.models``):
+
+1. **peak**: bf16 ``torch.mm`` of 8192 x 8192 x 8192 (mean of 10 after 3 warm-ups, CUDA events), next to the
+   card's datasheet dense bf16 peak (H100/H200 SXM: 989.4 TFLOP/s); MFU is reported against both.
+2. **exactness**: the real-token forward against the model's padded forward on the GPU (fp32, no TF32).
+3. **train**: per data set x batch size x forward (real tokens / padded), a Lightning fit with xcal's
+   ``EncoderClassifier`` (trimmed vocabulary, fused AdamW, linear warm-up, clipping 1.0, bf16-mixed);
+   the first ``--warmup`` steps are not timed. MFU = real tokens/s x training FLOPs per real token / peak,
+   with the FLOP model of bench_training.py (``6 N + 12 n_layers L H`` per token).
+   A bare loop (autocast, the same module, optimizer and clipping) over the same batches gives the
+   framework overhead on GPU.
+4. **eval**: Lightning's predict loop (inference mode, bf16-mixed) over the evaluation batches.
+
+    .venv/bin/python benchmarks/bench_gpu.py export        # here, ~1 min
+    python3 benchmarks/bench_gpu.py run                     # on the GPU machine, ~3 min on an H200
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent / "src"))
+
+from bench_training import EncoderShape, counted_matmul_params, quiet_lightning  # noqa: E402
+
+INPUTS = HERE / "gpu_inputs" / "inputs.pt"
+RESULT = HERE / "results" / "gpu.json"
+TRAIN_BATCH_SIZES = (32, 128, 256)
+TRAIN_STEPS = 60  # batches exported per (data set, batch size): warm-up + timed
+EVAL_SIZE = 1000  # MultiEmo dev examples per language
+# Evaluation batch limits (examples, padded tokens): the target config's, and a budget sized for a GPU.
+GPU_EVAL_BUDGET = (1024, 65536)
+GOAL_MFU = 0.40
+# Dense (no sparsity) bf16 tensor-core peaks from the vendors' datasheets, TFLOP/s.
+DATASHEET_BF16_TFLOPS = {"H200": 989.4, "H100 80GB HBM3": 989.4, "H100 SXM": 989.4, "H100 PCIe": 756.0,
+                         "H100 NVL": 835.0, "A100": 312.0, "L40S": 362.1, "A10": 125.0}
+# XLM-R base (FacebookAI/xlm-roberta-base config.json), built from its config with random weights.
+XLMR_BASE = dict(vocab_size=250002, hidden_size=768, num_hidden_layers=12, num_attention_heads=12,
+                 intermediate_size=3072, max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
+                 pad_token_id=1, bos_token_id=0, eos_token_id=2, hidden_dropout_prob=0.1,
+                 attention_probs_dropout_prob=0.1)
+
+
+# -- export (CPU, xcal's config and loaders) ------------------------------------------------------------------
+def _packed(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A padded batch as real tokens only (int32 ids, int16 lengths): a third of the size on disk."""
+    mask = batch["attention_mask"].bool()
+    return {"ids": batch["input_ids"][mask].to(torch.int32), "lengths": mask.sum(1).to(torch.int16),
+            "labels": batch["labels"].clone()}
+
+
+def export(out: Path) -> None:
+    """Write the GPU step's inputs (settings resolved from conf/, real batches from xcal's loaders)."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf
+
+    from xcal.assets.cache import cache_dir
+    from xcal.assets.fetch import ensure_embedded_assets
+    from xcal.data.datamodule import TaskDataModule
+    from xcal.data.sources import SourceSettings
+    from xcal.data.tasks import MULTIEMO_LANGUAGES, TASKS
+    from xcal.models.encoder import load_tokenizer
+    from xcal.pipeline.app import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=["trainer=gpu", "model=xlmr_base", "intermediate=vitaminc",
+                                           "target=multiemo"])
+    settings = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("trainer", "optimizer", "scheduler", "model")}
+    assets = ensure_embedded_assets(cache_dir(), verbose=False)
+    tokenizer = load_tokenizer(str(assets.model_dir))
+    data: dict[str, Any] = {"train": {}, "lr": {}, "num_labels": {}}
+    for task_name, block_name in (("vitaminc", "intermediate"), ("multiemo", "target")):
+        spec, block = TASKS[task_name], cfg[block_name]
+        source = SourceSettings.from_block(spec, block, assets.data_dir, block_name)
+        data["lr"][task_name], data["num_labels"][task_name] = float(block.lr), spec.num_labels
+        for size in TRAIN_BATCH_SIZES:
+            dm = TaskDataModule(spec, source, tokenizer, max_length=block.max_length, batch_size=size,
+                                train_size=size * TRAIN_STEPS, val_size=0, data_seed=cfg.data_seed,
+                                stratify=block.stratify, cache_dir=assets.root / "tokenized", shuffle_seed=cfg.seed)
+            dm.setup("fit")
+            data["train"][f"{task_name}/{size}"] = [_packed(b) for b in dm.train_dataloader()][:TRAIN_STEPS]
+            print(f"export: {task_name} batch {size}: {len(data['train'][f'{task_name}/{size}'])} batches", flush=True)
+    block = cfg.target
+    data["eval"] = {}
+    for examples, tokens in ((int(block.eval_batch_size), int(block.eval_tokens_per_batch)), GPU_EVAL_BUDGET):
+        dm = TaskDataModule(TASKS["multiemo"], SourceSettings.from_block(TASKS["multiemo"], block, assets.data_dir,
+                                                                         "target"),
+                            tokenizer, max_length=block.max_length, eval_batch_size=examples,
+                            eval_tokens_per_batch=tokens, eval_size=EVAL_SIZE, val_size=0, data_seed=cfg.data_seed,
+                            eval_languages=tuple(MULTIEMO_LANGUAGES), eval_splits=("dev",),
+                            cache_dir=assets.root / "tokenized")
+        dm.setup("predict")
+        data["eval"][f"{examples}/{tokens}"] = [_packed(b) for loader in dm.predict_dataloader() for b in loader]
+    data["eval_settings"] = {"target_budget": f"{block.eval_batch_size}/{block.eval_tokens_per_batch}",
+                             "languages": list(MULTIEMO_LANGUAGES), "examples_per_language": EVAL_SIZE}
+    data["special_ids"] = [int(i) for i in tokenizer.all_special_ids]
+    data["settings"] = settings
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(data, out)
+    print(f"export: {out} ({out.stat().st_size / 1e6:.1f} MB), eval batches: "
+          + ", ".join(f"{k}: {len(v)}" for k, v in data["eval"].items()))
+
+
+# -- run (GPU) ------------------------------------------------------------------------------------------------
+def unpack(packed: dict[str, torch.Tensor], pad_id: int) -> dict[str, torch.Tensor]:
+    """Packed real tokens → the padded batch xcal's collator makes (padded to the longest, right-padded)."""
+    lengths = packed["lengths"].long()
+    mask = torch.arange(int(lengths.max()))[None, :] < lengths[:, None]
+    ids = torch.full(mask.shape, pad_id, dtype=torch.long)
+    ids[mask] = packed["ids"].long()
+    return {"input_ids": ids, "attention_mask": mask.long(), "labels": packed["labels"]}
+
+
+def stats(batches: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    real = sum(int(b["attention_mask"].sum()) for b in batches)
+    padded = sum(b["input_ids"].numel() for b in batches)
+    return {"real_tokens": real, "padded_tokens": padded, "mean_length": real / sum(len(b["labels"]) for b in batches)}
+
+
+def bf16_peak(n: int = 8192, reps: int = 10, warmup: int = 3) -> float:
+    """Mean bf16 ``torch.mm`` TFLOP/s on random ``n x n`` operands."""
+    a = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    b = torch.randn(n, n, device="cuda", dtype=torch.bfloat16)
+    for _ in range(warmup):
+        a @ b
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    for _ in range(reps):
+        a @ b
+    end.record()
+    torch.cuda.synchronize()
+    return 2 * n**3 * reps / (start.elapsed_time(end) / 1e3) / 1e12
+
+
+def datasheet_peak(name: str) -> float | None:
+    for key, value in DATASHEET_BF16_TFLOPS.items():
+        if key in name:
+            return value
+    return None
+
+
+class Run:
+    """Everything the GPU arms share: inputs, the encoder template, the card's peaks."""
+
+    def __init__(self, inputs: dict[str, Any], config_overrides: dict[str, Any], warmup: int) -> None:
+        from transformers import XLMRobertaConfig, XLMRobertaModel
+
+        from xcal.models.encoder import load_encoder
+
+        self.inputs = inputs
+        self.settings = inputs["settings"]
+        self.warmup = warmup
+        self.pad_id = 1
+        config = XLMRobertaConfig(**{**XLMR_BASE, **config_overrides})
+        torch.manual_seed(0)
+        with tempfile.TemporaryDirectory() as tmp:  # through xcal's own loader, as a checkpoint would be
+            XLMRobertaModel(config, add_pooling_layer=False).save_pretrained(tmp)
+            self.encoder = load_encoder(tmp, freeze_embeddings=self.settings["model"]["freeze_embeddings"])
+        self.shape = EncoderShape.from_config(self.encoder.config)
+        self.keep_ids = None
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "cpu":  # a smoke run of this script's logic: fp32 on the CPU
+            self.settings = {**self.settings, "trainer": {**self.settings["trainer"], "accelerator": "cpu",
+                                                          "precision": "32-true"}}
+
+    def sync(self) -> None:
+        if self.device == "cuda":
+            torch.cuda.synchronize()
+
+    def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
+        return tensor.pin_memory().to(self.device, non_blocking=True) if self.device == "cuda" else tensor
+
+    def module(self, task: str, unpad: bool):
+        """xcal's EncoderClassifier as build_module makes it, on a copy of the random-init encoder."""
+        import functools
+
+        from transformers import get_linear_schedule_with_warmup
+
+        from xcal.models.dropout import use_fast_dropout
+        from xcal.models.heads import build_head
+        from xcal.models.module import EncoderClassifier
+        from xcal.models.unpadded import unpadded_unsupported
+        from xcal.models.vocab import keep_ids_for, trim_vocabulary
+
+        model = self.settings["model"]
+        optimizer = {k: v for k, v in self.settings["optimizer"].items() if not k.startswith("_")}
+        warmup_ratio = float(self.settings["scheduler"].get("warmup_ratio", 0.0))
+        encoder = copy.deepcopy(self.encoder)
+        head = build_head("sequence", encoder.config.hidden_size, self.inputs["num_labels"][task],
+                          model["head_dropout"], model["pooling"])
+        reason = unpadded_unsupported(encoder)
+        if unpad and reason is not None:
+            raise SystemExit(f"real-token forward unsupported here: {reason}")
+        adamw = functools.partial(torch.optim.AdamW, **optimizer)
+        module = EncoderClassifier(encoder, head, self.inputs["num_labels"][task], stage="bench",
+                                   lr=self.inputs["lr"][task], optimizer=adamw,
+                                   scheduler=get_linear_schedule_with_warmup, warmup_ratio=warmup_ratio,
+                                   unpad_tokens=unpad)
+        if model.get("fast_dropout", True):
+            use_fast_dropout(module)
+        if model.get("trim_vocabulary", False):
+            if self.keep_ids is None:
+                ids = torch.cat([b["ids"] for batches in self.inputs["train"].values() for b in batches]
+                                + [b["ids"] for batches in self.inputs["eval"].values() for b in batches])
+                self.keep_ids = keep_ids_for(ids.unique().tolist(), self.inputs["special_ids"])
+            trim_vocabulary(module.encoder, self.keep_ids)
+        return module
+
+    def trainer(self, steps: int, callbacks: list, inference: bool = False):
+        import pytorch_lightning as pl
+
+        kwargs = {k: v for k, v in self.settings["trainer"].items() if not k.startswith("_")}
+        kwargs.update(max_steps=steps, max_epochs=1, logger=False, enable_progress_bar=False,
+                      limit_val_batches=0, callbacks=callbacks, default_root_dir=tempfile.mkdtemp())
+        return pl.Trainer(**kwargs)
+
+    def mfu(self, tokens_per_s: float, flops_per_token: float, peaks: dict[str, float | None]) -> dict[str, float]:
+        return {f"mfu_vs_{k}": tokens_per_s * flops_per_token / (v * 1e12) for k, v in peaks.items() if v}
+
+
+class StepTimer:
+    """Times steps ``warmup`` .. end of fit (CUDA synchronised at both ends)."""
+
+    def __new__(cls, warmup: int, sync):
+        import pytorch_lightning as pl
+
+        class _Timer(pl.Callback):
+            def __init__(self) -> None:
+                self.t0 = self.t1 = 0.0
+
+            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+                if batch_idx == warmup:
+                    sync()
+                    self.t0 = time.perf_counter()
+
+            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+                sync()
+                self.t1 = time.perf_counter()
+
+        return _Timer()
+
+
+def arm_train(run: Run, task: str, size: int, unpad: bool, peaks: dict[str, float | None]) -> dict[str, Any]:
+    from torch.utils.data import DataLoader
+
+    batches = [unpack(b, run.pad_id) for b in run.inputs["train"][f"{task}/{size}"]]
+    timed = batches[run.warmup:]
+    module = run.module(task, unpad)
+    timer = StepTimer(run.warmup, run.sync)
+    trainer = run.trainer(len(batches), [timer])
+    if run.device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    loader = DataLoader(batches, batch_size=None, shuffle=False, pin_memory=run.device == "cuda")
+    trainer.fit(module, train_dataloaders=loader)
+    seconds = timer.t1 - timer.t0
+    s = stats(timed)
+    flops = run.shape.train_flops_per_token(s["mean_length"])
+    tokens_per_s = s["real_tokens"] / seconds
+    return {"task": task, "batch_size": size, "forward": "real tokens" if unpad else "padded",
+            "timed_steps": len(timed), "seconds": seconds, "ms_per_step": 1e3 * seconds / len(timed), **s,
+            "real_tokens_per_s": tokens_per_s,
+            "train_flops_per_token": flops, **run.mfu(tokens_per_s, flops, peaks),
+            "max_memory_allocated_gb": torch.cuda.max_memory_allocated() / 1e9 if run.device == "cuda" else 0.0}
+
+
+def arm_bare(run: Run, task: str, size: int, peaks: dict[str, float | None]) -> dict[str, Any]:
+    """The same module, optimizer groups, schedule and clipping in a plain loop under bf16 autocast."""
+    from transformers import get_linear_schedule_with_warmup
+
+    from xcal.models.module import NO_DECAY
+
+    batches = [unpack(b, run.pad_id) for b in run.inputs["train"][f"{task}/{size}"]]
+    module = run.module(task, True).to(run.device)
+    decay = [p for n, p in module.named_parameters() if p.requires_grad and not n.endswith(NO_DECAY)]
+    no_decay = [p for n, p in module.named_parameters() if p.requires_grad and n.endswith(NO_DECAY)]
+    optimizer = module.optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}], lr=module.lr)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(module.warmup_ratio * len(batches)), len(batches))
+    t0 = 0.0
+    for i, batch in enumerate(batches):
+        if i == run.warmup:
+            run.sync()
+            t0 = time.perf_counter()
+        batch = {k: run.to_device(v) for k, v in batch.items()}
+        with torch.autocast(run.device, dtype=torch.bfloat16, enabled=run.device == "cuda"):
+            loss, _ = module._loss(batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(decay + no_decay, 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+    run.sync()
+    seconds = time.perf_counter() - t0
+    s = stats(batches[run.warmup:])
+    flops = run.shape.train_flops_per_token(s["mean_length"])
+    tokens_per_s = s["real_tokens"] / seconds
+    return {"task": task, "batch_size": size, "forward": "real tokens", "loop": "bare",
+            "timed_steps": len(batches) - run.warmup, "seconds": seconds, **s, "real_tokens_per_s": tokens_per_s,
+            **run.mfu(tokens_per_s, flops, peaks)}
+
+
+def arm_eval(run: Run, budget: str, unpad: bool, peaks: dict[str, float | None]) -> dict[str, Any]:
+    from torch.utils.data import DataLoader
+
+    batches = [unpack(b, run.pad_id) for b in run.inputs["eval"][budget]]
+    module = run.module("multiemo", unpad)
+    trainer = run.trainer(1, [])
+    loader = DataLoader(batches, batch_size=None, shuffle=False, pin_memory=run.device == "cuda")
+    trainer.predict(module, dataloaders=loader)  # warm-up pass: kernels chosen, allocator filled
+    run.sync()
+    t0 = time.perf_counter()
+    trainer.predict(module, dataloaders=loader)
+    run.sync()
+    seconds = time.perf_counter() - t0
+    s = stats(batches)
+    flops = run.shape.forward_flops_per_token(s["mean_length"])
+    tokens_per_s = s["real_tokens"] / seconds
+    return {"forward": "real tokens" if unpad else "padded", "batches": len(batches), "seconds": seconds, **s,
+            "real_tokens_per_s": tokens_per_s, "forward_flops_per_token": flops, **run.mfu(tokens_per_s, flops, peaks),
+            "budget_examples_tokens": budget, **run.inputs["eval_settings"]}
+
+
+def exactness(run: Run) -> dict[str, float]:
+    """Max |real-token − padded| hidden state at real positions, fp32 without TF32, on the eval batches."""
+    from xcal.models.unpadded import unpadded_hidden_states
+
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    encoder = copy.deepcopy(run.encoder).to(run.device).eval()
+    worst, scale = 0.0, 0.0
+    with torch.inference_mode():
+        for packed in next(iter(run.inputs["eval"].values()))[::8]:
+            batch = {k: v.to(run.device) for k, v in unpack(packed, run.pad_id).items()}
+            ref = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+            got = unpadded_hidden_states(encoder, batch["input_ids"], batch["attention_mask"])
+            real = batch["attention_mask"].bool()
+            worst = max(worst, float((ref[real] - got[real]).abs().max()))
+            scale = max(scale, float(ref[real].abs().max()))
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+    del encoder
+    return {"max_abs_diff": worst, "max_abs_value": scale}
+
+
+def run_gpu(args: argparse.Namespace) -> None:
+    import logging
+
+    import pytorch_lightning as pl
+    import transformers
+
+    quiet_lightning()
+    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    if not torch.cuda.is_available() and not args.smoke:
+        raise SystemExit(f"bench_gpu run: no CUDA GPU here; {RESULT} keeps the last measured figures "
+                         "(--smoke runs the logic on the CPU with a small config)")
+    inputs = torch.load(args.inputs, weights_only=True)
+    if torch.cuda.is_available():
+        name = torch.cuda.get_device_name()
+        peaks = {"datasheet": datasheet_peak(name), "measured": bf16_peak()}
+    else:
+        name, peaks = "cpu (smoke)", {"datasheet": None, "measured": 0.1}
+    print(f"device {name}: bf16 peak measured {peaks['measured']:.0f} TFLOP/s, datasheet {peaks['datasheet']}",
+          flush=True)
+    overrides = json.loads(args.config) if args.config else {}
+    run = Run(inputs, overrides, args.warmup)
+    result: dict[str, Any] = {
+        "device": name, "torch": torch.__version__, "cuda": torch.version.cuda,
+        "transformers": transformers.__version__, "pytorch_lightning": pl.__version__,
+        "peak_tflops": peaks, "goal_mfu": GOAL_MFU,
+        "model": {"config": {**XLMR_BASE, **overrides}, "matmul_params": run.shape.matmul_params,
+                  "matmul_params_counted": counted_matmul_params(run.encoder),
+                  "parameters": sum(p.numel() for p in run.encoder.parameters())},
+        "settings": inputs["settings"], "warmup_steps": args.warmup,
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save() -> None:  # after every arm: a run cut short still leaves what it measured
+        out.write_text(json.dumps(result, indent=2) + "\n")
+
+    result["exactness"] = exactness(run)
+    print(f"exactness (fp32): {result['exactness']}", flush=True)
+    result["train"] = []
+    for task in args.tasks.split(","):
+        for size in [int(s) for s in args.batch_sizes.split(",")]:
+            for unpad in (True, False):
+                r = arm_train(run, task, size, unpad, peaks)
+                result["train"].append(r)
+                save()
+                print(f"train {task:8s} batch {size:3d} {r['forward']:11s}: {r['ms_per_step']:7.1f} ms/step, "
+                      f"{r['real_tokens_per_s']:10,.0f} real tok/s, MFU {r.get('mfu_vs_datasheet', 0):.1%} "
+                      f"(vs measured {r['mfu_vs_measured']:.1%}), {r['max_memory_allocated_gb']:.1f} GB", flush=True)
+    result["bare"] = []
+    for size in [int(s) for s in args.bare_sizes.split(",") if s]:
+        r = arm_bare(run, args.tasks.split(",")[0], size, peaks)
+        lightning = next(t for t in result["train"] if t["task"] == r["task"] and t["batch_size"] == size
+                         and t["forward"] == "real tokens")
+        r["xcal_over_bare"] = lightning["real_tokens_per_s"] / r["real_tokens_per_s"]
+        result["bare"].append(r)
+        print(f"bare loop {r['task']} batch {size}: {r['real_tokens_per_s']:,.0f} real tok/s; "
+              f"xcal/bare {r['xcal_over_bare']:.3f}", flush=True)
+    save()
+    result["eval"] = []
+    for budget in inputs["eval"]:
+        for unpad in (True, False):
+            r = arm_eval(run, budget, unpad, peaks)
+            result["eval"].append(r)
+            save()
+            print(f"eval {budget:>10s} {r['forward']:11s}: {r['batches']} batches, {r['seconds']:.2f} s, "
+                  f"{r['real_tokens_per_s']:,.0f} real tok/s, MFU {r.get('mfu_vs_datasheet', 0):.1%} "
+                  f"(vs measured {r['mfu_vs_measured']:.1%})", flush=True)
+    print(f"wrote {out}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("step", choices=("export", "run"))
+    parser.add_argument("--inputs", type=Path, default=INPUTS)
+    parser.add_argument("--out", default=str(RESULT))
+    parser.add_argument("--tasks", default="vitaminc,multiemo")
+    parser.add_argument("--batch-sizes", default=",".join(map(str, TRAIN_BATCH_SIZES)))
+    parser.add_argument("--bare-sizes", default="32,256", help="batch sizes of the bare-loop overhead arms")
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--config", default="", help="JSON overrides of the XLM-R-base config (a smoke run)")
+    parser.add_argument("--smoke", action="store_true", help="run on the CPU (check the logic, not the speed)")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if args.step == "export":
+        export(args.inputs)
+    else:
+        run_gpu(args)
+
+
+if __name__ == "__main__":
+    main()
