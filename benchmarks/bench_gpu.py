@@ -51,7 +51,10 @@ from bench_training import EncoderShape, counted_matmul_params, quiet_lightning 
 INPUTS = HERE / "gpu_inputs" / "inputs.pt"
 RESULT = HERE / "results" / "gpu.json"
 TRAIN_BATCH_SIZES = (32, 128, 256)
-TRAIN_STEPS = 60  # batches exported per (data set, batch size): warm-up + timed
+TRAIN_STEPS = 60  # batches exported per (data set, batch size); each arm trains them twice, timing the second
+TRAIN_ARMS = ("vitaminc:32:real", "vitaminc:32:real:no-cudnn", "vitaminc:32:padded", "vitaminc:128:real",
+              "vitaminc:256:real", "vitaminc:256:real:no-cudnn", "vitaminc:256:padded", "multiemo:32:real",
+              "multiemo:256:real", "multiemo:256:padded")
 EVAL_SIZE = 1000  # MultiEmo dev examples per language
 # Evaluation batch limits (examples, padded tokens): the target config's, and a budget sized for a GPU.
 GPU_EVAL_BUDGET = (1024, 65536)
@@ -231,11 +234,11 @@ class Run:
             trim_vocabulary(module.encoder, self.keep_ids)
         return module
 
-    def trainer(self, steps: int, callbacks: list, inference: bool = False):
+    def trainer(self, steps: int, callbacks: list, epochs: int = 1):
         import pytorch_lightning as pl
 
         kwargs = {k: v for k, v in self.settings["trainer"].items() if not k.startswith("_")}
-        kwargs.update(max_steps=steps, max_epochs=1, logger=False, enable_progress_bar=False,
+        kwargs.update(max_steps=steps, max_epochs=epochs, logger=False, enable_progress_bar=False,
                       limit_val_batches=0, callbacks=callbacks, default_root_dir=tempfile.mkdtemp())
         return pl.Trainer(**kwargs)
 
@@ -243,48 +246,58 @@ class Run:
         return {f"mfu_vs_{k}": tokens_per_s * flops_per_token / (v * 1e12) for k, v in peaks.items() if v}
 
 
-class StepTimer:
-    """Times steps ``warmup`` .. end of fit (CUDA synchronised at both ends)."""
+class EpochTimer:
+    """Times each epoch of a fit (CUDA synchronised at its start and end)."""
 
-    def __new__(cls, warmup: int, sync):
+    def __new__(cls, sync):
         import pytorch_lightning as pl
 
         class _Timer(pl.Callback):
             def __init__(self) -> None:
-                self.t0 = self.t1 = 0.0
+                self.seconds: list[float] = []
+                self.t0 = 0.0
 
-            def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-                if batch_idx == warmup:
-                    sync()
-                    self.t0 = time.perf_counter()
-
-            def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            def on_train_epoch_start(self, trainer, pl_module) -> None:
                 sync()
-                self.t1 = time.perf_counter()
+                self.t0 = time.perf_counter()
+
+            def on_train_epoch_end(self, trainer, pl_module) -> None:
+                sync()
+                self.seconds.append(time.perf_counter() - self.t0)
 
         return _Timer()
 
 
-def arm_train(run: Run, task: str, size: int, unpad: bool, peaks: dict[str, float | None]) -> dict[str, Any]:
+def attention_kernels(cudnn: bool) -> None:
+    """Whether SDPA may pick cuDNN's attention (it builds an execution plan per new shape)."""
+    if torch.cuda.is_available():
+        torch.backends.cuda.enable_cudnn_sdp(cudnn)
+
+
+def arm_train(run: Run, task: str, size: int, unpad: bool, cudnn: bool,
+              peaks: dict[str, float | None]) -> dict[str, Any]:
+    """Two epochs over the same batches: the first sees every batch shape once (kernel choice, cuDNN plans,
+    the allocator's pools: what a long run pays once), the second is timed."""
     from torch.utils.data import DataLoader
 
+    attention_kernels(cudnn)
     batches = [unpack(b, run.pad_id) for b in run.inputs["train"][f"{task}/{size}"]]
-    timed = batches[run.warmup:]
     module = run.module(task, unpad)
-    timer = StepTimer(run.warmup, run.sync)
-    trainer = run.trainer(len(batches), [timer])
+    timer = EpochTimer(run.sync)
+    trainer = run.trainer(2 * len(batches), [timer], epochs=2)
     if run.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     loader = DataLoader(batches, batch_size=None, shuffle=False, pin_memory=run.device == "cuda")
     trainer.fit(module, train_dataloaders=loader)
-    seconds = timer.t1 - timer.t0
-    s = stats(timed)
+    attention_kernels(True)
+    cold, seconds = timer.seconds
+    s = stats(batches)
     flops = run.shape.train_flops_per_token(s["mean_length"])
     tokens_per_s = s["real_tokens"] / seconds
     return {"task": task, "batch_size": size, "forward": "real tokens" if unpad else "padded",
-            "timed_steps": len(timed), "seconds": seconds, "ms_per_step": 1e3 * seconds / len(timed), **s,
-            "real_tokens_per_s": tokens_per_s,
-            "train_flops_per_token": flops, **run.mfu(tokens_per_s, flops, peaks),
+            "cudnn_attention": cudnn, "timed_steps": len(batches), "seconds": seconds,
+            "ms_per_step": 1e3 * seconds / len(batches), "first_epoch_ms_per_step": 1e3 * cold / len(batches), **s,
+            "real_tokens_per_s": tokens_per_s, "train_flops_per_token": flops, **run.mfu(tokens_per_s, flops, peaks),
             "max_memory_allocated_gb": torch.cuda.max_memory_allocated() / 1e9 if run.device == "cuda" else 0.0}
 
 
@@ -299,10 +312,11 @@ def arm_bare(run: Run, task: str, size: int, peaks: dict[str, float | None]) -> 
     decay = [p for n, p in module.named_parameters() if p.requires_grad and not n.endswith(NO_DECAY)]
     no_decay = [p for n, p in module.named_parameters() if p.requires_grad and n.endswith(NO_DECAY)]
     optimizer = module.optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}], lr=module.lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(module.warmup_ratio * len(batches)), len(batches))
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(module.warmup_ratio * 2 * len(batches)),
+                                                2 * len(batches))
     t0 = 0.0
-    for i, batch in enumerate(batches):
-        if i == run.warmup:
+    for i, batch in enumerate(batches + batches):  # the first pass untimed, as in arm_train
+        if i == len(batches):
             run.sync()
             t0 = time.perf_counter()
         batch = {k: run.to_device(v) for k, v in batch.items()}
@@ -315,11 +329,12 @@ def arm_bare(run: Run, task: str, size: int, peaks: dict[str, float | None]) -> 
         optimizer.zero_grad(set_to_none=True)
     run.sync()
     seconds = time.perf_counter() - t0
-    s = stats(batches[run.warmup:])
+    s = stats(batches)
     flops = run.shape.train_flops_per_token(s["mean_length"])
     tokens_per_s = s["real_tokens"] / seconds
     return {"task": task, "batch_size": size, "forward": "real tokens", "loop": "bare",
-            "timed_steps": len(batches) - run.warmup, "seconds": seconds, **s, "real_tokens_per_s": tokens_per_s,
+            "timed_steps": len(batches), "seconds": seconds, "ms_per_step": 1e3 * seconds / len(batches), **s,
+            "real_tokens_per_s": tokens_per_s,
             **run.mfu(tokens_per_s, flops, peaks)}
 
 
@@ -342,6 +357,36 @@ def arm_eval(run: Run, budget: str, unpad: bool, peaks: dict[str, float | None])
     return {"forward": "real tokens" if unpad else "padded", "batches": len(batches), "seconds": seconds, **s,
             "real_tokens_per_s": tokens_per_s, "forward_flops_per_token": flops, **run.mfu(tokens_per_s, flops, peaks),
             "budget_examples_tokens": budget, **run.inputs["eval_settings"]}
+
+
+def profile(run: Run, task: str, size: int) -> None:
+    """Where a step's time goes: cProfile of the Lightning fit's timed steps (Python), then the bare loop's."""
+    import cProfile
+    import io
+    import pstats
+
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    batches = [unpack(b, run.pad_id) for b in run.inputs["train"][f"{task}/{size}"]]
+    profiler = cProfile.Profile()
+
+    class Profiled(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            if batch_idx == run.warmup:
+                run.sync()
+                profiler.enable()
+
+        def on_train_end(self, trainer, pl_module) -> None:
+            run.sync()
+            profiler.disable()
+
+    module = run.module(task, True)
+    trainer = run.trainer(len(batches), [Profiled()])
+    trainer.fit(module, train_dataloaders=DataLoader(batches, batch_size=None, pin_memory=run.device == "cuda"))
+    text = io.StringIO()
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(30)
+    print(f"== Lightning fit, {task} batch {size}, steps {run.warmup}..{len(batches)}, by own time", text.getvalue())
 
 
 def exactness(run: Run) -> dict[str, float]:
@@ -402,23 +447,26 @@ def run_gpu(args: argparse.Namespace) -> None:
     def save() -> None:  # after every arm: a run cut short still leaves what it measured
         out.write_text(json.dumps(result, indent=2) + "\n")
 
+    if args.profile:
+        profile(run, args.tasks.split(",")[0], int(args.batch_sizes.split(",")[0]))
+        return
     result["exactness"] = exactness(run)
     print(f"exactness (fp32): {result['exactness']}", flush=True)
     result["train"] = []
-    for task in args.tasks.split(","):
-        for size in [int(s) for s in args.batch_sizes.split(",")]:
-            for unpad in (True, False):
-                r = arm_train(run, task, size, unpad, peaks)
-                result["train"].append(r)
-                save()
-                print(f"train {task:8s} batch {size:3d} {r['forward']:11s}: {r['ms_per_step']:7.1f} ms/step, "
-                      f"{r['real_tokens_per_s']:10,.0f} real tok/s, MFU {r.get('mfu_vs_datasheet', 0):.1%} "
-                      f"(vs measured {r['mfu_vs_measured']:.1%}), {r['max_memory_allocated_gb']:.1f} GB", flush=True)
+    for spec in args.arms.split(","):
+        task, size, forward, *rest = spec.split(":")
+        r = arm_train(run, task, int(size), forward == "real", "no-cudnn" not in rest, peaks)
+        result["train"].append(r)
+        save()
+        print(f"train {task:8s} batch {int(size):3d} {r['forward']:11s} cuDNN SDPA {r['cudnn_attention']!s:5s}: "
+              f"{r['ms_per_step']:6.1f} ms/step (first epoch {r['first_epoch_ms_per_step']:6.1f}), "
+              f"{r['real_tokens_per_s']:9,.0f} real tok/s, MFU {r.get('mfu_vs_datasheet', 0):.1%} "
+              f"(vs measured {r['mfu_vs_measured']:.1%}), {r['max_memory_allocated_gb']:.1f} GB", flush=True)
     result["bare"] = []
     for size in [int(s) for s in args.bare_sizes.split(",") if s]:
         r = arm_bare(run, args.tasks.split(",")[0], size, peaks)
         lightning = next(t for t in result["train"] if t["task"] == r["task"] and t["batch_size"] == size
-                         and t["forward"] == "real tokens")
+                         and t["forward"] == "real tokens" and t["cudnn_attention"])
         r["xcal_over_bare"] = lightning["real_tokens_per_s"] / r["real_tokens_per_s"]
         result["bare"].append(r)
         print(f"bare loop {r['task']} batch {size}: {r['real_tokens_per_s']:,.0f} real tok/s; "
@@ -441,11 +489,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("step", choices=("export", "run"))
     parser.add_argument("--inputs", type=Path, default=INPUTS)
     parser.add_argument("--out", default=str(RESULT))
-    parser.add_argument("--tasks", default="vitaminc,multiemo")
-    parser.add_argument("--batch-sizes", default=",".join(map(str, TRAIN_BATCH_SIZES)))
+    parser.add_argument("--arms", default=",".join(TRAIN_ARMS), help="task:batch:real|padded[:no-cudnn],...")
+    parser.add_argument("--tasks", default="vitaminc", help="--profile and the bare-loop arms: the first task")
+    parser.add_argument("--batch-sizes", default="32", help="--profile: the first batch size")
     parser.add_argument("--bare-sizes", default="32,256", help="batch sizes of the bare-loop overhead arms")
-    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--warmup", type=int, default=10, help="--profile: untimed steps")
     parser.add_argument("--config", default="", help="JSON overrides of the XLM-R-base config (a smoke run)")
+    parser.add_argument("--profile", action="store_true", help="cProfile the first task and batch size, then stop")
     parser.add_argument("--smoke", action="store_true", help="run on the CPU (check the logic, not the speed)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
