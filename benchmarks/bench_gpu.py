@@ -198,7 +198,7 @@ class Run:
     def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor.pin_memory().to(self.device, non_blocking=True) if self.device == "cuda" else tensor
 
-    def module(self, task: str, unpad: bool):
+    def module(self, task: str, unpad: bool, compile_encoder: bool = False):
         """xcal's EncoderClassifier as build_module makes it, on a copy of the random-init encoder."""
         import functools
 
@@ -232,6 +232,8 @@ class Run:
                                 + [b["ids"] for batches in self.inputs["eval"].values() for b in batches])
                 self.keep_ids = keep_ids_for(ids.unique().tolist(), self.inputs["special_ids"])
             trim_vocabulary(module.encoder, self.keep_ids)
+        if compile_encoder:  # the model's own (padded) forward, one graph for every batch shape
+            module.encoder = torch.compile(module.encoder, dynamic=True)
         return module
 
     def trainer(self, steps: int, callbacks: list, epochs: int = 1):
@@ -274,15 +276,15 @@ def attention_kernels(cudnn: bool) -> None:
         torch.backends.cuda.enable_cudnn_sdp(cudnn)
 
 
-def arm_train(run: Run, task: str, size: int, unpad: bool, cudnn: bool,
-              peaks: dict[str, float | None]) -> dict[str, Any]:
+def arm_train(run: Run, task: str, size: int, unpad: bool, cudnn: bool, peaks: dict[str, float | None],
+              compile_encoder: bool = False) -> dict[str, Any]:
     """Two epochs over the same batches: the first sees every batch shape once (kernel choice, cuDNN plans,
     the allocator's pools: what a long run pays once), the second is timed."""
     from torch.utils.data import DataLoader
 
     attention_kernels(cudnn)
     batches = [unpack(b, run.pad_id) for b in run.inputs["train"][f"{task}/{size}"]]
-    module = run.module(task, unpad)
+    module = run.module(task, unpad, compile_encoder)
     timer = EpochTimer(run.sync)
     trainer = run.trainer(2 * len(batches), [timer], epochs=2)
     if run.device == "cuda":
@@ -295,7 +297,7 @@ def arm_train(run: Run, task: str, size: int, unpad: bool, cudnn: bool,
     flops = run.shape.train_flops_per_token(s["mean_length"])
     tokens_per_s = s["real_tokens"] / seconds
     return {"task": task, "batch_size": size, "forward": "real tokens" if unpad else "padded",
-            "cudnn_attention": cudnn, "timed_steps": len(batches), "seconds": seconds,
+            "cudnn_attention": cudnn, "compiled": compile_encoder, "timed_steps": len(batches), "seconds": seconds,
             "ms_per_step": 1e3 * seconds / len(batches), "first_epoch_ms_per_step": 1e3 * cold / len(batches), **s,
             "real_tokens_per_s": tokens_per_s, "train_flops_per_token": flops, **run.mfu(tokens_per_s, flops, peaks),
             "max_memory_allocated_gb": torch.cuda.max_memory_allocated() / 1e9 if run.device == "cuda" else 0.0}
@@ -455,10 +457,11 @@ def run_gpu(args: argparse.Namespace) -> None:
     result["train"] = []
     for spec in args.arms.split(","):
         task, size, forward, *rest = spec.split(":")
-        r = arm_train(run, task, int(size), forward == "real", "no-cudnn" not in rest, peaks)
+        r = arm_train(run, task, int(size), forward == "real", "no-cudnn" not in rest, peaks, "compile" in rest)
         result["train"].append(r)
         save()
-        print(f"train {task:8s} batch {int(size):3d} {r['forward']:11s} cuDNN SDPA {r['cudnn_attention']!s:5s}: "
+        print(f"train {task:8s} batch {int(size):3d} {r['forward']:11s} cuDNN SDPA {r['cudnn_attention']!s:5s} "
+              f"compiled {r['compiled']!s:5s}: "
               f"{r['ms_per_step']:6.1f} ms/step (first epoch {r['first_epoch_ms_per_step']:6.1f}), "
               f"{r['real_tokens_per_s']:9,.0f} real tok/s, MFU {r.get('mfu_vs_datasheet', 0):.1%} "
               f"(vs measured {r['mfu_vs_measured']:.1%}), {r['max_memory_allocated_gb']:.1f} GB", flush=True)
@@ -473,7 +476,7 @@ def run_gpu(args: argparse.Namespace) -> None:
               f"xcal/bare {r['xcal_over_bare']:.3f}", flush=True)
     save()
     result["eval"] = []
-    for budget in inputs["eval"]:
+    for budget in inputs["eval"] if args.eval else ():
         for unpad in (True, False):
             r = arm_eval(run, budget, unpad, peaks)
             result["eval"].append(r)
@@ -495,6 +498,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bare-sizes", default="32,256", help="batch sizes of the bare-loop overhead arms")
     parser.add_argument("--warmup", type=int, default=10, help="--profile: untimed steps")
     parser.add_argument("--config", default="", help="JSON overrides of the XLM-R-base config (a smoke run)")
+    parser.add_argument("--no-eval", dest="eval", action="store_false", help="skip the evaluation arms")
     parser.add_argument("--profile", action="store_true", help="cProfile the first task and batch size, then stop")
     parser.add_argument("--smoke", action="store_true", help="run on the CPU (check the logic, not the speed)")
     args = parser.parse_args(argv)
