@@ -115,3 +115,44 @@ def test_unsupported_architectures_are_named_and_fall_back(caplog):
         assert unpad_tokens(cfg, distil) is False
     assert "model.unpad_tokens=true, but DistilBertModel" in caplog.text
     assert unpad_tokens(OmegaConf.create({"model": {"unpad_tokens": False}}), decoder) is False
+
+
+def test_auto_computes_real_tokens_on_the_cpu_only(monkeypatch) -> None:
+    """``unpad_tokens: auto`` (the default): real tokens on the CPU, the model's padded forward on a CUDA GPU,
+    where it measured faster; the stage-1 cache key holds the resolved choice (the dropout masks differ)."""
+    from xcal.pipeline.encoder_cache import stage1_identity
+    from xcal.pipeline.stages import wants_unpadded
+
+    def cfg(accelerator: str, value: object = "auto"):
+        return OmegaConf.create({"trainer": {"accelerator": accelerator}, "model": {"unpad_tokens": value}})
+
+    assert wants_unpadded(cfg("cpu")) is True
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert wants_unpadded(cfg("gpu")) is False and wants_unpadded(cfg("auto")) is False
+    assert wants_unpadded(cfg("cpu")) is True
+    assert wants_unpadded(cfg("gpu", True)) is True and wants_unpadded(cfg("cpu", False)) is False
+
+    from hydra import compose, initialize_config_dir
+
+    from xcal.pipeline.app import CONFIG_DIR
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        on_cpu, on_gpu = (compose("config", overrides=[f"trainer={t}"]) for t in ("cpu", "gpu"))
+    assert stage1_identity(on_cpu)["model"]["unpad_tokens"] is True
+    assert stage1_identity(on_gpu)["model"]["unpad_tokens"] is False
+
+
+@pytest.mark.parametrize("enabled", [False, True])
+def test_cudnn_attention_follows_the_model_config(tmp_path: Path, enabled: bool) -> None:
+    from xcal.pipeline.stages import build_trainer
+
+    cfg = OmegaConf.create({"model": {"cudnn_attention": enabled},
+                            "trainer": {"_target_": "pytorch_lightning.Trainer", "accelerator": "cpu",
+                                        "enable_progress_bar": False}})
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    try:
+        torch.backends.cuda.enable_cudnn_sdp(not enabled)
+        build_trainer(cfg, 1, [], tmp_path)
+        assert torch.backends.cuda.cudnn_sdp_enabled() is enabled
+    finally:
+        torch.backends.cuda.enable_cudnn_sdp(before)

@@ -26,12 +26,14 @@ NOT_WEIGHTS = ("val_size", "eval_batch_size", "eval_tokens_per_batch")
 
 def stage1_identity(cfg: DictConfig) -> dict[str, Any]:
     """Exactly the config values that determine the stage-1 encoder weights."""
+    from xcal.pipeline.stages import wants_unpadded  # torch and transformers: only when a key is needed
+
     inter = {k: v for k, v in OmegaConf.to_container(cfg.intermediate, resolve=True).items() if k not in NOT_WEIGHTS}
     identity = {
         "format": CACHE_FORMAT,
         "model": {**{k: cfg.model[k] for k in ("name_or_path", "pooling", "freeze_embeddings", "head_dropout")},
                   # Both change which dropout masks are drawn, hence the weights.
-                  **{k: bool(cfg.model.get(k, True)) for k in ("unpad_tokens", "fast_dropout")}},
+                  "unpad_tokens": wants_unpadded(cfg), "fast_dropout": bool(cfg.model.get("fast_dropout", True))},
         "intermediate": inter,
         "data_seed": cfg.data_seed,
         "seed": cfg.seed,

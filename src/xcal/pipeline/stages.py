@@ -54,6 +54,10 @@ class StageOutcome:
 
 def build_trainer(cfg: DictConfig, max_epochs: int, loggers: list[Logger], output_dir: Path,
                   callbacks: list[pl.Callback] | None = None) -> pl.Trainer:
+    # cuDNN's attention builds an execution plan for every new (batch, length) shape: with variable-length
+    # batches the first epoch ran up to 8x slower on an H200, and no more than 2% faster after it
+    # (model.cudnn_attention; benchmarks/results/gpu.json).
+    torch.backends.cuda.enable_cudnn_sdp(bool(cfg.model.get("cudnn_attention", False)))
     return instantiate(cfg.trainer, max_epochs=max_epochs, logger=loggers or False,
                        default_root_dir=str(output_dir), callbacks=callbacks or None)
 
@@ -78,14 +82,27 @@ def build_module(cfg: DictConfig, encoder_path: str, task: TaskSpec, stage: str,
     return module
 
 
+def on_cuda(cfg: DictConfig) -> bool:
+    """Whether this job's Trainer runs on a CUDA GPU (``trainer=gpu``, or ``accelerator=auto`` with one)."""
+    accelerator = str((cfg.get("trainer") or {}).get("accelerator", "cpu"))
+    return torch.cuda.is_available() and accelerator in ("gpu", "cuda", "auto")
+
+
 def pin_memory(cfg: DictConfig) -> bool:
     """Page-locked loader batches when training on a CUDA GPU (``trainer=gpu``); pointless elsewhere."""
-    return str(cfg.trainer.get("accelerator", "cpu")) in ("gpu", "cuda") and torch.cuda.is_available()
+    return on_cuda(cfg)
+
+
+def wants_unpadded(cfg: DictConfig) -> bool:
+    """``model.unpad_tokens`` resolved: ``auto`` is on for the CPU and off on a CUDA GPU, where the model's
+    padded forward of length-grouped batches measured faster (benchmarks/results/gpu.json)."""
+    value = cfg.model.get("unpad_tokens", "auto")
+    return not on_cuda(cfg) if value == "auto" else bool(value)
 
 
 def unpad_tokens(cfg: DictConfig, encoder: nn.Module) -> bool:
-    """``model.unpad_tokens``, if this encoder's architecture supports it (else a warning, padded forward)."""
-    if not cfg.model.get("unpad_tokens", True):
+    """:func:`wants_unpadded`, if this encoder's architecture supports it (else a warning, padded forward)."""
+    if not wants_unpadded(cfg):
         return False
     reason = unpadded_unsupported(encoder)
     if reason is not None:
