@@ -50,6 +50,7 @@ bench: $(DEV_STAMP)
 	$(PY) benchmarks/bench_metrics.py
 	$(PY) benchmarks/bench_sweep_cache.py
 	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_gpu.py all
 
 clean:
 	rm -rf outputs multirun/*/ .pytest_cache .ruff_cache

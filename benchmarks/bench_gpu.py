@@ -24,8 +24,9 @@ evaluation batches over 11 languages (length-sorted, token budget).
    framework overhead on GPU.
 4. **eval**: Lightning's predict loop (inference mode, bf16-mixed) over the evaluation batches.
 
-    .venv/bin/python benchmarks/bench_gpu.py export        # here, ~1 min
-    python3 benchmarks/bench_gpu.py run                     # on the GPU machine, ~3 min on an H200
+    .venv/bin/python benchmarks/bench_gpu.py export        # here, ~30 s
+    python3 benchmarks/bench_gpu.py run                     # on the GPU machine, ~2.5 min on an H200
+    .venv/bin/python benchmarks/bench_gpu.py all           # make bench: both where there is a GPU, else a note
 """
 
 from __future__ import annotations
@@ -489,7 +490,8 @@ def run_gpu(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("step", choices=("export", "run"))
+    parser.add_argument("step", choices=("export", "run", "all"),
+                        help="all (make bench): export if needed, then run; on a machine without CUDA, say so and stop")
     parser.add_argument("--inputs", type=Path, default=INPUTS)
     parser.add_argument("--out", default=str(RESULT))
     parser.add_argument("--arms", default=",".join(TRAIN_ARMS), help="task:batch:real|padded[:no-cudnn],...")
@@ -503,9 +505,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="run on the CPU (check the logic, not the speed)")
     args = parser.parse_args(argv)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    if args.step == "export":
+    if args.step == "all" and not torch.cuda.is_available():
+        print(f"bench_gpu: no CUDA GPU here, skipped; {RESULT.relative_to(HERE.parent)} keeps the last figures")
+        return
+    if args.step == "export" or (args.step == "all" and not args.inputs.exists()):
         export(args.inputs)
-    else:
+    if args.step != "export":
         run_gpu(args)
 
 
