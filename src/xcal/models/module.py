@@ -12,7 +12,7 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.plugins.precision import Precision
+from pytorch_lightning.plugins.precision import MixedPrecision, Precision
 from pytorch_lightning.utilities import GradClipAlgorithmType
 from torch import nn
 from torch.nn import functional as F
@@ -184,13 +184,13 @@ class EncoderClassifier(pl.LightningModule):
         """Lightning's mixed-precision plugin refuses to clip for a fused optimizer (``fused: true``, our
         default), because with fp16 loss scaling such an optimizer unscales inside its step. bf16-mixed
         scales nothing, so the gradients are true gradients and the plain clipping is exact; only a run
-        with a loss scaler (16-mixed) keeps Lightning's check."""
+        with a loss scaler (16-mixed), and every other precision plugin, keeps Lightning's own path."""
         plugin = self.trainer.precision_plugin
-        if getattr(plugin, "scaler", None) is not None:
+        if not isinstance(plugin, MixedPrecision) or plugin.scaler is not None:
             super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
             return
         algorithm = GradClipAlgorithmType(gradient_clip_algorithm or GradClipAlgorithmType.NORM)
-        Precision.clip_gradients(plugin, optimizer, gradient_clip_val or 0.0, algorithm)
+        Precision.clip_gradients(plugin, optimizer, gradient_clip_val or 0.0, algorithm)  # skips only that check
 
     def configure_optimizers(self) -> Any:
         decay, no_decay = [], []
