@@ -51,6 +51,7 @@ bench: $(DEV_STAMP)
 	$(PY) benchmarks/bench_sweep_cache.py
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_gpu.py all
+	$(PY) benchmarks/readme_figures.py
 
 clean:
 	rm -rf outputs multirun/*/ .pytest_cache .ruff_cache

@@ -1,0 +1,167 @@
+"""The README's benchmark tables, written from benchmarks/results/*.json (the last step of ``make bench``).
+
+Everything between ``<!-- make bench: begin -->`` and ``<!-- make bench: end -->`` in README.md is
+generated here, so a figure in those tables is always the one in the result files. ``--check`` only
+compares, and exits 1 with a diff when the README is stale (a test runs it).
+
+    .venv/bin/python benchmarks/readme_figures.py            # rewrite the block
+    .venv/bin/python benchmarks/readme_figures.py --check    # is it up to date?
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+README = ROOT / "README.md"
+BEGIN, END = "<!-- make bench: begin -->", "<!-- make bench: end -->"
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / f"{name}.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _gib(mb: float) -> str:
+    """ru_maxrss-derived MiB as GiB, with the decimal GB beside it (goals are stated in GB)."""
+    return f"{mb / 1024:.2f} GiB ({mb * 1024 * 1024 / 1e9:.2f} GB)"
+
+
+def cpu_rows(training: dict | None, sweep: dict | None, metrics: dict | None) -> list[str]:
+    rows = []
+    if sweep:
+        rows.append(f"| stage-1 cache, {sweep['jobs']} jobs | {sweep['seconds_with_cache']} s with vs "
+                    f"{sweep['seconds_without_cache']} s without: **{sweep['ratio_with_over_without']:.3f}×**, "
+                    f"identical metrics: {'yes' if sweep['identical_metrics'] else 'NO'}; re-running the finished "
+                    f"sweep {sweep['rerun_seconds']} s | `benchmarks/bench_sweep_cache.py` |")
+    if training and "overhead" in training:
+        o = training["overhead"]
+        rows.append(f"| training overhead: xcal (Lightning) vs a bare PyTorch loop, identical {o['steps']} batches, "
+                    f"same forward | {o['xcal_seconds']:.2f} s vs {o['bare_seconds']:.2f} s: "
+                    f"**{o['ratio_xcal_over_bare']:.3f}×** throughput (goal ≥ {o['goal_ratio']}), losses first "
+                    f"{o['first_loss']['xcal']:.5f} / {o['first_loss']['bare']:.5f}, last {o['last_loss']['xcal']:.5f} "
+                    f"/ {o['last_loss']['bare']:.5f}; MFU {o['xcal']['mfu']:.1%} on real tokens (goal 60%) | "
+                    "`benchmarks/bench_training.py` (overhead) |")
+    if training and "trainer" in training:
+        t = training["trainer"]
+        speed = t["speedup_trainer_over_xcal"]
+        names = {"xcal_full": ("every parameter", "full"), "xcal_full_trim": ("every parameter + trimmed vocabulary",
+                                                                              "full_trim"),
+                 "xcal_frozen": ("frozen word embeddings", "frozen"),
+                 "xcal_frozen_trim": ("frozen + trimmed (the embedded default)", "frozen_trim")}
+        arms = [f"{label} {t[key]['seconds']:.1f} s (**{speed[short]:.1f}×**, dev acc {t[key]['dev_accuracy']:.3f})"
+                for key, (label, short) in names.items() if key in t]
+        mfus = [t[key]["mfu"] for key in names if key in t]
+        recipe = t.get("trainer_recipe")
+        head = (f"Trainer {recipe['seconds']:.1f} s (MFU {recipe['mfu']:.1%}, dev acc {recipe['dev_accuracy']:.3f}, "
+                f"majority {recipe['dev_majority_rate']:.3f}); " if recipe else "")
+        rows.append(f"| against transformers' `Trainer` as run_xnli.py sets it up (pad to 128), "
+                    f"{t['train_examples']:,} English MultiEmo sentences, batch {t['batch_size']}, "
+                    f"{t['epochs']} epoch | {head}xcal "
+                    + "; ".join(arms) + f"; xcal MFU {min(mfus):.0%}–{max(mfus):.0%} (goals 5× every parameter, "
+                    f"8× frozen) | `benchmarks/bench_training.py` (trainer) |")
+    if training and "eval" in training:
+        e = training["eval"]
+        b, p = e["budget"], e["padded"]
+        rows.append(f"| zero-shot evaluation, {b['languages']} languages × {e['eval_size_per_language']} "
+                    f"{e['split']} sentences | {b['seconds']:.1f} s, {b['real_tokens_per_s']:,.0f} real tokens/s, "
+                    f"MFU {b['mfu']:.1%} (goal 70%); padded to 128 through the model's own forward: "
+                    f"{p['seconds']:.1f} s (**{e['speedup_budget_over_padded']:.1f}×** slower) | "
+                    "`benchmarks/bench_training.py` (eval) |")
+    if training and "memory" in training:
+        m = training["memory"]
+        recipe = training.get("trainer", {}).get("trainer_recipe", {})
+        rows.append(f"| peak resident memory (`ru_maxrss`, a fresh process each) | training with the target defaults "
+                    f"**{_gib(m['train_default_mb'])}** (goal < {m['goal_train_default_gb']} GB), + trimmed vocabulary "
+                    f"{_gib(m['train_trim_vocabulary_mb'])}; evaluation {_gib(m['eval_mb'])}"
+                    + (f"; the Trainer recipe at batch 32 {_gib(recipe['peak_rss_mb'])}" if recipe else "")
+                    + " | `benchmarks/bench_training.py` (memory) |")
+    if metrics:
+        rows.append(f"| all calibration metrics, {metrics['settings']['n']:,} × {metrics['settings']['classes']} | "
+                    f"{metrics['report_1m_s']:.2f} s; bootstrap {metrics['settings']['resamples']:,} × "
+                    f"{metrics['settings']['n_boot']:,}: {metrics['bootstrap_10k_s']:.2f} s | "
+                    "`benchmarks/bench_metrics.py` |")
+    return rows
+
+
+def cpu_header(training: dict | None) -> str:
+    if not training:
+        return ""
+    roof, machine = training["roofline"], training["machine"]
+    peaks = roof.get("peak_gflops_all", [roof["peak_gflops"]])
+    return (f"Machine: {machine['cores']} × {machine['cpu_model']}, torch {machine['torch']} on "
+            f"{machine['torch_threads']} threads, fp32. The matmul peak measured in the benchmark's processes ranged "
+            f"{min(peaks):.0f}–{max(peaks):.0f} GFLOP/s; every CPU MFU is against the best, "
+            f"{roof.get('peak_gflops_best', max(peaks)):.1f}. Model FLOPs: {roof['formula']}.\n")
+
+
+def gpu_table(gpu: dict | None) -> list[str]:
+    if not gpu:
+        return []
+    peak = gpu["peak_tflops"]
+    lines = [f"GPU: {gpu['device']}, torch {gpu['torch']} (CUDA {gpu['cuda']}), transformers {gpu['transformers']}, "
+             f"Lightning {gpu['pytorch_lightning']}; bf16 8192³ matmul {peak['measured']:.0f} TFLOP/s measured, MFU "
+             f"against the datasheet's {peak['datasheet']} (goal {gpu['goal_mfu']:.0%}). "
+             "Command: `benchmarks/bench_gpu.py`.", "",
+             "| arm | ms/step (first epoch) | real tokens/s | MFU |", "|---|---|---|---|"]
+    second = gpu.get("compile", {}).get("train", [])  # a later run on a fresh machine, with its own baseline
+    for r in list(gpu.get("train", [])) + second:
+        flags = [f for f, on in (("cuDNN attention", r.get("cudnn_attention")), ("compiled", r.get("compiled"))) if on]
+        lines.append(f"| train {r['task']}, batch {r['batch_size']}, {r['forward']}"
+                     + (f", {', '.join(flags)}" if flags else "") + (" (second run)" if r in second else "")
+                     + f" | {r['ms_per_step']:.1f} "
+                     f"({r['first_epoch_ms_per_step']:.1f}) | {r['real_tokens_per_s']:,.0f} | "
+                     f"{r['mfu_vs_datasheet']:.1%} |")
+    for r in gpu.get("bare", []):
+        lines.append(f"| bare loop {r['task']}, batch {r['batch_size']} (xcal/bare {r['xcal_over_bare']:.3f}) | "
+                     f"{r['ms_per_step']:.1f} | {r['real_tokens_per_s']:,.0f} | {r['mfu_vs_datasheet']:.1%} |")
+    for r in gpu.get("eval", []):
+        lines.append(f"| evaluation, {r['forward']}, {r['budget_examples_tokens']} sentences/tokens per batch, "
+                     f"{r['batches']} batches | {r['seconds']:.2f} s in all | {r['real_tokens_per_s']:,.0f} | "
+                     f"{r['mfu_vs_datasheet']:.1%} |")
+    return lines
+
+
+def render() -> str:
+    training, sweep, metrics = _load("training"), _load("sweep_cache"), _load("metrics")
+    lines = [BEGIN, "", cpu_header(training), "| what | figure | command |", "|---|---|---|",
+             *cpu_rows(training, sweep, metrics)]
+    gpu = gpu_table(_load("gpu"))
+    if gpu:
+        lines += ["", *gpu]
+    return "\n".join([*lines, "", END])
+
+
+def replaced(readme: str, block: str) -> str:
+    if BEGIN not in readme or END not in readme:
+        raise SystemExit(f"{README} has no '{BEGIN}' ... '{END}' block to write the benchmark tables into")
+    head, rest = readme.split(BEGIN, 1)
+    return head + block + rest.split(END, 1)[1]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="exit 1 (with a diff) if the README is stale")
+    args = parser.parse_args(argv)
+    current = README.read_text()
+    wanted = replaced(current, render())
+    if args.check:
+        if current != wanted:
+            sys.stdout.writelines(difflib.unified_diff(current.splitlines(True), wanted.splitlines(True),
+                                                       "README.md", "README.md (from results)"))
+            print("README.md's benchmark tables are stale: run benchmarks/readme_figures.py")
+            return 1
+        return 0
+    README.write_text(wanted)
+    print(f"wrote the benchmark tables of {README.name} from {RESULTS.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

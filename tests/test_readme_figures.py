@@ -1,0 +1,52 @@
+"""The README's benchmark tables are generated from benchmarks/results/*.json and must not drift from them."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "readme_figures.py"
+
+
+@pytest.fixture()
+def figures():
+    spec = importlib.util.spec_from_file_location("readme_figures", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_readme_tables_are_the_result_files(figures) -> None:
+    assert figures.main(["--check"]) == 0, "README.md is stale: run benchmarks/readme_figures.py"
+
+
+def test_a_changed_result_changes_the_table(figures, tmp_path: Path, monkeypatch) -> None:
+    results = tmp_path / "results"
+    shutil.copytree(figures.RESULTS, results)
+    training = json.loads((results / "training.json").read_text())
+    training["overhead"]["ratio_xcal_over_bare"] = 0.8771
+    training["memory"]["train_default_mb"] = 2048.0
+    (results / "training.json").write_text(json.dumps(training))
+    (results / "gpu.json").unlink()
+    monkeypatch.setattr(figures, "RESULTS", results)
+    block = figures.render()
+    assert "**0.877×** throughput" in block
+    assert "**2.00 GiB (2.15 GB)**" in block
+    assert "GPU:" not in block  # no GPU result, no GPU table
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{figures.BEGIN}\nold\n{figures.END}\noutro\n")
+    monkeypatch.setattr(figures, "README", readme)
+    assert figures.main(["--check"]) == 1
+    assert figures.main([]) == 0
+    text = readme.read_text()
+    assert text.startswith("intro\n") and text.endswith("\noutro\n") and "old" not in text
+    assert figures.main(["--check"]) == 0
+
+
+def test_a_readme_without_markers_is_named(figures) -> None:
+    with pytest.raises(SystemExit, match="make bench: begin"):
+        figures.replaced("no markers here", "block")
