@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         return 0
     README.write_text(wanted)
-    print(f"wrote the benchmark tables of {README.name} from {RESULTS.relative_to(ROOT)}")
+    print(f"wrote the benchmark tables of {README} from {RESULTS}")
     return 0
 
 
