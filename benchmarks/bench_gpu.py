@@ -16,10 +16,11 @@ evaluation batches over 11 languages (length-sorted, token budget).
 1. **peak**: bf16 ``torch.mm`` of 8192 x 8192 x 8192 (mean of 10 after 3 warm-ups, CUDA events), next to the
    card's datasheet dense bf16 peak (H100/H200 SXM: 989.4 TFLOP/s); MFU is reported against both.
 2. **exactness**: the real-token forward against the model's padded forward on the GPU (fp32, no TF32).
-3. **train**: per data set x batch size x forward (real tokens / padded), a Lightning fit with xcal's
-   ``EncoderClassifier`` (trimmed vocabulary, fused AdamW, linear warm-up, clipping 1.0, bf16-mixed);
-   the first ``--warmup`` steps are not timed. MFU = real tokens/s x training FLOPs per real token / peak,
-   with the FLOP model of bench_training.py (``6 N + 12 n_layers L H`` per token).
+3. **train**: per arm (``--arms task:batch:real|padded[:cudnn][:compile]``; xcal's GPU defaults are ``padded``
+   without cuDNN attention), a Lightning fit with xcal's ``EncoderClassifier`` (trimmed vocabulary, fused AdamW,
+   linear warm-up, clipping 1.0, bf16-mixed) over the arm's batches twice: the first epoch sees every batch shape
+   (kernel choice, cuDNN plans, compilation), the second is timed. MFU = real tokens/s x training FLOPs per real
+   token / peak, with the FLOP model of bench_training.py (``6 N + 12 n_layers L H`` per token).
    A bare loop (autocast, the same module, optimizer and clipping) over the same batches gives the
    framework overhead on GPU.
 4. **eval**: Lightning's predict loop (inference mode, bf16-mixed) over the evaluation batches.
@@ -53,9 +54,10 @@ INPUTS = HERE / "gpu_inputs" / "inputs.pt"
 RESULT = HERE / "results" / "gpu.json"
 TRAIN_BATCH_SIZES = (32, 128, 256)
 TRAIN_STEPS = 60  # batches exported per (data set, batch size); each arm trains them twice, timing the second
-TRAIN_ARMS = ("vitaminc:32:real", "vitaminc:32:real:no-cudnn", "vitaminc:32:padded", "vitaminc:128:real",
-              "vitaminc:256:real", "vitaminc:256:real:no-cudnn", "vitaminc:256:padded", "multiemo:32:real",
-              "multiemo:256:real", "multiemo:256:padded")
+# xcal's GPU defaults (padded forward, no cuDNN attention) at each size, then what each default is chosen over.
+TRAIN_ARMS = ("vitaminc:32:padded", "vitaminc:128:padded", "vitaminc:256:padded", "multiemo:32:padded",
+              "multiemo:256:padded", "vitaminc:32:real", "vitaminc:256:real", "vitaminc:32:padded:cudnn",
+              "vitaminc:32:real:cudnn", "vitaminc:256:padded:compile")
 EVAL_SIZE = 1000  # MultiEmo dev examples per language
 # Evaluation batch limits (examples, padded tokens): the target config's, and a budget sized for a GPU.
 GPU_EVAL_BUDGET = (1024, 65536)
@@ -272,7 +274,8 @@ class EpochTimer:
 
 
 def attention_kernels(cudnn: bool) -> None:
-    """Whether SDPA may pick cuDNN's attention (it builds an execution plan per new shape)."""
+    """Whether SDPA may pick cuDNN's attention (it builds an execution plan per new shape); xcal's default
+    (``model.cudnn_attention: false``) is restored after each arm."""
     if torch.cuda.is_available():
         torch.backends.cuda.enable_cudnn_sdp(cudnn)
 
@@ -292,7 +295,7 @@ def arm_train(run: Run, task: str, size: int, unpad: bool, cudnn: bool, peaks: d
         torch.cuda.reset_peak_memory_stats()
     loader = DataLoader(batches, batch_size=None, shuffle=False, pin_memory=run.device == "cuda")
     trainer.fit(module, train_dataloaders=loader)
-    attention_kernels(True)
+    attention_kernels(False)
     cold, seconds = timer.seconds
     s = stats(batches)
     flops = run.shape.train_flops_per_token(s["mean_length"])
@@ -304,14 +307,15 @@ def arm_train(run: Run, task: str, size: int, unpad: bool, cudnn: bool, peaks: d
             "max_memory_allocated_gb": torch.cuda.max_memory_allocated() / 1e9 if run.device == "cuda" else 0.0}
 
 
-def arm_bare(run: Run, task: str, size: int, peaks: dict[str, float | None]) -> dict[str, Any]:
-    """The same module, optimizer groups, schedule and clipping in a plain loop under bf16 autocast."""
+def arm_bare(run: Run, task: str, size: int, peaks: dict[str, float | None], unpad: bool = False) -> dict[str, Any]:
+    """The same module, optimizer groups, schedule and clipping in a plain loop under bf16 autocast (xcal's GPU
+    defaults: the padded forward, no cuDNN attention)."""
     from transformers import get_linear_schedule_with_warmup
 
     from xcal.models.module import NO_DECAY
 
     batches = [unpack(b, run.pad_id) for b in run.inputs["train"][f"{task}/{size}"]]
-    module = run.module(task, True).to(run.device)
+    module = run.module(task, unpad).to(run.device)
     decay = [p for n, p in module.named_parameters() if p.requires_grad and not n.endswith(NO_DECAY)]
     no_decay = [p for n, p in module.named_parameters() if p.requires_grad and n.endswith(NO_DECAY)]
     optimizer = module.optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}], lr=module.lr)
@@ -335,7 +339,7 @@ def arm_bare(run: Run, task: str, size: int, peaks: dict[str, float | None]) -> 
     s = stats(batches)
     flops = run.shape.train_flops_per_token(s["mean_length"])
     tokens_per_s = s["real_tokens"] / seconds
-    return {"task": task, "batch_size": size, "forward": "real tokens", "loop": "bare",
+    return {"task": task, "batch_size": size, "forward": "real tokens" if unpad else "padded", "loop": "bare",
             "timed_steps": len(batches), "seconds": seconds, "ms_per_step": 1e3 * seconds / len(batches), **s,
             "real_tokens_per_s": tokens_per_s,
             **run.mfu(tokens_per_s, flops, peaks)}
@@ -446,6 +450,7 @@ def run_gpu(args: argparse.Namespace) -> None:
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    attention_kernels(False)  # xcal's default, as build_trainer sets it
 
     def save() -> None:  # after every arm: a run cut short still leaves what it measured
         out.write_text(json.dumps(result, indent=2) + "\n")
@@ -458,7 +463,7 @@ def run_gpu(args: argparse.Namespace) -> None:
     result["train"] = []
     for spec in args.arms.split(","):
         task, size, forward, *rest = spec.split(":")
-        r = arm_train(run, task, int(size), forward == "real", "no-cudnn" not in rest, peaks, "compile" in rest)
+        r = arm_train(run, task, int(size), forward == "real", "cudnn" in rest, peaks, "compile" in rest)
         result["train"].append(r)
         save()
         print(f"train {task:8s} batch {int(size):3d} {r['forward']:11s} cuDNN SDPA {r['cudnn_attention']!s:5s} "
@@ -469,8 +474,10 @@ def run_gpu(args: argparse.Namespace) -> None:
     result["bare"] = []
     for size in [int(s) for s in args.bare_sizes.split(",") if s]:
         r = arm_bare(run, args.tasks.split(",")[0], size, peaks)
-        lightning = next(t for t in result["train"] if t["task"] == r["task"] and t["batch_size"] == size
-                         and t["forward"] == "real tokens" and t["cudnn_attention"])
+        lightning = next((t for t in result["train"] if t["task"] == r["task"] and t["batch_size"] == size
+                          and t["forward"] == r["forward"] and not t["cudnn_attention"] and not t["compiled"]), None)
+        if lightning is None:
+            continue
         r["xcal_over_bare"] = lightning["real_tokens_per_s"] / r["real_tokens_per_s"]
         result["bare"].append(r)
         print(f"bare loop {r['task']} batch {size}: {r['real_tokens_per_s']:,.0f} real tok/s; "
@@ -494,7 +501,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="all (make bench): export if needed, then run; on a machine without CUDA, say so and stop")
     parser.add_argument("--inputs", type=Path, default=INPUTS)
     parser.add_argument("--out", default=str(RESULT))
-    parser.add_argument("--arms", default=",".join(TRAIN_ARMS), help="task:batch:real|padded[:no-cudnn],...")
+    parser.add_argument("--arms", default=",".join(TRAIN_ARMS), help="task:batch:real|padded[:cudnn][:compile],...")
     parser.add_argument("--tasks", default="vitaminc", help="--profile and the bare-loop arms: the first task")
     parser.add_argument("--batch-sizes", default="32", help="--profile: the first batch size")
     parser.add_argument("--bare-sizes", default="32,256", help="batch sizes of the bare-loop overhead arms")
