@@ -3,13 +3,28 @@ they live under $XCAL_CACHE (CI sets it inside the clone) or ~/.cache/xcal."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from xcal.assets.artifacts import ARTIFACTS, ensure_artifact
 from xcal.assets.cache import cache_dir, downloads_dir
 from xcal.assets.fetch import EmbeddedAssets, ensure_embedded_assets
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """A script of benchmarks/ (not a package) imported as a module, registered under its own name so that
+    scripts importing each other (bench_gpu imports bench_training) and dataclasses resolve."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ quick real run of the overhead section (keys and a positive ratio only: machines
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,16 +13,14 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel
 
+from conftest import load_benchmark
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_training.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("bench_training", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["bench_training"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("bench_training")
 
 
 TINY = BertConfig(vocab_size=50, hidden_size=8, num_hidden_layers=2, num_attention_heads=2, intermediate_size=16,

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "readme_figures.py"
+from conftest import load_benchmark
 
 
 @pytest.fixture()
 def figures():
-    spec = importlib.util.spec_from_file_location("readme_figures", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("readme_figures")
 
 
 def test_the_readme_tables_are_the_result_files(figures) -> None:
