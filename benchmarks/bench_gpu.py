@@ -251,26 +251,25 @@ class Run:
         return {f"mfu_vs_{k}": tokens_per_s * flops_per_token / (v * 1e12) for k, v in peaks.items() if v}
 
 
-class EpochTimer:
-    """Times each epoch of a fit (CUDA synchronised at its start and end)."""
+def epoch_timer(sync):
+    """A Lightning callback timing each epoch of a fit (``sync``: CUDA synchronised at its start and end);
+    built in a function so that Lightning is imported only when a fit runs."""
+    import pytorch_lightning as pl
 
-    def __new__(cls, sync):
-        import pytorch_lightning as pl
+    class EpochTimer(pl.Callback):
+        def __init__(self) -> None:
+            self.seconds: list[float] = []
+            self.t0 = 0.0
 
-        class _Timer(pl.Callback):
-            def __init__(self) -> None:
-                self.seconds: list[float] = []
-                self.t0 = 0.0
+        def on_train_epoch_start(self, trainer, pl_module) -> None:
+            sync()
+            self.t0 = time.perf_counter()
 
-            def on_train_epoch_start(self, trainer, pl_module) -> None:
-                sync()
-                self.t0 = time.perf_counter()
+        def on_train_epoch_end(self, trainer, pl_module) -> None:
+            sync()
+            self.seconds.append(time.perf_counter() - self.t0)
 
-            def on_train_epoch_end(self, trainer, pl_module) -> None:
-                sync()
-                self.seconds.append(time.perf_counter() - self.t0)
-
-        return _Timer()
+    return EpochTimer()
 
 
 def attention_kernels(cudnn: bool) -> None:
@@ -289,7 +288,7 @@ def arm_train(run: Run, task: str, size: int, unpad: bool, cudnn: bool, peaks: d
     attention_kernels(cudnn)
     batches = [unpack(b, run.pad_id) for b in run.inputs["train"][f"{task}/{size}"]]
     module = run.module(task, unpad, compile_encoder)
-    timer = EpochTimer(run.sync)
+    timer = epoch_timer(run.sync)
     trainer = run.trainer(2 * len(batches), [timer], epochs=2)
     if run.device == "cuda":
         torch.cuda.reset_peak_memory_stats()
