@@ -309,17 +309,14 @@ def arm_train(run: Run, task: str, size: int, unpad: bool, cudnn: bool, peaks: d
 def arm_bare(run: Run, task: str, size: int, peaks: dict[str, float | None], unpad: bool = False) -> dict[str, Any]:
     """The same module, optimizer groups, schedule and clipping in a plain loop under bf16 autocast (xcal's GPU
     defaults: the padded forward, no cuDNN attention)."""
-    from transformers import get_linear_schedule_with_warmup
-
-    from xcal.models.module import NO_DECAY
-
     batches = [unpack(b, run.pad_id) for b in run.inputs["train"][f"{task}/{size}"]]
     module = run.module(task, unpad).to(run.device)
-    decay = [p for n, p in module.named_parameters() if p.requires_grad and not n.endswith(NO_DECAY)]
-    no_decay = [p for n, p in module.named_parameters() if p.requires_grad and n.endswith(NO_DECAY)]
-    optimizer = module.optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}], lr=module.lr)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(module.warmup_ratio * 2 * len(batches)),
-                                                2 * len(batches))
+    groups = module.optimizer_groups()
+    params = [param for group in groups for param in group["params"]]
+    optimizer = module.optimizer_factory(groups, lr=module.lr)
+    total = 2 * len(batches)
+    scheduler = module.scheduler_factory(optimizer, num_warmup_steps=int(module.warmup_ratio * total),
+                                         num_training_steps=total)
     t0 = 0.0
     for i, batch in enumerate(batches + batches):  # the first pass untimed, as in arm_train
         if i == len(batches):
@@ -329,7 +326,7 @@ def arm_bare(run: Run, task: str, size: int, peaks: dict[str, float | None], unp
         with torch.autocast(run.device, dtype=torch.bfloat16, enabled=run.device == "cuda"):
             loss, _ = module._loss(batch)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(decay + no_decay, 1.0)
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)

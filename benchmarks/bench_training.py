@@ -326,23 +326,18 @@ def arm_overhead_bare(params: dict[str, Any], out: Path) -> dict[str, Any]:
     optimiser groups, schedule and clipping in a plain loop: the floor for xcal's training machinery."""
     from torch.nn import functional as F
 
-    from xcal.models.module import NO_DECAY
-
     ctx = context(params, out)
     batches = materialised_batches(ctx)
     module = fresh_module(ctx)
     module.train()
     losses = []
     t0 = time.perf_counter()
-    decay, no_decay = [], []
-    for name, param in module.named_parameters():
-        if param.requires_grad:
-            (no_decay if name.endswith(NO_DECAY) else decay).append(param)
-    optimizer = module.optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}], lr=module.lr)
+    groups = module.optimizer_groups()
+    optimizer = module.optimizer_factory(groups, lr=module.lr)
     total = len(batches)
     scheduler = module.scheduler_factory(optimizer, num_warmup_steps=int(module.warmup_ratio * total),
                                          num_training_steps=total)
-    params_list = decay + no_decay
+    params_list = [param for group in groups for param in group["params"]]
     # Iterating a DataLoader draws its base seed from the global RNG; draw it here too, so dropout masks
     # (hence losses) match xcal's arm step for step: the check that both compute the same thing.
     torch.empty((), dtype=torch.int64).random_()

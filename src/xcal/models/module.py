@@ -192,13 +192,16 @@ class EncoderClassifier(pl.LightningModule):
         algorithm = GradClipAlgorithmType(gradient_clip_algorithm or GradClipAlgorithmType.NORM)
         Precision.clip_gradients(plugin, optimizer, gradient_clip_val or 0.0, algorithm)  # skips only that check
 
-    def configure_optimizers(self) -> Any:
+    def optimizer_groups(self) -> list[dict[str, Any]]:
+        """The trained parameters in two groups: weight decay on matrices, none on biases and layer norms."""
         decay, no_decay = [], []
         for name, param in self.named_parameters():
             if param.requires_grad:
                 (no_decay if name.endswith(NO_DECAY) else decay).append(param)
-        groups = [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
-        optimizer = self.optimizer_factory(groups, lr=self.lr)
+        return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.optimizer_groups(), lr=self.lr)
         if self.scheduler_factory is None:
             return optimizer
         total = int(self.trainer.estimated_stepping_batches)

@@ -105,8 +105,9 @@ def unpad_tokens(cfg: DictConfig, encoder: nn.Module) -> bool:
     if not wants_unpadded(cfg):
         return False
     reason = unpadded_unsupported(encoder)
-    if reason is not None:
-        log.warning("model.unpad_tokens=true, but %s: using the model's own (padded) forward", reason)
+    if reason is not None:  # names the configured value: true, or auto on the CPU
+        log.warning("model.unpad_tokens=%s, but %s: using the model's own (padded) forward",
+                    str(cfg.model.get("unpad_tokens", "auto")).lower(), reason)
     return reason is None
 
 
