@@ -54,10 +54,15 @@ INPUTS = HERE / "gpu_inputs" / "inputs.pt"
 RESULT = HERE / "results" / "gpu.json"
 TRAIN_BATCH_SIZES = (32, 128, 256)
 TRAIN_STEPS = 60  # batches exported per (data set, batch size); each arm trains them twice, timing the second
-# xcal's GPU defaults (padded forward, no cuDNN attention) at each size, then what each default is chosen over.
-TRAIN_ARMS = ("vitaminc:32:padded", "vitaminc:128:padded", "vitaminc:256:padded", "multiemo:32:padded",
-              "multiemo:256:padded", "vitaminc:32:real", "vitaminc:256:real", "vitaminc:32:padded:cudnn",
-              "vitaminc:32:real:cudnn", "vitaminc:256:padded:compile")
+# Real tokens (ragged attention) and the padded forward at each size, then cuDNN attention and torch.compile
+# against the same arm without them; 1024 = four consecutive exported 256-batches.
+TRAIN_ARMS = ("vitaminc:32:padded", "vitaminc:32:real", "vitaminc:128:padded", "vitaminc:128:real",
+              "vitaminc:256:padded", "vitaminc:256:real", "vitaminc:1024:padded", "vitaminc:1024:real",
+              "multiemo:32:padded", "multiemo:32:real", "multiemo:256:padded", "multiemo:256:real",
+              "vitaminc:32:padded:cudnn", "vitaminc:256:padded:compile")
+BARE_ARMS = ("vitaminc:32:padded", "vitaminc:256:padded", "vitaminc:256:real")
+# Device time by kernel family over warm bare-loop steps (torch.profiler).
+TRACE_ARMS = ("vitaminc:1024:padded", "vitaminc:1024:real", "eval:1024/65536:padded", "eval:1024/65536:real")
 EVAL_SIZE = 1000  # MultiEmo dev examples per language
 # Evaluation batch limits (examples, padded tokens): the target config's, and a budget sized for a GPU.
 GPU_EVAL_BUDGET = (1024, 65536)
@@ -140,6 +145,19 @@ def unpack(packed: dict[str, torch.Tensor], pad_id: int) -> dict[str, torch.Tens
     ids = torch.full(mask.shape, pad_id, dtype=torch.long)
     ids[mask] = packed["ids"].long()
     return {"input_ids": ids, "attention_mask": mask.long(), "labels": packed["labels"]}
+
+
+def train_batches(inputs: dict[str, Any], task: str, size: int, pad_id: int) -> list[dict[str, torch.Tensor]]:
+    """The exported training batches of ``size`` examples; a larger size is made of consecutive exported batches
+    of the largest size that divides it (length-grouped neighbours, so the merged batches stay length-grouped)."""
+    exported = sorted((int(key.split("/")[1]) for key in inputs["train"] if key.startswith(f"{task}/")), reverse=True)
+    base = next((b for b in exported if size % b == 0), None)
+    if base is None:
+        raise SystemExit(f"no exported {task} batch size divides {size}; exported: {sorted(exported)}")
+    packed, k = inputs["train"][f"{task}/{base}"], size // base
+    merged = [{key: torch.cat([b[key] for b in packed[i:i + k]]) for key in packed[i]}
+              for i in range(0, len(packed) - k + 1, k)]
+    return [unpack(b, pad_id) for b in merged]
 
 
 def stats(batches: list[dict[str, torch.Tensor]]) -> dict[str, float]:
@@ -286,7 +304,7 @@ def arm_train(run: Run, task: str, size: int, unpad: bool, cudnn: bool, peaks: d
     from torch.utils.data import DataLoader
 
     attention_kernels(cudnn)
-    batches = [unpack(b, run.pad_id) for b in run.inputs["train"][f"{task}/{size}"]]
+    batches = train_batches(run.inputs, task, int(size), run.pad_id)
     module = run.module(task, unpad, compile_encoder)
     timer = epoch_timer(run.sync)
     trainer = run.trainer(2 * len(batches), [timer], epochs=2)
@@ -306,22 +324,16 @@ def arm_train(run: Run, task: str, size: int, unpad: bool, cudnn: bool, peaks: d
             "max_memory_allocated_gb": torch.cuda.max_memory_allocated() / 1e9 if run.device == "cuda" else 0.0}
 
 
-def arm_bare(run: Run, task: str, size: int, peaks: dict[str, float | None], unpad: bool = False) -> dict[str, Any]:
-    """The same module, optimizer groups, schedule and clipping in a plain loop under bf16 autocast (xcal's GPU
-    defaults: the padded forward, no cuDNN attention)."""
-    batches = [unpack(b, run.pad_id) for b in run.inputs["train"][f"{task}/{size}"]]
-    module = run.module(task, unpad).to(run.device)
+def bare_step(run: Run, module, total_steps: int):
+    """One training step of a plain loop under bf16 autocast: the module's optimizer groups, schedule and
+    clipping, without Lightning."""
     groups = module.optimizer_groups()
     params = [param for group in groups for param in group["params"]]
     optimizer = module.optimizer_factory(groups, lr=module.lr)
-    total = 2 * len(batches)
-    scheduler = module.scheduler_factory(optimizer, num_warmup_steps=int(module.warmup_ratio * total),
-                                         num_training_steps=total)
-    t0 = 0.0
-    for i, batch in enumerate(batches + batches):  # the first pass untimed, as in arm_train
-        if i == len(batches):
-            run.sync()
-            t0 = time.perf_counter()
+    scheduler = module.scheduler_factory(optimizer, num_warmup_steps=int(module.warmup_ratio * total_steps),
+                                         num_training_steps=total_steps)
+
+    def step(batch: dict[str, torch.Tensor]) -> None:
         batch = {k: run.to_device(v) for k, v in batch.items()}
         with torch.autocast(run.device, dtype=torch.bfloat16, enabled=run.device == "cuda"):
             loss, _ = module._loss(batch)
@@ -330,6 +342,22 @@ def arm_bare(run: Run, task: str, size: int, peaks: dict[str, float | None], unp
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+
+    return step
+
+
+def arm_bare(run: Run, task: str, size: int, peaks: dict[str, float | None], unpad: bool = False) -> dict[str, Any]:
+    """The same module, optimizer groups, schedule and clipping in a plain loop under bf16 autocast (xcal's GPU
+    defaults: the padded forward, no cuDNN attention)."""
+    batches = train_batches(run.inputs, task, int(size), run.pad_id)
+    module = run.module(task, unpad).to(run.device)
+    step = bare_step(run, module, 2 * len(batches))
+    t0 = 0.0
+    for i, batch in enumerate(batches + batches):  # the first pass untimed, as in arm_train
+        if i == len(batches):
+            run.sync()
+            t0 = time.perf_counter()
+        step(batch)
     run.sync()
     seconds = time.perf_counter() - t0
     s = stats(batches)
@@ -339,6 +367,96 @@ def arm_bare(run: Run, task: str, size: int, peaks: dict[str, float | None], unp
             "timed_steps": len(batches), "seconds": seconds, "ms_per_step": 1e3 * seconds / len(batches), **s,
             "real_tokens_per_s": tokens_per_s,
             **run.mfu(tokens_per_s, flops, peaks)}
+
+
+def kernel_kind(name: str) -> str:
+    """A device kernel's family, from its name: attention, matrix products, the optimizer and clipping, or the
+    rest (elementwise, layer norms, reductions, copies)."""
+    lowered = name.lower()
+    if any(k in lowered for k in ("fmha", "flash", "attention")):
+        return "attention"
+    if any(k in lowered for k in ("gemm", "cutlass", "xmma", "nvjet", "cublas")):
+        return "matmul"
+    if any(k in lowered for k in ("adam", "multi_tensor", "lpnorm")):
+        return "optimizer+clip"
+    return "other"
+
+
+def forward_step(run: Run, module):
+    """One evaluation batch as Lightning's predict step runs it: inference mode, bf16 autocast, probabilities
+    back on the host."""
+
+    def step(batch: dict[str, torch.Tensor]) -> None:
+        batch = {k: run.to_device(v) for k, v in batch.items()}
+        with torch.inference_mode(), torch.autocast(run.device, dtype=torch.bfloat16, enabled=run.device == "cuda"):
+            module.predict_step(batch, 0)
+
+    return step
+
+
+def trace(run: Run, task: str, size: str, unpad: bool, compile_encoder: bool, steps: int = 5) -> dict[str, Any]:
+    """torch.profiler over ``steps`` warm steps of the bare loop: wall time against the device's busy time, by
+    kernel family, and the top kernels; says whether the host or the kernels set the pace."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    if task == "eval":  # the predict step on the evaluation batches of budget ``size`` (examples/tokens)
+        batches = [unpack(b, run.pad_id) for b in run.inputs["eval"][size]]
+        module = run.module("multiemo", unpad, compile_encoder).to(run.device).eval()
+        step = forward_step(run, module)
+    else:
+        batches = train_batches(run.inputs, task, int(size), run.pad_id)
+        module = run.module(task, unpad, compile_encoder).to(run.device)
+        step = bare_step(run, module, 2 * len(batches))
+    if compile_encoder:
+        from torch._dynamo.utils import counters
+
+        counters.clear()
+    for batch in batches:  # every shape once
+        step(batch)
+    run.sync()
+    t0 = time.perf_counter()
+    for batch in batches[:steps]:
+        step(batch)
+    run.sync()
+    wall = (time.perf_counter() - t0) / steps
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if run.device == "cuda" else [])
+    with profile(activities=activities) as prof:
+        for batch in batches[:steps]:
+            step(batch)
+        run.sync()
+    events = prof.key_averages()
+
+    def device_us(event) -> float:
+        return float(getattr(event, "self_device_time_total", 0) or getattr(event, "self_cuda_time_total", 0) or 0)
+
+    # Kernels only: an operator's own row repeats the device time of the kernels it launched.
+    kernels = [e for e in events if e.device_type == DeviceType.CUDA and device_us(e) > 0]
+    syncs = {e.key: e.count / steps for e in events
+             if e.key in ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "aten::item",
+                          "aten::_local_scalar_dense", "aten::nonzero")}
+    kinds: dict[str, float] = {}
+    for event in kernels:
+        kinds[kernel_kind(event.key)] = kinds.get(kernel_kind(event.key), 0.0) + device_us(event) / 1e3 / steps
+    top = sorted(kernels, key=device_us, reverse=True)[:25]
+    if compile_encoder:
+        result_breaks = {reason[:160]: n for reason, n in counters["graph_break"].items()}
+        print(f"   graph breaks: {result_breaks or 'none'}; frames compiled: {dict(counters['stats'])}", flush=True)
+    label = f"{task}:{size}:{'real' if unpad else 'padded'}{':compile' if compile_encoder else ''}"
+    result = {"arm": label, "wall_ms_per_step": 1e3 * wall, "device_busy_ms_per_step": sum(kinds.values()),
+              "device_ms_per_step_by_kind": kinds, "kernel_launches_per_step": sum(e.count for e in kernels) / steps,
+              "host_syncs_per_step": syncs,
+              "graph_breaks": result_breaks if compile_encoder else None,
+              "top_kernels": [{"name": e.key[:120], "ms_per_step": device_us(e) / 1e3 / steps,
+                               "calls_per_step": e.count / steps} for e in top]}
+    print(f"== trace {label}: wall {result['wall_ms_per_step']:.1f} ms/step, device busy "
+          f"{result['device_busy_ms_per_step']:.1f} ms/step, {result['kernel_launches_per_step']:.0f} kernels/step, "
+          + ", ".join(f"{k} {v:.1f}" for k, v in sorted(kinds.items(), key=lambda kv: -kv[1]))
+          + f"; syncs/step {syncs}", flush=True)
+    for row in result["top_kernels"]:
+        print(f"   {row['ms_per_step']:7.2f} ms  x{row['calls_per_step']:5.0f}  {row['name']}")
+    print(events.table(sort_by="self_cpu_time_total", row_limit=12), flush=True)
+    return result
 
 
 def arm_eval(run: Run, budget: str, unpad: bool, peaks: dict[str, float | None]) -> dict[str, Any]:
@@ -371,7 +489,7 @@ def profile(run: Run, task: str, size: int) -> None:
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader
 
-    batches = [unpack(b, run.pad_id) for b in run.inputs["train"][f"{task}/{size}"]]
+    batches = train_batches(run.inputs, task, int(size), run.pad_id)
     profiler = cProfile.Profile()
 
     class Profiled(pl.Callback):
@@ -411,6 +529,18 @@ def exactness(run: Run) -> dict[str, float]:
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
     del encoder
     return {"max_abs_diff": worst, "max_abs_value": scale}
+
+
+def arms(specs: str) -> list[tuple[str, str, bool, list[str]]]:
+    """``task:batch:real|padded[:cudnn][:compile],...`` → (task, batch, real tokens?, flags); for a trace the
+    task may be ``eval`` and the batch an evaluation budget (``examples/tokens``)."""
+    out = []
+    for spec in filter(None, specs.split(",")):
+        task, size, forward, *flags = spec.split(":")
+        if forward not in ("real", "padded") or not set(flags) <= {"cudnn", "compile"}:
+            raise SystemExit(f"bench_gpu: arm {spec!r} is not task:batch:real|padded[:cudnn][:compile]")
+        out.append((task, size, forward == "real", flags))
+    return out
 
 
 def run_gpu(args: argparse.Namespace) -> None:
@@ -457,9 +587,8 @@ def run_gpu(args: argparse.Namespace) -> None:
     result["exactness"] = exactness(run)
     print(f"exactness (fp32): {result['exactness']}", flush=True)
     result["train"] = []
-    for spec in args.arms.split(","):
-        task, size, forward, *rest = spec.split(":")
-        r = arm_train(run, task, int(size), forward == "real", "cudnn" in rest, peaks, "compile" in rest)
+    for task, size, unpad, flags in arms(args.arms):
+        r = arm_train(run, task, int(size), unpad, "cudnn" in flags, peaks, "compile" in flags)
         result["train"].append(r)
         save()
         print(f"train {task:8s} batch {int(size):3d} {r['forward']:11s} cuDNN SDPA {r['cudnn_attention']!s:5s} "
@@ -468,15 +597,15 @@ def run_gpu(args: argparse.Namespace) -> None:
               f"{r['real_tokens_per_s']:9,.0f} real tok/s, MFU {r.get('mfu_vs_datasheet', 0):.1%} "
               f"(vs measured {r['mfu_vs_measured']:.1%}), {r['max_memory_allocated_gb']:.1f} GB", flush=True)
     result["bare"] = []
-    for size in [int(s) for s in args.bare_sizes.split(",") if s]:
-        r = arm_bare(run, args.tasks.split(",")[0], size, peaks)
-        lightning = next((t for t in result["train"] if t["task"] == r["task"] and t["batch_size"] == size
+    for task, size, unpad, _ in arms(args.bare):
+        r = arm_bare(run, task, int(size), peaks, unpad)
+        lightning = next((t for t in result["train"] if t["task"] == r["task"] and t["batch_size"] == int(size)
                           and t["forward"] == r["forward"] and not t["cudnn_attention"] and not t["compiled"]), None)
         if lightning is None:
             continue
         r["xcal_over_bare"] = lightning["real_tokens_per_s"] / r["real_tokens_per_s"]
         result["bare"].append(r)
-        print(f"bare loop {r['task']} batch {size}: {r['real_tokens_per_s']:,.0f} real tok/s; "
+        print(f"bare loop {r['task']} batch {size} {r['forward']}: {r['real_tokens_per_s']:,.0f} real tok/s; "
               f"xcal/bare {r['xcal_over_bare']:.3f}", flush=True)
     save()
     result["eval"] = []
@@ -488,6 +617,10 @@ def run_gpu(args: argparse.Namespace) -> None:
             print(f"eval {budget:>10s} {r['forward']:11s}: {r['batches']} batches, {r['seconds']:.2f} s, "
                   f"{r['real_tokens_per_s']:,.0f} real tok/s, MFU {r.get('mfu_vs_datasheet', 0):.1%} "
                   f"(vs measured {r['mfu_vs_measured']:.1%})", flush=True)
+    result["trace"] = []
+    for task, size, unpad, flags in arms(args.trace):
+        result["trace"].append(trace(run, task, size, unpad, "compile" in flags))
+        save()
     print(f"wrote {out}")
 
 
@@ -498,9 +631,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--inputs", type=Path, default=INPUTS)
     parser.add_argument("--out", default=str(RESULT))
     parser.add_argument("--arms", default=",".join(TRAIN_ARMS), help="task:batch:real|padded[:cudnn][:compile],...")
-    parser.add_argument("--tasks", default="vitaminc", help="--profile and the bare-loop arms: the first task")
-    parser.add_argument("--batch-sizes", default="32", help="--profile: the first batch size")
-    parser.add_argument("--bare-sizes", default="32,256", help="batch sizes of the bare-loop overhead arms")
+    parser.add_argument("--bare", default=",".join(BARE_ARMS), help="the bare-loop overhead arms (same form)")
+    parser.add_argument("--trace", default=",".join(TRACE_ARMS),
+                        help="arms (same form; task eval: batch = examples/tokens) profiled with torch.profiler")
+    parser.add_argument("--tasks", default="vitaminc", help="--profile: the task")
+    parser.add_argument("--batch-sizes", default="32", help="--profile: the batch size")
     parser.add_argument("--warmup", type=int, default=10, help="--profile: untimed steps")
     parser.add_argument("--config", default="", help="JSON overrides of the XLM-R-base config (a smoke run)")
     parser.add_argument("--no-eval", dest="eval", action="store_false", help="skip the evaluation arms")

@@ -47,3 +47,19 @@ def test_all_without_a_gpu_skips_with_a_note(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "no CUDA GPU here, skipped" in proc.stdout
     assert not (tmp_path / "inputs.pt").exists()  # nothing exported for a run that cannot happen
+
+
+def test_larger_batches_are_merged_from_exported_neighbours(bench) -> None:
+    def packed(lengths: list[int], start: int) -> dict[str, torch.Tensor]:
+        return {"ids": torch.arange(start, start + sum(lengths), dtype=torch.int32),
+                "lengths": torch.tensor(lengths, dtype=torch.int16), "labels": torch.arange(len(lengths))}
+
+    inputs = {"train": {"t/2": [packed([3, 2], 10), packed([4, 4], 20), packed([5, 1], 30)]}}
+    assert len(bench.train_batches(inputs, "t", 2, pad_id=1)) == 3
+    merged = bench.train_batches(inputs, "t", 4, pad_id=1)  # the third batch has no partner and is left out
+    assert len(merged) == 1
+    assert merged[0]["input_ids"].shape == (4, 4)
+    assert merged[0]["attention_mask"].sum(1).tolist() == [3, 2, 4, 4]
+    assert merged[0]["input_ids"][3].tolist() == [24, 25, 26, 27]
+    with pytest.raises(SystemExit, match="no exported t batch size divides 3"):
+        bench.train_batches(inputs, "t", 3, pad_id=1)

@@ -46,15 +46,17 @@ def padded_hidden(encoder: torch.nn.Module, batch: dict[str, torch.Tensor]) -> t
     return encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
 
 
+@pytest.mark.parametrize("ragged", [False, True], ids=["padded-attention", "ragged-attention"])
 @pytest.mark.parametrize("model", ["e5", "tiny_xlmr"])
-def test_hidden_states_equal_the_padded_forward_at_every_real_token(model, batches, e5_model_dir, tiny_xlmr_dir):
+def test_hidden_states_equal_the_padded_forward_at_every_real_token(model, ragged, batches, e5_model_dir,
+                                                                      tiny_xlmr_dir):
     encoder = load_encoder(str(e5_model_dir if model == "e5" else tiny_xlmr_dir)).eval()
     assert unpadded_unsupported(encoder) is None
     with torch.no_grad():
         for batch in batches:
             real = batch["attention_mask"].bool()
             reference = padded_hidden(encoder, batch)
-            unpadded = unpadded_hidden_states(encoder, batch["input_ids"], batch["attention_mask"])
+            unpadded = unpadded_hidden_states(encoder, batch["input_ids"], batch["attention_mask"], ragged=ragged)
             assert unpadded.shape == reference.shape
             torch.testing.assert_close(unpadded[real], reference[real], rtol=1e-5, atol=1e-5)
             assert torch.count_nonzero(unpadded[~real]) == 0
@@ -156,3 +158,27 @@ def test_cudnn_attention_follows_the_model_config(tmp_path: Path, enabled: bool)
         assert torch.backends.cuda.cudnn_sdp_enabled() is enabled
     finally:
         torch.backends.cuda.enable_cudnn_sdp(before)
+
+
+def test_ragged_attention_gradients_equal_the_padded_forward(batches, e5_model_dir):
+    """The nested-tensor attention core (the GPU's) back-propagates what the padded forward does (eval mode:
+    dropout off); here on the CPU, where SDPA's nested path is its math kernel."""
+    encoder = load_encoder(str(e5_model_dir)).eval()
+    batch = batches[1]
+    real = batch["attention_mask"].bool()
+    weights = torch.randn(int(real.sum()), encoder.config.hidden_size, generator=torch.Generator().manual_seed(0))
+    grads = []
+    for forward in (lambda: padded_hidden(encoder, batch),
+                    lambda: unpadded_hidden_states(encoder, batch["input_ids"], batch["attention_mask"], ragged=True)):
+        encoder.zero_grad(set_to_none=True)
+        (forward()[real] * weights).sum().backward()
+        grads.append({n: p.grad for n, p in encoder.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys() and len(grads[0]) > 100
+    overall = max(float(g.abs().max()) for g in grads[0].values())
+    for name in grads[0]:
+        # Summation order differs: a tolerance relative to the tensor's scale, with a floor relative to all the
+        # gradients for the key biases, whose gradient is 0 (softmax ignores a shift shared by all keys) but
+        # for rounding.
+        atol = max(2e-5 * float(grads[0][name].abs().max()), 1e-7 * overall)
+        torch.testing.assert_close(grads[1][name], grads[0][name], rtol=1e-3, atol=atol,
+                                   msg=lambda m, n=name: f"{n}: {m}")

@@ -4,9 +4,11 @@ A batch padded to its longest sentence spends the padding's share of every matmu
 output is thrown away (on the length-grouped MultiEmo batches about 20% in training and more in
 evaluation, where the sets are small and their lengths spread). Here the embeddings are computed as the
 model computes them, then the padding positions are dropped: the projections, the feed-forward and the
-layer norms run on the ``[N, H]`` real tokens (``N`` = the mask's sum), and only the attention core is
-scattered back to ``[B, T]`` so each sentence attends to its own tokens under the key mask. The result
-at real positions is the padded forward's, up to float summation order (tested); padding positions are 0.
+layer norms run on the ``[N, H]`` real tokens (``N`` = the mask's sum). The attention core sees each
+sentence's own tokens: on a GPU as a jagged nested tensor (SDPA's flash kernel with dropout, no padding at
+all), on the CPU scattered back to ``[B, T]`` under the key mask (nested tensors have only SDPA's unfused
+math kernel there). The result at real positions is the padded forward's, up to float summation order
+(tested); padding positions are 0.
 
 It uses the layers' own modules (query/key/value, self-output, intermediate, output), so weights, dropout
 and activations are the model's; only the order of calls is written here. Architectures whose layers do
@@ -48,37 +50,64 @@ def _pad(rows: torch.Tensor, index: torch.Tensor, batch: int, length: int) -> to
     return rows.new_zeros(batch * length, rows.shape[-1]).index_copy(0, index, rows).view(batch, length, -1)
 
 
-def _attention(layer: nn.Module, hidden: torch.Tensor, index: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
-    """Self-attention of one layer on real rows ``[N, H]``: projections on real rows, the attention core
-    on ``[B, heads, T, d]`` under the key mask, back to real rows."""
+class RealTokens:
+    """Where a batch's real tokens sit: ``index`` into the flattened ``[B * T]`` positions, the ``[B, 1, 1, T]``
+    key mask, and the ``[B + 1]`` sentence offsets into the ``[N]`` real rows (for ragged attention)."""
+
+    def __init__(self, attention_mask: torch.Tensor) -> None:
+        mask = attention_mask.bool()
+        self.batch, self.length = mask.shape
+        self.index = mask.reshape(-1).nonzero().squeeze(1)
+        self.key_mask = mask[:, None, None, :]
+        self.offsets = F.pad(mask.sum(1).cumsum(0), (1, 0))
+
+
+def _ragged(rows: torch.Tensor, tokens: RealTokens) -> torch.Tensor:
+    """``[N, heads, d]`` real rows as a ``[B, heads, j, d]`` jagged nested tensor (no padding)."""
+    # Bounds given, not computed: computing them reads the offsets back from the GPU (a sync per layer). Every
+    # sentence has at least one real token (its special tokens), and T is the longest.
+    nested = torch.nested.nested_tensor_from_jagged(rows, offsets=tokens.offsets, min_seqlen=1,
+                                                    max_seqlen=tokens.length)
+    return nested.transpose(1, 2)
+
+
+def _attention(layer: nn.Module, hidden: torch.Tensor, tokens: RealTokens, ragged: bool) -> torch.Tensor:
+    """Self-attention of one layer on real rows ``[N, H]``: projections on real rows; the attention core either
+    ragged (each sentence's rows as a nested tensor: SDPA's flash kernel with dropout, no padding at all) or
+    on ``[B, heads, T, d]`` under the key mask; back to real rows."""
     attention = layer.attention.self
-    batch, length = key_mask.shape[0], key_mask.shape[-1]
     heads, size = attention.num_attention_heads, attention.attention_head_size
     # The modules themselves, not their weights: adapters wrapped around them (LoRA...) still apply.
-    qkv = torch.cat([attention.query(hidden), attention.key(hidden), attention.value(hidden)], dim=-1)
-    q, k, v = _pad(qkv, index, batch, length).view(batch, length, 3, heads, size).permute(2, 0, 3, 1, 4)
+    projections = attention.query(hidden), attention.key(hidden), attention.value(hidden)
     scale = getattr(attention, "scaling", size**-0.5)
     dropout = attention.dropout.p if attention.training else 0.0
+    if ragged:
+        q, k, v = (_ragged(x.view(-1, heads, size), tokens) for x in projections)
+        context = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scale)
+        return context.transpose(1, 2).values().reshape(-1, heads * size)
+    batch, length = tokens.batch, tokens.length
+    qkv = torch.cat(projections, dim=-1)
+    q, k, v = _pad(qkv, tokens.index, batch, length).view(batch, length, 3, heads, size).permute(2, 0, 3, 1, 4)
     if dropout > 0 and q.device.type == "cpu":
         # SDPA falls back to this math on CPU anyway (its fused CPU kernel takes no dropout); written out,
         # the probabilities go through the layer's own dropout module (see xcal.models.dropout).
-        scores = torch.matmul(q, k.transpose(-1, -2) * scale).masked_fill(~key_mask, float("-inf"))
+        scores = torch.matmul(q, k.transpose(-1, -2) * scale).masked_fill(~tokens.key_mask, float("-inf"))
         context = torch.matmul(attention.dropout(scores.softmax(-1)), v)
     else:  # GPU: fused kernels with dropout; evaluation: no dropout
-        context = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask, dropout_p=dropout, scale=scale)
-    return context.transpose(1, 2).reshape(batch * length, heads * size).index_select(0, index)
+        context = F.scaled_dot_product_attention(q, k, v, attn_mask=tokens.key_mask, dropout_p=dropout, scale=scale)
+    return context.transpose(1, 2).reshape(batch * length, heads * size).index_select(0, tokens.index)
 
 
-def unpadded_hidden_states(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+def unpadded_hidden_states(encoder: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                           ragged: bool | None = None) -> torch.Tensor:
     """``last_hidden_state [B, T, H]`` of a BERT-family ``encoder`` (see :func:`unpadded_unsupported`),
-    computed on real tokens only; padding positions are 0."""
-    batch, length = input_ids.shape
-    mask = attention_mask.bool()
+    computed on real tokens only; padding positions are 0. ``ragged`` (default: on a GPU) computes attention
+    on nested tensors rather than on padded ``[B, T]`` blocks."""
+    tokens = RealTokens(attention_mask)
+    ragged = input_ids.is_cuda if ragged is None else ragged
     embedded = encoder.embeddings(input_ids=input_ids)
-    index = mask.reshape(-1).nonzero().squeeze(1)
-    hidden = embedded.reshape(batch * length, -1).index_select(0, index)
-    key_mask = mask[:, None, None, :]
+    hidden = embedded.reshape(tokens.batch * tokens.length, -1).index_select(0, tokens.index)
     for layer in encoder.encoder.layer:
-        attended = layer.attention.output(_attention(layer, hidden, index, key_mask), hidden)
+        attended = layer.attention.output(_attention(layer, hidden, tokens, ragged), hidden)
         hidden = layer.output(layer.intermediate(attended), attended)
-    return _pad(hidden, index, batch, length)
+    return _pad(hidden, tokens.index, tokens.batch, tokens.length)
