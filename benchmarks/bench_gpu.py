@@ -511,24 +511,43 @@ def profile(run: Run, task: str, size: int) -> None:
 
 
 def exactness(run: Run) -> dict[str, float]:
-    """Max |real-token − padded| hidden state at real positions, fp32 without TF32, on the eval batches."""
+    """The real-token forward against the padded one on the eval batches: max |difference| of the hidden states
+    at real positions in fp32 without TF32 (the memory-efficient varlen kernel on a GPU), the same under bf16
+    autocast (flash), and the cosine of the two forwards' parameter gradients under bf16 autocast."""
     from xcal.models.unpadded import unpadded_hidden_states
 
     saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
     encoder = copy.deepcopy(run.encoder).to(run.device).eval()
-    worst, scale = 0.0, 0.0
-    with torch.inference_mode():
-        for packed in next(iter(run.inputs["eval"].values()))[::8]:
-            batch = {k: v.to(run.device) for k, v in unpack(packed, run.pad_id).items()}
-            ref = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
-            got = unpadded_hidden_states(encoder, batch["input_ids"], batch["attention_mask"])
-            real = batch["attention_mask"].bool()
-            worst = max(worst, float((ref[real] - got[real]).abs().max()))
-            scale = max(scale, float(ref[real].abs().max()))
+    batches = [{k: v.to(run.device) for k, v in unpack(packed, run.pad_id).items()}
+               for packed in next(iter(run.inputs["eval"].values()))[::8]]
+    out: dict[str, float] = {}
+    for name, bf16 in (("fp32", False), ("bf16", True)):
+        worst, scale = 0.0, 0.0
+        with torch.inference_mode(), torch.autocast(run.device, dtype=torch.bfloat16, enabled=bf16):
+            for batch in batches:
+                ref = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+                got = unpadded_hidden_states(encoder, batch["input_ids"], batch["attention_mask"])
+                real = batch["attention_mask"].bool()
+                worst = max(worst, float((ref[real] - got[real]).abs().max()))
+                scale = max(scale, float(ref[real].abs().max()))
+        out[f"max_abs_diff_{name}"], out[f"max_abs_value_{name}"] = worst, scale
+    batch = batches[0]
+    real = batch["attention_mask"].bool()
+    grads = []
+    for unpad in (False, True):
+        encoder.zero_grad(set_to_none=True)
+        with torch.autocast(run.device, dtype=torch.bfloat16, enabled=True):
+            if unpad:
+                hidden = unpadded_hidden_states(encoder, batch["input_ids"], batch["attention_mask"])
+            else:
+                hidden = encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+        hidden[real].float().pow(2).mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in encoder.parameters() if p.grad is not None]))
+    out["bf16_gradient_cosine"] = float(torch.nn.functional.cosine_similarity(grads[0], grads[1], dim=0))
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
     del encoder
-    return {"max_abs_diff": worst, "max_abs_value": scale}
+    return out
 
 
 def arms(specs: str) -> list[tuple[str, str, bool, list[str]]]:
@@ -585,10 +604,15 @@ def run_gpu(args: argparse.Namespace) -> None:
         profile(run, args.tasks.split(",")[0], int(args.batch_sizes.split(",")[0]))
         return
     result["exactness"] = exactness(run)
-    print(f"exactness (fp32): {result['exactness']}", flush=True)
+    print(f"exactness: {result['exactness']}", flush=True)
     result["train"] = []
     for task, size, unpad, flags in arms(args.arms):
-        r = arm_train(run, task, int(size), unpad, "cudnn" in flags, peaks, "compile" in flags)
+        try:
+            r = arm_train(run, task, int(size), unpad, "cudnn" in flags, peaks, "compile" in flags)
+        except Exception as error:  # one failing arm must not lose the others' figures
+            result.setdefault("failed", []).append({"arm": f"{task}:{size}", "unpad": unpad, "error": repr(error)})
+            print(f"train {task} batch {size} unpad {unpad}: FAILED {error!r}", flush=True)
+            continue
         result["train"].append(r)
         save()
         print(f"train {task:8s} batch {int(size):3d} {r['forward']:11s} cuDNN SDPA {r['cudnn_attention']!s:5s} "

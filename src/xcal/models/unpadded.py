@@ -71,6 +71,26 @@ def _ragged(rows: torch.Tensor, tokens: RealTokens) -> torch.Tensor:
     return nested.transpose(1, 2)
 
 
+def _ragged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tokens: RealTokens, dropout: float,
+                      scale: float) -> torch.Tensor:
+    """Attention of ``[N, heads, d]`` real rows within each sentence (offsets ``tokens.offsets``), no padding.
+
+    On a GPU, the fused variable-length kernels are called directly (flash for bf16/fp16, memory-efficient
+    for fp32; both differentiable, with dropout): the nested-tensor route to the same kernels costs ~150 ms
+    of Python dispatch per training step. Elsewhere (CPU) the nested-tensor route, SDPA's math kernel."""
+    if q.is_cuda:
+        offsets, length = tokens.offsets.to(torch.int32), tokens.length
+        if q.dtype in (torch.float16, torch.bfloat16):
+            return torch.ops.aten._flash_attention_forward(q, k, v, offsets, offsets, length, length, dropout,
+                                                           False, False, scale=scale)[0]
+        grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
+        return torch.ops.aten._efficient_attention_forward(q[None], k[None], v[None], None, offsets, offsets, length,
+                                                           length, dropout, 0, grad, scale=scale)[0][0]
+    q, k, v = (_ragged(x, tokens) for x in (q, k, v))
+    context = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scale)
+    return context.transpose(1, 2).values()
+
+
 def _attention(layer: nn.Module, hidden: torch.Tensor, tokens: RealTokens, ragged: bool) -> torch.Tensor:
     """Self-attention of one layer on real rows ``[N, H]``: projections on real rows; the attention core either
     ragged (each sentence's rows as a nested tensor: SDPA's flash kernel with dropout, no padding at all) or
@@ -82,9 +102,8 @@ def _attention(layer: nn.Module, hidden: torch.Tensor, tokens: RealTokens, ragge
     scale = getattr(attention, "scaling", size**-0.5)
     dropout = attention.dropout.p if attention.training else 0.0
     if ragged:
-        q, k, v = (_ragged(x.view(-1, heads, size), tokens) for x in projections)
-        context = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=scale)
-        return context.transpose(1, 2).values().reshape(-1, heads * size)
+        q, k, v = (x.view(-1, heads, size) for x in projections)
+        return _ragged_attention(q, k, v, tokens, dropout, scale).reshape(-1, heads * size)
     batch, length = tokens.batch, tokens.length
     qkv = torch.cat(projections, dim=-1)
     q, k, v = _pad(qkv, tokens.index, batch, length).view(batch, length, 3, heads, size).permute(2, 0, 3, 1, 4)
