@@ -101,30 +101,58 @@ def cpu_header(training: dict | None) -> str:
             f"{roof.get('peak_gflops_best', max(peaks)):.1f}. Model FLOPs: {roof['formula']}.\n")
 
 
+def gpu_rows(run: dict, label: str = "") -> list[str]:
+    """One GPU run's training, bare-loop and evaluation arms as table rows (``label`` names a run other than the
+    main one)."""
+    suffix = f" ({label})" if label else ""
+    lines = []
+    for r in run.get("train", []):
+        flags = [f for f, on in (("cuDNN attention", r.get("cudnn_attention")), ("compiled", r.get("compiled"))) if on]
+        lines.append(f"| train {r['task']}, batch {r['batch_size']}, {r['forward']}"
+                     + (f", {', '.join(flags)}" if flags else "") + suffix
+                     + f" | {r['ms_per_step']:.1f} ({r['first_epoch_ms_per_step']:.1f}) | "
+                     f"{r['real_tokens_per_s']:,.0f} | {r['mfu_vs_datasheet']:.1%} |")
+    for r in run.get("bare", []):
+        lines.append(f"| bare loop {r['task']}, batch {r['batch_size']}, {r['forward']} (xcal/bare "
+                     f"{r['xcal_over_bare']:.3f}){suffix} | {r['ms_per_step']:.1f} | {r['real_tokens_per_s']:,.0f} | "
+                     f"{r['mfu_vs_datasheet']:.1%} |")
+    for r in run.get("eval", []):
+        lines.append(f"| evaluation, {r['forward']}, {r['budget_examples_tokens']} sentences/tokens per batch, "
+                     f"{r['batches']} batches{suffix} | {r['seconds']:.2f} s in all | {r['real_tokens_per_s']:,.0f} | "
+                     f"{r['mfu_vs_datasheet']:.1%} |")
+    return lines
+
+
+def trace_rows(run: dict, label: str = "") -> list[str]:
+    """Device time per step by kernel family (torch.profiler) against the wall time."""
+    lines, families = [], ("matmul", "attention", "other", "optimizer+clip")
+    for t in run.get("trace", []):
+        kinds = t["device_ms_per_step_by_kind"]
+        lines.append(f"| {t['arm']}{f' ({label})' if label else ''} | {t['wall_ms_per_step']:.1f} | "
+                     f"{t['device_busy_ms_per_step']:.1f} | "
+                     + " | ".join(f"{kinds.get(k, 0.0):.1f}" for k in families)
+                     + f" | {t['kernel_launches_per_step']:.0f} |")
+    return lines
+
+
 def gpu_table(gpu: dict | None) -> list[str]:
     if not gpu:
         return []
     peak = gpu["peak_tflops"]
+    others = gpu.get("other_runs", [])
     lines = [f"GPU: {gpu['device']}, torch {gpu['torch']} (CUDA {gpu['cuda']}), transformers {gpu['transformers']}, "
              f"Lightning {gpu['pytorch_lightning']}; bf16 8192³ matmul {peak['measured']:.0f} TFLOP/s measured, MFU "
              f"against the datasheet's {peak['datasheet']} (goal {gpu['goal_mfu']:.0%}). "
-             "Command: `benchmarks/bench_gpu.py`.", "",
-             "| arm | ms/step (first epoch) | real tokens/s | MFU |", "|---|---|---|---|"]
-    second = gpu.get("compile", {}).get("train", [])  # a later run on a fresh machine, with its own baseline
-    for r in list(gpu.get("train", [])) + second:
-        flags = [f for f, on in (("cuDNN attention", r.get("cudnn_attention")), ("compiled", r.get("compiled"))) if on]
-        lines.append(f"| train {r['task']}, batch {r['batch_size']}, {r['forward']}"
-                     + (f", {', '.join(flags)}" if flags else "") + (" (second run)" if r in second else "")
-                     + f" | {r['ms_per_step']:.1f} "
-                     f"({r['first_epoch_ms_per_step']:.1f}) | {r['real_tokens_per_s']:,.0f} | "
-                     f"{r['mfu_vs_datasheet']:.1%} |")
-    for r in gpu.get("bare", []):
-        lines.append(f"| bare loop {r['task']}, batch {r['batch_size']} (xcal/bare {r['xcal_over_bare']:.3f}) | "
-                     f"{r['ms_per_step']:.1f} | {r['real_tokens_per_s']:,.0f} | {r['mfu_vs_datasheet']:.1%} |")
-    for r in gpu.get("eval", []):
-        lines.append(f"| evaluation, {r['forward']}, {r['budget_examples_tokens']} sentences/tokens per batch, "
-                     f"{r['batches']} batches | {r['seconds']:.2f} s in all | {r['real_tokens_per_s']:,.0f} | "
-                     f"{r['mfu_vs_datasheet']:.1%} |")
+             f"Main run: {gpu.get('note', 'benchmarks/bench_gpu.py')}."]
+    lines += [f"Run {i}: {run['note']}." for i, run in enumerate(others, 2)]
+    lines += ["", "| arm | ms/step (first epoch) | real tokens/s | MFU |", "|---|---|---|---|", *gpu_rows(gpu)]
+    for i, run in enumerate(others, 2):
+        lines += gpu_rows(run, f"run {i}")
+    traces = trace_rows(gpu) + [row for i, run in enumerate(others, 2) for row in trace_rows(run, f"run {i}")]
+    if traces:
+        lines += ["", "Where a warm step's device time goes (torch.profiler over 5 bare-loop steps; ms per step):", "",
+                  "| arm | wall | device busy | matmul | attention | other (elementwise, norms, copies) | "
+                  "optimizer + clipping | kernels |", "|---|---|---|---|---|---|---|---|", *traces]
     return lines
 
 

@@ -55,7 +55,7 @@ def test_experiment_embedded_sweep_sets_the_grid() -> None:
         (["target.eval_splits=[validation]"], "target.eval_splits has 'validation'"),
         (["calibration.n_bins=0"], "calibration.n_bins=0 must be an integer >= 1"),
         (["model.pooling=max"], "model.pooling='max'; allowed: cls, mean"),
-        (["model.unpad_tokens=sometimes"], "model.unpad_tokens='sometimes'; allowed: auto (CPU only), true, false"),
+        (["model.unpad_tokens=sometimes"], "model.unpad_tokens='sometimes'; allowed: true, false"),
         (["target.train_size=0"], "target.train_size=0 must be a positive integer or null"),
         (["intermediate=none", "intermediate.size=10"], "intermediate=none"),
         (["target.lr=-1"], "target.lr=-1 must be a positive number"),

@@ -119,29 +119,20 @@ def test_unsupported_architectures_are_named_and_fall_back(caplog):
     assert unpad_tokens(OmegaConf.create({"model": {"unpad_tokens": False}}), decoder) is False
 
 
-def test_auto_computes_real_tokens_on_the_cpu_only(monkeypatch) -> None:
-    """``unpad_tokens: auto`` (the default): real tokens on the CPU, the model's padded forward on a CUDA GPU,
-    where it measured faster; the stage-1 cache key holds the resolved choice (the dropout masks differ)."""
-    from xcal.pipeline.encoder_cache import stage1_identity
-    from xcal.pipeline.stages import wants_unpadded
-
-    def cfg(accelerator: str, value: object = "auto"):
-        return OmegaConf.create({"trainer": {"accelerator": accelerator}, "model": {"unpad_tokens": value}})
-
-    assert wants_unpadded(cfg("cpu")) is True
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert wants_unpadded(cfg("gpu")) is False and wants_unpadded(cfg("auto")) is False
-    assert wants_unpadded(cfg("cpu")) is True
-    assert wants_unpadded(cfg("gpu", True)) is True and wants_unpadded(cfg("cpu", False)) is False
-
+def test_real_tokens_on_every_device_and_in_the_cache_key(monkeypatch) -> None:
+    """``unpad_tokens: true`` (the default) holds on the CPU and on a GPU alike; the stage-1 cache key holds the
+    setting (the dropout masks differ between the two forwards)."""
     from hydra import compose, initialize_config_dir
 
     from xcal.pipeline.app import CONFIG_DIR
+    from xcal.pipeline.encoder_cache import stage1_identity
 
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        on_cpu, on_gpu = (compose("config", overrides=[f"trainer={t}"]) for t in ("cpu", "gpu"))
-    assert stage1_identity(on_cpu)["model"]["unpad_tokens"] is True
-    assert stage1_identity(on_gpu)["model"]["unpad_tokens"] is False
+        configs = [compose("config", overrides=overrides) for overrides in
+                   (["trainer=cpu"], ["trainer=gpu"], ["trainer=gpu", "model=xlmr_base"],
+                    ["trainer=gpu", "model.unpad_tokens=false"])]
+    assert [stage1_identity(cfg)["model"]["unpad_tokens"] for cfg in configs] == [True, True, True, False]
 
 
 @pytest.mark.parametrize("enabled", [False, True])

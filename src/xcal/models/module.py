@@ -95,8 +95,9 @@ class EncoderClassifier(pl.LightningModule):
         self.unpad_tokens = unpad_tokens
         # A mean of 0/1 correctness works for every head, including span where the class count (the
         # sequence length) changes from batch to batch.
-        self.train_acc = MeanMetric()
-        self.val_acc = MeanMetric()
+        # No NaN check: the values are 0/1 hits, and the check's two ``.any()`` read the GPU back every step.
+        self.train_acc = MeanMetric(nan_strategy="disable")
+        self.val_acc = MeanMetric(nan_strategy="disable")
         # from_pretrained returns the encoder in eval mode and Lightning (>= 2.2) keeps each module's
         # mode as it finds it, so without this, dropout would be silently off during training.
         self.train()

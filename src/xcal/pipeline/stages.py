@@ -94,10 +94,9 @@ def pin_memory(cfg: DictConfig) -> bool:
 
 
 def wants_unpadded(cfg: DictConfig) -> bool:
-    """``model.unpad_tokens`` resolved: ``auto`` is on for the CPU and off on a CUDA GPU, where the model's
-    padded forward of length-grouped batches measured faster (benchmarks/results/gpu.json)."""
-    value = cfg.model.get("unpad_tokens", "auto")
-    return not on_cuda(cfg) if value == "auto" else bool(value)
+    """``model.unpad_tokens`` (default true): the encoder computes real tokens only, on the CPU and on GPUs,
+    where the fused variable-length attention made it the faster forward too (benchmarks/results/gpu.json)."""
+    return bool(cfg.model.get("unpad_tokens", True))
 
 
 def unpad_tokens(cfg: DictConfig, encoder: nn.Module) -> bool:
@@ -105,9 +104,8 @@ def unpad_tokens(cfg: DictConfig, encoder: nn.Module) -> bool:
     if not wants_unpadded(cfg):
         return False
     reason = unpadded_unsupported(encoder)
-    if reason is not None:  # names the configured value: true, or auto on the CPU
-        log.warning("model.unpad_tokens=%s, but %s: using the model's own (padded) forward",
-                    str(cfg.model.get("unpad_tokens", "auto")).lower(), reason)
+    if reason is not None:
+        log.warning("model.unpad_tokens=true, but %s: using the model's own (padded) forward", reason)
     return reason is None
 
 

@@ -94,8 +94,8 @@ def config_problems(cfg: DictConfig) -> list[str]:
 
     if cfg.model.pooling not in ("cls", "mean"):
         problems.append(f"model.pooling={cfg.model.pooling!r}; allowed: cls, mean")
-    if cfg.model.get("unpad_tokens", "auto") not in (True, False, "auto"):
-        problems.append(f"model.unpad_tokens={cfg.model.unpad_tokens!r}; allowed: auto (CPU only), true, false")
+    if cfg.model.get("unpad_tokens", True) not in (True, False):
+        problems.append(f"model.unpad_tokens={cfg.model.unpad_tokens!r}; allowed: true, false")
     if not _is_int(cfg.calibration.n_bins) or cfg.calibration.n_bins < 1:
         problems.append(f"calibration.n_bins={cfg.calibration.n_bins!r} must be an integer >= 1")
     if not 0 <= float(cfg.calibration.label_smoothing) < 1:
