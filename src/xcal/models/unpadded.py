@@ -5,10 +5,10 @@ output is thrown away (on the length-grouped MultiEmo batches about 20% in train
 evaluation, where the sets are small and their lengths spread). Here the embeddings are computed as the
 model computes them, then the padding positions are dropped: the projections, the feed-forward and the
 layer norms run on the ``[N, H]`` real tokens (``N`` = the mask's sum). The attention core sees each
-sentence's own tokens: on a GPU as a jagged nested tensor (SDPA's flash kernel with dropout, no padding at
-all), on the CPU scattered back to ``[B, T]`` under the key mask (nested tensors have only SDPA's unfused
-math kernel there). The result at real positions is the padded forward's, up to float summation order
-(tested); padding positions are 0.
+sentence's own tokens: on a GPU through the fused variable-length attention kernels (flash, with dropout; no
+padding at all), on the CPU scattered back to ``[B, T]`` under the key mask (the variable-length kernels are
+GPU-only; nested tensors have only SDPA's unfused math kernel there). The result at real positions is the
+padded forward's, up to float summation order (tested); padding positions are 0.
 
 It uses the layers' own modules (query/key/value, self-output, intermediate, output), so weights, dropout
 and activations are the model's; only the order of calls is written here. Architectures whose layers do
@@ -64,23 +64,30 @@ class RealTokens:
 
 def _ragged(rows: torch.Tensor, tokens: RealTokens) -> torch.Tensor:
     """``[N, heads, d]`` real rows as a ``[B, heads, j, d]`` jagged nested tensor (no padding)."""
-    # Bounds given, not computed: computing them reads the offsets back from the GPU (a sync per layer). Every
-    # sentence has at least one real token (its special tokens), and T is the longest.
+    # Bounds given, not computed from the offsets: every sentence has at least one real token (its special
+    # tokens), and T is the longest.
     nested = torch.nested.nested_tensor_from_jagged(rows, offsets=tokens.offsets, min_seqlen=1,
                                                     max_seqlen=tokens.length)
     return nested.transpose(1, 2)
+
+
+def _flash_usable(q: torch.Tensor) -> bool:
+    """Flash attention's kernels: fp16/bf16 on an Ampere or newer GPU, unless SDPA's flash backend is off."""
+    return (q.dtype in (torch.float16, torch.bfloat16) and torch.backends.cuda.flash_sdp_enabled()
+            and torch.cuda.get_device_capability(q.device) >= (8, 0))
 
 
 def _ragged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tokens: RealTokens, dropout: float,
                       scale: float) -> torch.Tensor:
     """Attention of ``[N, heads, d]`` real rows within each sentence (offsets ``tokens.offsets``), no padding.
 
-    On a GPU, the fused variable-length kernels are called directly (flash for bf16/fp16, memory-efficient
-    for fp32; both differentiable, with dropout): the nested-tensor route to the same kernels costs ~150 ms
-    of Python dispatch per training step. Elsewhere (CPU) the nested-tensor route, SDPA's math kernel."""
+    On a GPU, the fused variable-length kernels are called directly (flash for bf16/fp16 from Ampere on,
+    memory-efficient otherwise; both differentiable, with dropout): the nested-tensor route to the same
+    kernels cost ~150 ms of Python dispatch per training step on an H200. Elsewhere (CPU), the nested-tensor
+    route: SDPA's math kernel."""
     if q.is_cuda:
         offsets, length = tokens.offsets.to(torch.int32), tokens.length
-        if q.dtype in (torch.float16, torch.bfloat16):
+        if _flash_usable(q):
             return torch.ops.aten._flash_attention_forward(q, k, v, offsets, offsets, length, length, dropout,
                                                            False, False, scale=scale)[0]
         grad = torch.is_grad_enabled() and (q.requires_grad or k.requires_grad or v.requires_grad)
@@ -93,8 +100,8 @@ def _ragged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tokens:
 
 def _attention(layer: nn.Module, hidden: torch.Tensor, tokens: RealTokens, ragged: bool) -> torch.Tensor:
     """Self-attention of one layer on real rows ``[N, H]``: projections on real rows; the attention core either
-    ragged (each sentence's rows as a nested tensor: SDPA's flash kernel with dropout, no padding at all) or
-    on ``[B, heads, T, d]`` under the key mask; back to real rows."""
+    ragged (:func:`_ragged_attention`, no padding at all) or on ``[B, heads, T, d]`` under the key mask; back to
+    real rows."""
     attention = layer.attention.self
     heads, size = attention.num_attention_heads, attention.attention_head_size
     # The modules themselves, not their weights: adapters wrapped around them (LoRA...) still apply.
