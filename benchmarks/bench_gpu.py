@@ -347,8 +347,8 @@ def bare_step(run: Run, module, total_steps: int):
 
 
 def arm_bare(run: Run, task: str, size: int, peaks: dict[str, float | None], unpad: bool = False) -> dict[str, Any]:
-    """The same module, optimizer groups, schedule and clipping in a plain loop under bf16 autocast (xcal's GPU
-    defaults: the padded forward, no cuDNN attention)."""
+    """The same module (real-token or padded forward), optimizer groups, schedule and clipping in a plain loop
+    under bf16 autocast, no cuDNN attention."""
     batches = train_batches(run.inputs, task, int(size), run.pad_id)
     module = run.module(task, unpad).to(run.device)
     step = bare_step(run, module, 2 * len(batches))
@@ -383,8 +383,8 @@ def kernel_kind(name: str) -> str:
 
 
 def forward_step(run: Run, module):
-    """One evaluation batch as Lightning's predict step runs it: inference mode, bf16 autocast, probabilities
-    back on the host."""
+    """One evaluation batch as Lightning's predict step runs it: inference mode, bf16 autocast (the outputs
+    stay on the device, as the predict loop leaves them)."""
 
     def step(batch: dict[str, torch.Tensor]) -> None:
         batch = {k: run.to_device(v) for k, v in batch.items()}
@@ -439,14 +439,15 @@ def trace(run: Run, task: str, size: str, unpad: bool, compile_encoder: bool, st
     for event in kernels:
         kinds[kernel_kind(event.key)] = kinds.get(kernel_kind(event.key), 0.0) + device_us(event) / 1e3 / steps
     top = sorted(kernels, key=device_us, reverse=True)[:25]
+    breaks = None
     if compile_encoder:
-        result_breaks = {reason[:160]: n for reason, n in counters["graph_break"].items()}
-        print(f"   graph breaks: {result_breaks or 'none'}; frames compiled: {dict(counters['stats'])}", flush=True)
+        breaks = {reason[:160]: n for reason, n in counters["graph_break"].items()}
+        print(f"   graph breaks: {breaks or 'none'}; frames compiled: {dict(counters['stats'])}", flush=True)
     label = f"{task}:{size}:{'real' if unpad else 'padded'}{':compile' if compile_encoder else ''}"
     result = {"arm": label, "wall_ms_per_step": 1e3 * wall, "device_busy_ms_per_step": sum(kinds.values()),
               "device_ms_per_step_by_kind": kinds, "kernel_launches_per_step": sum(e.count for e in kernels) / steps,
               "host_syncs_per_step": syncs,
-              "graph_breaks": result_breaks if compile_encoder else None,
+              "graph_breaks": breaks,
               "top_kernels": [{"name": e.key[:120], "ms_per_step": device_us(e) / 1e3 / steps,
                                "calls_per_step": e.count / steps} for e in top]}
     print(f"== trace {label}: wall {result['wall_ms_per_step']:.1f} ms/step, device busy "

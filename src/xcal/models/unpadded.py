@@ -59,14 +59,14 @@ class RealTokens:
         self.batch, self.length = mask.shape
         self.index = mask.reshape(-1).nonzero().squeeze(1)
         self.key_mask = mask[:, None, None, :]
-        self.offsets = F.pad(mask.sum(1).cumsum(0), (1, 0))
+        self.offsets = F.pad(mask.sum(1, dtype=torch.int32).cumsum(0, dtype=torch.int32), (1, 0))  # as flash takes
 
 
 def _ragged(rows: torch.Tensor, tokens: RealTokens) -> torch.Tensor:
     """``[N, heads, d]`` real rows as a ``[B, heads, j, d]`` jagged nested tensor (no padding)."""
     # Bounds given, not computed from the offsets: every sentence has at least one real token (its special
     # tokens), and T is the longest.
-    nested = torch.nested.nested_tensor_from_jagged(rows, offsets=tokens.offsets, min_seqlen=1,
+    nested = torch.nested.nested_tensor_from_jagged(rows, offsets=tokens.offsets.long(), min_seqlen=1,
                                                     max_seqlen=tokens.length)
     return nested.transpose(1, 2)
 
@@ -86,7 +86,7 @@ def _ragged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tokens:
     kernels cost ~150 ms of Python dispatch per training step on an H200. Elsewhere (CPU), the nested-tensor
     route: SDPA's math kernel."""
     if q.is_cuda:
-        offsets, length = tokens.offsets.to(torch.int32), tokens.length
+        offsets, length = tokens.offsets, tokens.length
         if _flash_usable(q):
             return torch.ops.aten._flash_attention_forward(q, k, v, offsets, offsets, length, length, dropout,
                                                            False, False, scale=scale)[0]
