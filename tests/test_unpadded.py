@@ -152,8 +152,8 @@ def test_cudnn_attention_follows_the_model_config(tmp_path: Path, enabled: bool)
 
 
 def test_ragged_attention_gradients_equal_the_padded_forward(batches, e5_model_dir):
-    """The nested-tensor attention core (the GPU's) back-propagates what the padded forward does (eval mode:
-    dropout off); here on the CPU, where SDPA's nested path is its math kernel."""
+    """The ragged attention core back-propagates what the padded forward does (eval mode: dropout off); on the
+    CPU it runs as nested tensors through SDPA's math kernel (GPUs call the fused varlen kernels instead)."""
     encoder = load_encoder(str(e5_model_dir)).eval()
     batch = batches[1]
     real = batch["attention_mask"].bool()
