@@ -47,18 +47,20 @@ def unpadded_unsupported(encoder: nn.Module) -> str | None:
 
 def _pad(rows: torch.Tensor, index: torch.Tensor, batch: int, length: int) -> torch.Tensor:
     """``[N, D]`` real rows → ``[B, T, D]`` with zeros at padding positions."""
-    return rows.new_zeros(batch * length, rows.shape[-1]).index_copy(0, index, rows).view(batch, length, -1)
+    # In place into fresh zeros: the out-of-place index_copy would clone the zeros first (one more pass).
+    return rows.new_zeros(batch * length, rows.shape[-1]).index_copy_(0, index, rows).view(batch, length, -1)
 
 
 class RealTokens:
     """Where a batch's real tokens sit: ``index`` into the flattened ``[B * T]`` positions, the ``[B, 1, 1, T]``
-    key mask, and the ``[B + 1]`` sentence offsets into the ``[N]`` real rows (for ragged attention)."""
+    key mask (and its complement), and the ``[B + 1]`` sentence offsets into the ``[N]`` real rows (for ragged attention)."""
 
     def __init__(self, attention_mask: torch.Tensor) -> None:
         mask = attention_mask.bool()
         self.batch, self.length = mask.shape
         self.index = mask.reshape(-1).nonzero().squeeze(1)
         self.key_mask = mask[:, None, None, :]
+        self.padding_keys = ~self.key_mask
         self.offsets = F.pad(mask.sum(1, dtype=torch.int32).cumsum(0, dtype=torch.int32), (1, 0))  # as flash takes
 
 
@@ -98,28 +100,43 @@ def _ragged_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, tokens:
     return context.transpose(1, 2).values()
 
 
+def _projections(attention: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """Query, key and value of ``[N, H]`` rows side by side, ``[N, 3H]``: one matrix product over the three
+    weights stacked when the projections are plain ``nn.Linear`` (the same sums, and no concatenation of
+    outputs afterwards); otherwise each module is called, so adapters wrapped around them (LoRA...) apply."""
+    modules = attention.query, attention.key, attention.value
+    if all(type(m) is nn.Linear for m in modules) and len({m.bias is None for m in modules}) == 1:
+        bias = None if modules[0].bias is None else torch.cat([m.bias for m in modules])
+        return F.linear(hidden, torch.cat([m.weight for m in modules]), bias)
+    return torch.cat([m(hidden) for m in modules], dim=-1)
+
+
+# Padded length x head size up to which the written-out attention beats SDPA's fused CPU kernel in evaluation
+# (torch 2.13, 2 threads: 1.9x at T=26 and 1.7x at T=46 with 32-dim heads, 1.1x at T=92; from T=64 with 64-dim
+# heads and T=256 with 32-dim heads the fused kernel wins, by up to 3.8x at T=512).
+WRITTEN_OUT_ATTENTION_MAX = 3072
+
+
 def _attention(layer: nn.Module, hidden: torch.Tensor, tokens: RealTokens, ragged: bool) -> torch.Tensor:
     """Self-attention of one layer on real rows ``[N, H]``: projections on real rows; the attention core either
     ragged (:func:`_ragged_attention`, no padding at all) or on ``[B, heads, T, d]`` under the key mask; back to
     real rows."""
     attention = layer.attention.self
     heads, size = attention.num_attention_heads, attention.attention_head_size
-    # The modules themselves, not their weights: adapters wrapped around them (LoRA...) still apply.
-    projections = attention.query(hidden), attention.key(hidden), attention.value(hidden)
     scale = getattr(attention, "scaling", size**-0.5)
     dropout = attention.dropout.p if attention.training else 0.0
-    if ragged:
-        q, k, v = (x.view(-1, heads, size) for x in projections)
+    if ragged:  # contiguous [N, heads, d] rows, as measured on GPUs (stacked projections are not, there)
+        q, k, v = (m(hidden).view(-1, heads, size) for m in (attention.query, attention.key, attention.value))
         return _ragged_attention(q, k, v, tokens, dropout, scale).reshape(-1, heads * size)
     batch, length = tokens.batch, tokens.length
-    qkv = torch.cat(projections, dim=-1)
-    q, k, v = _pad(qkv, tokens.index, batch, length).view(batch, length, 3, heads, size).permute(2, 0, 3, 1, 4)
-    if dropout > 0 and q.device.type == "cpu":
-        # SDPA falls back to this math on CPU anyway (its fused CPU kernel takes no dropout); written out,
-        # the probabilities go through the layer's own dropout module (see xcal.models.dropout).
-        scores = torch.matmul(q, k.transpose(-1, -2) * scale).masked_fill(~tokens.key_mask, float("-inf"))
-        context = torch.matmul(attention.dropout(scores.softmax(-1)), v)
-    else:  # GPU: fused kernels with dropout; evaluation: no dropout
+    q, k, v = _pad(_projections(attention, hidden), tokens.index, batch, length).view(batch, length, 3, heads, size).permute(2, 0, 3, 1, 4)
+    if q.device.type == "cpu" and (dropout > 0 or length * size <= WRITTEN_OUT_ATTENTION_MAX):
+        # With dropout SDPA falls back to this math on CPU anyway (its fused CPU kernel takes none); written
+        # out, the probabilities go through the layer's own dropout module (see xcal.models.dropout).
+        scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale).masked_fill_(tokens.padding_keys, float("-inf"))
+        probs = scores.softmax(-1)
+        context = torch.matmul(attention.dropout(probs) if dropout > 0 else probs, v)
+    else:  # GPU: fused kernels with dropout; CPU evaluation of long sentences: the fused kernel
         context = F.scaled_dot_product_attention(q, k, v, attn_mask=tokens.key_mask, dropout_p=dropout, scale=scale)
     return context.transpose(1, 2).reshape(batch * length, heads * size).index_select(0, tokens.index)
 
