@@ -53,14 +53,16 @@ def _pad(rows: torch.Tensor, index: torch.Tensor, batch: int, length: int) -> to
 
 class RealTokens:
     """Where a batch's real tokens sit: ``index`` into the flattened ``[B * T]`` positions, the ``[B, 1, 1, T]``
-    key mask (and its complement), and the ``[B + 1]`` sentence offsets into the ``[N]`` real rows (for ragged attention)."""
+    key mask (also as an additive bias), and the ``[B + 1]`` sentence offsets into the ``[N]`` real rows (for
+    ragged attention)."""
 
     def __init__(self, attention_mask: torch.Tensor) -> None:
         mask = attention_mask.bool()
         self.batch, self.length = mask.shape
         self.index = mask.reshape(-1).nonzero().squeeze(1)
         self.key_mask = mask[:, None, None, :]
-        self.padding_keys = ~self.key_mask
+        # The same as scores added: 0 at real keys, -inf at padding (an add is cheaper than a masked fill).
+        self.key_bias = torch.zeros(self.key_mask.shape, device=mask.device).masked_fill_(~self.key_mask, float("-inf"))
         self.offsets = F.pad(mask.sum(1, dtype=torch.int32).cumsum(0, dtype=torch.int32), (1, 0))  # as flash takes
 
 
@@ -129,11 +131,12 @@ def _attention(layer: nn.Module, hidden: torch.Tensor, tokens: RealTokens, ragge
         q, k, v = (m(hidden).view(-1, heads, size) for m in (attention.query, attention.key, attention.value))
         return _ragged_attention(q, k, v, tokens, dropout, scale).reshape(-1, heads * size)
     batch, length = tokens.batch, tokens.length
-    q, k, v = _pad(_projections(attention, hidden), tokens.index, batch, length).view(batch, length, 3, heads, size).permute(2, 0, 3, 1, 4)
+    padded = _pad(_projections(attention, hidden), tokens.index, batch, length)
+    q, k, v = padded.view(batch, length, 3, heads, size).permute(2, 0, 3, 1, 4)
     if q.device.type == "cpu" and (dropout > 0 or length * size <= WRITTEN_OUT_ATTENTION_MAX):
         # With dropout SDPA falls back to this math on CPU anyway (its fused CPU kernel takes none); written
         # out, the probabilities go through the layer's own dropout module (see xcal.models.dropout).
-        scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale).masked_fill_(tokens.padding_keys, float("-inf"))
+        scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale).add_(tokens.key_bias)
         probs = scores.softmax(-1)
         context = torch.matmul(attention.dropout(probs) if dropout > 0 else probs, v)
     else:  # GPU: fused kernels with dropout; CPU evaluation of long sentences: the fused kernel
