@@ -14,6 +14,7 @@ from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertMode
 
 from xcal.data.datamodule import TaskDataModule
 from xcal.data.tasks import TASKS
+from xcal.models import unpadded as unpadded_module
 from xcal.models.encoder import load_encoder, load_tokenizer
 from xcal.models.heads import build_head
 from xcal.models.module import EncoderClassifier
@@ -46,10 +47,13 @@ def padded_hidden(encoder: torch.nn.Module, batch: dict[str, torch.Tensor]) -> t
     return encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
 
 
-@pytest.mark.parametrize("ragged", [False, True], ids=["padded-attention", "ragged-attention"])
+@pytest.mark.parametrize("core", ["written-out", "sdpa", "ragged"])
 @pytest.mark.parametrize("model", ["e5", "tiny_xlmr"])
-def test_hidden_states_equal_the_padded_forward_at_every_real_token(model, ragged, batches, e5_model_dir,
-                                                                      tiny_xlmr_dir):
+def test_hidden_states_equal_the_padded_forward_at_every_real_token(model, core, batches, e5_model_dir,
+                                                                      tiny_xlmr_dir, monkeypatch):
+    """Every attention core: written out (short sentences on CPU), SDPA's fused kernel (long ones), ragged."""
+    monkeypatch.setattr(unpadded_module, "WRITTEN_OUT_ATTENTION_MAX", 0 if core == "sdpa" else 1 << 30)
+    ragged = core == "ragged"
     encoder = load_encoder(str(e5_model_dir if model == "e5" else tiny_xlmr_dir)).eval()
     assert unpadded_unsupported(encoder) is None
     with torch.no_grad():
@@ -60,6 +64,34 @@ def test_hidden_states_equal_the_padded_forward_at_every_real_token(model, ragge
             assert unpadded.shape == reference.shape
             torch.testing.assert_close(unpadded[real], reference[real], rtol=1e-5, atol=1e-5)
             assert torch.count_nonzero(unpadded[~real]) == 0
+
+
+class Shifted(torch.nn.Module):
+    """An adapter-like wrapper around a projection (as LoRA wraps one): not a plain ``nn.Linear``."""
+
+    def __init__(self, linear: torch.nn.Linear) -> None:
+        super().__init__()
+        self.linear = linear
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x) + 0.5
+
+
+def test_wrapped_projections_are_called_not_stacked(batches, e5_model_dir):
+    """Stacking q/k/v weights into one product is only for plain ``nn.Linear``; a wrapped projection's own
+    forward runs, as in the model's padded forward."""
+    encoder = load_encoder(str(e5_model_dir)).eval()
+    for layer in encoder.encoder.layer[:2]:
+        layer.attention.self.value = Shifted(layer.attention.self.value)
+    batch = batches[0]
+    real = batch["attention_mask"].bool()
+    with torch.no_grad():
+        reference = padded_hidden(encoder, batch)
+        got = unpadded_hidden_states(encoder, batch["input_ids"], batch["attention_mask"])
+        plain = load_encoder(str(e5_model_dir)).eval()
+        unshifted = unpadded_hidden_states(plain, batch["input_ids"], batch["attention_mask"])
+    torch.testing.assert_close(got[real], reference[real], rtol=1e-5, atol=1e-5)
+    assert (got[real] - unshifted[real]).abs().max() > 1e-3  # the shift did reach the values
 
 
 def module_on(model_dir: Path, unpad: bool, trim_ids: torch.Tensor | None = None) -> EncoderClassifier:
