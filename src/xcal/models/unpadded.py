@@ -114,8 +114,8 @@ def _projections(attention: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
 
 
 # Padded length x head size up to which the written-out attention beats SDPA's fused CPU kernel in evaluation
-# (torch 2.13, 2 threads: 1.9x at T=26 and 1.7x at T=46 with 32-dim heads, 1.1x at T=92; from T=64 with 64-dim
-# heads and T=256 with 32-dim heads the fused kernel wins, by up to 3.8x at T=512).
+# (torch 2.13, 2 threads, the MultiEmo eval batches' shapes with 32-dim heads: 1.3-1.6x at T=22-49, 1.1-1.2x at
+# T=92-96; from T=64 with 64-dim heads and T=256 with 32-dim heads the fused kernel wins, by up to 3.8x at T=512).
 WRITTEN_OUT_ATTENTION_MAX = 3072
 
 
