@@ -18,6 +18,8 @@ model's own forward instead: :func:`unpadded_unsupported` says why.
 
 from __future__ import annotations
 
+from functools import cached_property
+
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -61,9 +63,14 @@ class RealTokens:
         self.batch, self.length = mask.shape
         self.index = mask.reshape(-1).nonzero().squeeze(1)
         self.key_mask = mask[:, None, None, :]
-        # The same as scores added: 0 at real keys, -inf at padding (an add is cheaper than a masked fill).
-        self.key_bias = torch.zeros(self.key_mask.shape, device=mask.device).masked_fill_(~self.key_mask, float("-inf"))
         self.offsets = F.pad(mask.sum(1, dtype=torch.int32).cumsum(0, dtype=torch.int32), (1, 0))  # as flash takes
+
+    @cached_property
+    def key_bias(self) -> torch.Tensor:
+        """The key mask to add to scores: 0 at real keys, -inf at padding (an add is cheaper than a masked fill);
+        made once per batch, on first use (only the written-out CPU attention uses it)."""
+        return torch.zeros(self.key_mask.shape, device=self.key_mask.device).masked_fill_(~self.key_mask,
+                                                                                          float("-inf"))
 
 
 def _ragged(rows: torch.Tensor, tokens: RealTokens) -> torch.Tensor:
@@ -127,7 +134,7 @@ def _attention(layer: nn.Module, hidden: torch.Tensor, tokens: RealTokens, ragge
     heads, size = attention.num_attention_heads, attention.attention_head_size
     scale = getattr(attention, "scaling", size**-0.5)
     dropout = attention.dropout.p if attention.training else 0.0
-    if ragged:  # contiguous [N, heads, d] rows, as measured on GPUs (stacked projections are not, there)
+    if ragged:  # each projection's own contiguous [N, heads, d] rows, as the varlen kernels were measured with
         q, k, v = (m(hidden).view(-1, heads, size) for m in (attention.query, attention.key, attention.value))
         return _ragged_attention(q, k, v, tokens, dropout, scale).reshape(-1, heads * size)
     batch, length = tokens.batch, tokens.length
@@ -137,8 +144,7 @@ def _attention(layer: nn.Module, hidden: torch.Tensor, tokens: RealTokens, ragge
         # With dropout SDPA falls back to this math on CPU anyway (its fused CPU kernel takes none); written
         # out, the probabilities go through the layer's own dropout module (see xcal.models.dropout).
         scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale).add_(tokens.key_bias)
-        probs = scores.softmax(-1)
-        context = torch.matmul(attention.dropout(probs) if dropout > 0 else probs, v)
+        context = torch.matmul(attention.dropout(scores.softmax(-1)), v)  # the module is a no-op in eval mode
     else:  # GPU: fused kernels with dropout; CPU evaluation of long sentences: the fused kernel
         context = F.scaled_dot_product_attention(q, k, v, attn_mask=tokens.key_mask, dropout_p=dropout, scale=scale)
     return context.transpose(1, 2).reshape(batch * length, heads * size).index_select(0, tokens.index)
