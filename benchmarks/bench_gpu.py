@@ -126,7 +126,7 @@ def export(out: Path) -> None:
                             eval_languages=tuple(MULTIEMO_LANGUAGES), eval_splits=("dev",),
                             cache_dir=assets.root / "tokenized")
         dm.setup("predict")
-        data["eval"][f"{examples}/{tokens}"] = [_packed(b) for loader in dm.predict_dataloader() for b in loader]
+        data["eval"][f"{examples}/{tokens}"] = [_packed(b) for b in dm.predict_dataloader()]
     data["eval_settings"] = {"target_budget": f"{block.eval_batch_size}/{block.eval_tokens_per_batch}",
                              "languages": list(MULTIEMO_LANGUAGES), "examples_per_language": EVAL_SIZE}
     data["special_ids"] = [int(i) for i in tokenizer.all_special_ids]

@@ -456,17 +456,15 @@ def arm_eval_budget(params: dict[str, Any], out: Path) -> dict[str, Any]:
     from xcal.pipeline.evaluate import predict_logits
 
     _, dm, module, trainer = _eval_setup(params, out)
-    loaders = dm.predict_dataloader()
-    padded = 0  # positions in the batches as padded to their longest sentence (attention sees these)
-    for ds, loader in zip(dm.eval_sets.values(), loaders, strict=True):
-        lengths = lengths_of(ds)
-        padded += sum(len(b) * max(lengths[i] for i in b) for b in loader.batch_sampler.batches)
+    batches = dm.predict_dataloader().batch_sampler.batches  # pooled across languages
+    lengths = [n for ds in dm.eval_sets.values() for n in lengths_of(ds)]  # in pooled-index order
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)  # positions attention sees
     t0 = time.perf_counter()
     predictions = predict_logits(trainer, module, dm)
     seconds = time.perf_counter() - t0
     assert sum(p.counts.numel() for p in predictions.values()) == sum(len(ds) for ds in dm.eval_sets.values())
     real = sum(sum(lengths_of(ds)) for ds in dm.eval_sets.values())
-    return _eval_result(seconds, dm, real, padded, sum(len(lo) for lo in loaders))
+    return _eval_result(seconds, dm, real, padded, len(batches))
 
 
 def arm_eval_padded(params: dict[str, Any], out: Path) -> dict[str, Any]:

@@ -161,7 +161,7 @@ def test_pinned_memory_reaches_every_loader_and_is_on_only_for_a_cuda_trainer(em
                      eval_languages=("en", "de"), eval_splits=("dev",), pin_memory=pinned)
         dm.setup("fit")
         dm.setup("predict")
-        loaders = [dm.train_dataloader(), dm.val_dataloader(), *dm.predict_dataloader()]
-        assert len(loaders) == 4 and all(loader.pin_memory is pinned for loader in loaders)
+        loaders = [dm.train_dataloader(), dm.val_dataloader(), dm.predict_dataloader()]
+        assert len(loaders) == 3 and all(loader.pin_memory is pinned for loader in loaders)
     assert pin_memory(OmegaConf.create({"trainer": {"accelerator": "cpu"}})) is False
     assert pin_memory(OmegaConf.create({"trainer": {"accelerator": "gpu"}})) is torch.cuda.is_available()

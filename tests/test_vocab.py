@@ -43,7 +43,7 @@ def make_module(model_dir: Path, freeze: bool) -> EncoderClassifier:
 def eval_logits(module: EncoderClassifier, dm: TaskDataModule) -> list[torch.Tensor]:
     module.eval()
     with torch.no_grad():
-        return [module(b["input_ids"], b["attention_mask"]) for loader in dm.predict_dataloader() for b in loader]
+        return [module(b["input_ids"], b["attention_mask"]) for b in dm.predict_dataloader()]
 
 
 def train_steps(module: EncoderClassifier, dm: TaskDataModule, steps: int) -> None:

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Sampler
 from transformers import PreTrainedTokenizerBase
 
 from xcal.data.collate import build_collator
+from xcal.data.pooled import PooledEvalSets, pooled_order
 from xcal.data.resumable import EpochSeededSampler
 from xcal.data.sources import SourceSettings, load_split, source_fingerprint
 from xcal.data.subsample import nested_order, nested_subset
@@ -213,16 +214,19 @@ class TaskDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader | list:
         return [] if self.val_set is None else self._loader(self.val_set, self.eval_batch_size)
 
-    def predict_dataloader(self) -> list[DataLoader]:
-        """Eval sets are length-sorted; batches are cut by a token budget (at most ``eval_batch_size``)."""
-        loaders = []
+    def predict_dataloader(self) -> DataLoader:
+        """One loader over every eval set (:class:`xcal.data.pooled.PooledEvalSets`): all sets' examples
+        sorted by length together and cut by a token budget (at most ``eval_batch_size`` each), so a batch
+        may mix languages; :func:`xcal.pipeline.evaluate.predict_logits` splits the predictions back."""
+        assert self.eval_sets, "call setup('predict') first"
         width = self.task.num_labels if self.task.head == "multiple_choice" else 1  # sequences per example
-        for ds in self.eval_sets.values():
-            lengths = [n * width for n in column(ds, "length")]
-            batches = token_budget_batches(lengths, self.eval_tokens_per_batch, self.eval_batch_size)
-            loaders.append(DataLoader(ds.with_format("torch", columns=list(MODEL_INPUTS)),
-                                      batch_sampler=PrecomputedBatches(batches), **self._loader_settings()))
-        return loaders
+        lengths = [[n * width for n in column(ds, "length")] for ds in self.eval_sets.values()]
+        order = pooled_order(lengths)
+        flat = np.concatenate([np.asarray(n, dtype=np.int64) for n in lengths])
+        batches = [order[b].tolist() for b in
+                   token_budget_batches(flat[order].tolist(), self.eval_tokens_per_batch, self.eval_batch_size)]
+        return DataLoader(PooledEvalSets(list(self.eval_sets.values())), batch_sampler=PrecomputedBatches(batches),
+                          **self._loader_settings())
 
     def token_ids(self) -> np.ndarray:
         """Every token id in the loaded splits (train, validation, evaluation): the rows a trimmed
