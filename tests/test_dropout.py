@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertModel
 
-from xcal.models.dropout import FastDropout, fast_dropout, keep_mask, use_fast_dropout
+from xcal.models.dropout import FastDropout, fast_dropout, keep_mask, scale_mask, use_fast_dropout
 
 N = 1 << 22
 
@@ -54,6 +54,17 @@ def test_gradient_is_the_mask_times_the_scale():
     assert 0.7 < float(kept.float().mean()) < 0.9
     torch.testing.assert_close(x.grad, kept.float() * scale, rtol=0, atol=1e-6)
     torch.testing.assert_close(out.detach()[kept], x.detach()[kept] * scale)
+
+
+def test_the_scale_mask_is_the_keep_mask_times_the_scale_and_one_torch_draw_seeds_it():
+    torch.manual_seed(7)
+    keep = keep_mask((300, 7), 0.25)
+    after_keep = torch.rand(1)
+    torch.manual_seed(7)
+    scaled = scale_mask((300, 7), 0.25)
+    assert scaled.dtype == torch.float32 and scaled.shape == (300, 7)
+    assert torch.equal(scaled, keep.float() * (65536 / (65536 - 16384)))
+    assert torch.equal(torch.rand(1), after_keep)  # each mask consumed the same torch draws (one seed)
 
 
 def test_seeded_like_torch_dropout_and_identity_when_off():

@@ -5,14 +5,22 @@ element on this machine's cores); in a small encoder that is 10-15% of a trainin
 layer norms and activations together. Here a mask element is 16 bits of a 64-bit random word (4 elements
 per draw), compared with a threshold: the keep probability is ``1 - round(p * 2^16) / 2^16`` (within
 2^-17 of ``1 - p``) and kept values are scaled by its exact inverse, so the output is unbiased, as
-``nn.Dropout``'s is. The draws come from torch's default generator, so seeding and checkpointed RNG
-state govern them as they govern ``nn.Dropout``. On other devices the native (fused) dropout is used.
+``nn.Dropout``'s is.
+
+The words come from numpy's SFC64 generator, seeded for each call by one draw from torch's default
+generator, so ``torch.manual_seed`` and checkpointed RNG state govern the masks as they govern
+``nn.Dropout``'s. numpy is used because its generator and its int16 compare are vectorised: on 850 x 384
+elements, torch's ``random_`` took 460 us and its int16 compare 150-200 us, numpy 225 us and 23 us. The
+mask is applied as one product with a float32 mask that holds 0 or the scale (``torch.where``'s CPU kernel
+is scalar: 314 us against 35 us for a product), forward and backward. On other devices the native (fused)
+dropout is used.
 """
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -21,12 +29,25 @@ _LEVELS = 1 << 16
 _INT16_MIN = -(1 << 15)
 
 
-def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | None = None) -> torch.Tensor:
-    """A boolean mask, each element True with probability ``1 - round(p * 2^16) / 2^16``, independent."""
+def _random_lanes(shape: torch.Size | tuple[int, ...]) -> np.ndarray:
+    """Uniform int16 values of ``shape``, four per 64-bit SFC64 word, seeded from torch's generator."""
     numel = math.prod(shape)
-    words = torch.empty((numel + 3) // 4, dtype=torch.int64, device=device).random_(-(1 << 63), (1 << 63) - 1)
-    lanes = words.view(torch.int16)[:numel].view(shape)
-    return lanes >= _INT16_MIN + round(p * _LEVELS)
+    seed = int(torch.empty((), dtype=torch.int64).random_())
+    words = np.random.SFC64(seed).random_raw((numel + 3) // 4)
+    return words.view(np.int16)[:numel].reshape(tuple(shape))
+
+
+def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
+    """A boolean mask, each element True with probability ``1 - round(p * 2^16) / 2^16``, independent."""
+    return torch.from_numpy(_random_lanes(shape) >= _INT16_MIN + round(p * _LEVELS))
+
+
+def scale_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
+    """:func:`keep_mask` as float32: the scale ``2^16 / (2^16 - round(p * 2^16))`` where kept, 0 where dropped."""
+    dropped = round(p * _LEVELS)
+    mask = (_random_lanes(shape) >= _INT16_MIN + dropped).astype(np.float32)
+    mask *= np.float32(_LEVELS / (_LEVELS - dropped))
+    return torch.from_numpy(mask)
 
 
 def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
@@ -35,10 +56,9 @@ def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tens
         return x
     if x.device.type != "cpu" or p >= 1.0:
         return F.dropout(x, p, training=True)
-    dropped = round(p * _LEVELS)
-    if dropped == 0:
+    if round(p * _LEVELS) == 0:
         return x
-    return torch.where(keep_mask(x.shape, p, x.device), x * (_LEVELS / (_LEVELS - dropped)), 0.0)
+    return x * scale_mask(x.shape, p).to(x.dtype)
 
 
 class FastDropout(nn.Dropout):

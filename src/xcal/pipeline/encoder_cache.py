@@ -18,7 +18,8 @@ from xcal.integrity import sha256_file
 MARKER = "xcal_stage1.json"  # written last: an entry without it is incomplete and never read
 # 2: encoders trained with dropout on (format 1 entries were trained in eval mode).
 # 3: trained on real tokens only with xcal's dropout masks (model.unpad_tokens / model.fast_dropout).
-CACHE_FORMAT = 3
+# 4: dropout masks drawn from numpy's SFC64, seeded from torch's generator (other masks, other weights).
+CACHE_FORMAT = 4
 # Intermediate keys that only change how the stage is *checked* (English dev) or batched for
 # evaluation, never the trained weights; leaving them out lets more jobs share one entry.
 NOT_WEIGHTS = ("val_size", "eval_batch_size", "eval_tokens_per_batch")
