@@ -59,7 +59,7 @@ def column(ds: datasets.Dataset, name: str) -> list:
 
 @dataclass(frozen=True)
 class EvalSet:
-    """One evaluation loader's identity: which language and split it holds."""
+    """One evaluation set's identity: which language and split it holds."""
 
     language: str
     split: str
@@ -183,8 +183,8 @@ class TaskDataModule(pl.LightningDataModule):
                 for language in self.eval_languages:
                     ds = self._tokenized(language, split)
                     rows = self._eval_rows(ds, keep)
-                    # Sorted by length: batches hold similar lengths, so little padding is computed.
-                    # Order is irrelevant to the metrics (labels travel with their logits).
+                    # Sorted by length, the order predictions are saved in (the pooled loader sorts all sets
+                    # together again for batching). Order is irrelevant to the metrics.
                     lengths = np.asarray(column(ds, "length"))[rows]
                     self.eval_sets[EvalSet(language, split)] = ds.select(rows[np.argsort(lengths, kind="stable")])
 
