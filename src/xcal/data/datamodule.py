@@ -12,7 +12,7 @@ from torch.utils.data import DataLoader, Sampler
 from transformers import PreTrainedTokenizerBase
 
 from xcal.data.collate import build_collator
-from xcal.data.pooled import PooledEvalSets, pooled_order
+from xcal.data.pooled import PooledEvalSets
 from xcal.data.resumable import EpochSeededSampler
 from xcal.data.sources import SourceSettings, load_split, source_fingerprint
 from xcal.data.subsample import nested_order, nested_subset
@@ -220,9 +220,9 @@ class TaskDataModule(pl.LightningDataModule):
         may mix languages; :func:`xcal.pipeline.evaluate.predict_logits` splits the predictions back."""
         assert self.eval_sets, "call setup('predict') first"
         width = self.task.num_labels if self.task.head == "multiple_choice" else 1  # sequences per example
-        lengths = [[n * width for n in column(ds, "length")] for ds in self.eval_sets.values()]
-        order = pooled_order(lengths)
-        flat = np.concatenate([np.asarray(n, dtype=np.int64) for n in lengths])
+        flat = np.concatenate([np.asarray(column(ds, "length"), dtype=np.int64) * width
+                               for ds in self.eval_sets.values()])
+        order = np.argsort(flat, kind="stable")  # every set's examples by length; ties keep set, then row order
         batches = [order[b].tolist() for b in
                    token_budget_batches(flat[order].tolist(), self.eval_tokens_per_batch, self.eval_batch_size)]
         return DataLoader(PooledEvalSets(list(self.eval_sets.values())), batch_sampler=PrecomputedBatches(batches),

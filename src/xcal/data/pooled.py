@@ -2,10 +2,11 @@
 
 Cut per language, each set's last (longest) batches are part-filled, and 11 MultiEmo dev sets of 250
 sentences made 34 batches with 114,840 padded positions. Pooled and sorted together, the same
-sentences make 26 batches with 82,119 positions at the same budget, and the zero-shot forward ran
-1.07x faster on the development CPU (median of 8 alternating pairs). Each batch then mixes sets, so
-:meth:`PooledEvalSets.locate` says which set and row every pooled index is, and
-:func:`xcal.pipeline.evaluate.predict_logits` puts the predictions back per set, in each set's order.
+sentences make 26 batches with 82,119 positions at the same budget, and zero-shot evaluation ran
+1.04-1.07x faster on the development CPU (medians of 8 alternating pairs, end to end and the model
+alone). Each batch then mixes sets, so :meth:`PooledEvalSets.locate` says which set and row every pooled
+index is, and :func:`xcal.pipeline.evaluate.predict_logits` puts the predictions back per set, in each
+set's order.
 """
 
 from __future__ import annotations
@@ -52,8 +53,3 @@ class PooledEvalSets(Dataset):
                 out[position] = item
         return out
 
-
-def pooled_order(lengths: Sequence[Sequence[int]]) -> np.ndarray:
-    """Pooled indices of every set's examples sorted by length (stable: ties keep set, then row order)."""
-    flat = np.concatenate([np.asarray(n, dtype=np.int64) for n in lengths]) if lengths else np.zeros(0, np.int64)
-    return np.argsort(flat, kind="stable")
