@@ -29,24 +29,24 @@ _LEVELS = 1 << 16
 _INT16_MIN = -(1 << 15)
 
 
-def _random_lanes(shape: torch.Size | tuple[int, ...]) -> np.ndarray:
-    """Uniform int16 values of ``shape``, four per 64-bit SFC64 word, seeded from torch's generator."""
+def _kept(shape: torch.Size | tuple[int, ...], p: float) -> np.ndarray:
+    """The keep decisions of ``shape``: 16 bits of a 64-bit SFC64 word per element (four per word), seeded by one
+    draw from torch's generator, at or above the threshold that drops ``round(p * 2^16)`` of the 2^16 values."""
     numel = math.prod(shape)
     seed = int(torch.empty((), dtype=torch.int64).random_())
-    words = np.random.SFC64(seed).random_raw((numel + 3) // 4)
-    return words.view(np.int16)[:numel].reshape(tuple(shape))
+    lanes = np.random.SFC64(seed).random_raw((numel + 3) // 4).view(np.int16)[:numel].reshape(tuple(shape))
+    return lanes >= _INT16_MIN + round(p * _LEVELS)
 
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
     """A boolean mask, each element True with probability ``1 - round(p * 2^16) / 2^16``, independent."""
-    return torch.from_numpy(_random_lanes(shape) >= _INT16_MIN + round(p * _LEVELS))
+    return torch.from_numpy(_kept(shape, p))
 
 
 def scale_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
     """:func:`keep_mask` as float32: the scale ``2^16 / (2^16 - round(p * 2^16))`` where kept, 0 where dropped."""
-    dropped = round(p * _LEVELS)
-    mask = (_random_lanes(shape) >= _INT16_MIN + dropped).astype(np.float32)
-    mask *= np.float32(_LEVELS / (_LEVELS - dropped))
+    mask = _kept(shape, p).astype(np.float32)
+    mask *= np.float32(_LEVELS / (_LEVELS - round(p * _LEVELS)))
     return torch.from_numpy(mask)
 
 
