@@ -24,7 +24,9 @@ Sections (``--only roofline,overhead,trainer,eval,memory``; default all):
    is materialised once into a list (same seed, so both arms see the same batches; a fingerprint checks it),
    xcal reads it through a DataLoader, the bare loop iterates it. Same init seed, the same model forward
    (the module's: encoder on real tokens only, xcal's dropout; see xcal.models.unpadded / .dropout), AdamW
-   groups, scheduler and gradient clipping 1.0. Goal: xcal/bare real tokens/s >= 0.95.
+   groups, scheduler and gradient clipping 1.0. Goal: xcal/bare real tokens/s >= 0.95. Then the ceiling: every
+   matrix product of the bare loop's epoch (recorded with its operands' layouts) replayed back to back with
+   nothing in between; its MFU is what training would reach if all other work took no time.
 3. **trainer**: transformers ``Trainer`` + ``AutoModelForSequenceClassification`` as run_xnli.py sets it up
    (padding to 128, no length grouping, every parameter trained, AdamW 5e-5, linear schedule, batch 32,
    1 epoch, no evaluation, fp32) against xcal's own ``train_stage`` on the same examples, with every
@@ -34,7 +36,8 @@ Sections (``--only roofline,overhead,trainer,eval,memory``; default all):
 4. **eval**: xcal's zero-shot evaluation (token-budget predict batches of length-sorted sets, the encoder on
    real tokens only, Lightning's predict loop under inference mode) over every MultiEmo language's dev split,
    against the same sets padded to 128 in fixed batches of ``eval_batch_size`` through the model's own
-   (padded) forward. Goal: MFU >= 70 %.
+   (padded) forward, and the same ceiling as in 2 (the evaluation's matrix products replayed alone). Goal:
+   MFU >= 70 %.
 5. **memory**: peak resident memory (``ru_maxrss``) of a fresh process training with xcal's default target
    settings (its batch size, English dev validation, frozen embeddings; one epoch, since later epochs
    allocate nothing new), and with ``trim_vocabulary``, and of the evaluation arm. Goal: default < 3 GB.
@@ -43,7 +46,7 @@ Sections (``--only roofline,overhead,trainer,eval,memory``; default all):
 Every timed arm runs in its own fresh process (this script re-invoked with ``--arm NAME``), compared arms back
 to back. The Trainer recipe needs ``accelerate`` (``pip install accelerate``), which xcal itself does not.
 
-    .venv/bin/python benchmarks/bench_training.py            # ~20 min on 2 CPU cores
+    .venv/bin/python benchmarks/bench_training.py            # ~40 min on 2 CPU cores
     .venv/bin/python benchmarks/bench_training.py --quick    # 256 sentences, no Trainer recipe: a smoke run
 """
 
@@ -52,6 +55,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import platform
 import resource
@@ -67,6 +71,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 RESULT = Path(__file__).resolve().parent / "results" / "training.json"
 SECTIONS = ("roofline", "overhead", "trainer", "eval", "memory")
@@ -324,14 +329,24 @@ def arm_overhead_xcal(params: dict[str, Any], out: Path) -> dict[str, Any]:
 def arm_overhead_bare(params: dict[str, Any], out: Path) -> dict[str, Any]:
     """The same model forward (the module's ``forward``: encoder on real tokens + head, plain nn.Module calls),
     optimiser groups, schedule and clipping in a plain loop: the floor for xcal's training machinery."""
-    from torch.nn import functional as F
-
     ctx = context(params, out)
     batches = materialised_batches(ctx)
     module = fresh_module(ctx)
+    t0 = time.perf_counter()
+    losses = bare_training(module, batches)
+    seconds = time.perf_counter() - t0
+    return {"seconds": seconds, **batch_stats(batches), "first_loss": float(losses[0]),
+            "last_loss": float(losses[-1]), "peak_rss_mb": peak_rss_mb()}
+
+
+def bare_training(module: nn.Module, batches: list[dict[str, torch.Tensor]],
+                  after_step: Callable[[], None] | None = None) -> list[torch.Tensor]:
+    """One epoch of ``module`` over ``batches`` in a plain loop (its optimiser groups, schedule, clipping 1.0);
+    the losses. ``after_step`` is called after each optimiser step."""
+    from torch.nn import functional as F
+
     module.train()
     losses = []
-    t0 = time.perf_counter()
     groups = module.optimizer_groups()
     optimizer = module.optimizer_factory(groups, lr=module.lr)
     total = len(batches)
@@ -349,9 +364,106 @@ def arm_overhead_bare(params: dict[str, Any], out: Path) -> dict[str, Any]:
         optimizer.zero_grad(set_to_none=True)
         scheduler.step()
         losses.append(loss.detach())
-    seconds = time.perf_counter() - t0
-    return {"seconds": seconds, **batch_stats(batches), "first_loss": float(losses[0]),
-            "last_loss": float(losses[-1]), "peak_rss_mb": peak_rss_mb()}
+        if after_step is not None:
+            after_step()
+    return losses
+
+
+PRODUCT_OPS = ("mm", "addmm", "bmm", "baddbmm")
+Layout = tuple[tuple[int, ...], tuple[int, ...]]  # a tensor operand's shape and strides
+
+
+def product_flops(shapes: list[tuple[int, ...]]) -> int:
+    """2 x the multiply-adds of one matrix product, from its operands' shapes (``addmm``/``baddbmm``: the bias
+    first, so the factors are the last two)."""
+    a, b = shapes[-2:]
+    return 2 * math.prod(a) * b[-1]
+
+
+def recorded_operand(layout: Layout) -> torch.Tensor:
+    """A fresh random tensor laid out as recorded (a transposed view stays transposed, a broadcast bias stays
+    broadcast)."""
+    shape, stride = layout
+    size = 1 + sum((n - 1) * s for n, s in zip(shape, stride, strict=True)) if all(shape) else 0
+    return torch.randn(size).as_strided(shape, stride)
+
+
+class ProductRecorder(TorchDispatchMode):
+    """Records every matrix product dispatched while active (forward and backward): its op, its tensor operands'
+    layouts and its other arguments, in call order, grouped into steps by :meth:`next_step`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.steps: list[list[tuple[Any, list[Any], dict[str, Any]]]] = [[]]
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ in PRODUCT_OPS:
+            layout = [(tuple(a.shape), a.stride()) if isinstance(a, torch.Tensor) else a for a in args]
+            self.steps[-1].append((func, layout, dict(kwargs or {})))
+        return func(*args, **(kwargs or {}))
+
+    def next_step(self) -> None:
+        self.steps.append([])
+
+    @property
+    def flops(self) -> int:
+        return sum(product_flops([a[0] for a in layout if isinstance(a, tuple)])
+                   for calls in self.steps for _, layout, _ in calls)
+
+    def replay_seconds(self) -> float:
+        """Seconds to run the recorded products back to back, step by step; each call gets its own fresh
+        operands, made before its step's clock starts."""
+        seconds = 0.0
+        for calls in self.steps:
+            ready = [(func, [recorded_operand(a) if isinstance(a, tuple) else a for a in layout], kwargs)
+                     for func, layout, kwargs in calls]
+            t0 = time.perf_counter()
+            for func, args, kwargs in ready:
+                func(*args, **kwargs)
+            seconds += time.perf_counter() - t0
+        return seconds
+
+
+def arm_products(params: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The ceiling on training MFU that the matrix library leaves: every matrix product of the bare loop's
+    epoch, recorded by :class:`ProductRecorder` and replayed back to back with nothing else in between."""
+    ctx = context(params, out)
+    batches = materialised_batches(ctx)
+    recorder = ProductRecorder()
+    with recorder:
+        bare_training(fresh_module(ctx), batches, after_step=recorder.next_step)
+    return {**replayed(recorder, params), **batch_stats(batches)}
+
+
+def arm_eval_products(params: dict[str, Any], out: Path) -> dict[str, Any]:
+    """The same ceiling for evaluation: every matrix product of :func:`xcal.pipeline.evaluate.predict_logits`
+    over the eval arm's sets and batches, replayed back to back. Batches of long sentences run attention in
+    SDPA's fused kernel, which is not a product op: it counts as free here, so the ceiling errs high."""
+    import pytorch_lightning as pl
+
+    from xcal.pipeline.evaluate import predict_logits
+
+    recorder = ProductRecorder()
+
+    class NextBatch(pl.Callback):
+        def on_predict_batch_end(self, *args: Any, **kwargs: Any) -> None:
+            recorder.next_step()
+
+    _, dm, module, trainer = _eval_setup(params, out, [NextBatch()])
+    trainer.predict_loop.inference_mode = False  # no_grad instead: dispatch modes do not see inference mode's ops
+    with recorder:
+        predict_logits(trainer, module, dm)
+    lengths = [n for ds in dm.eval_sets.values() for n in lengths_of(ds)]
+    return {**replayed(recorder, params), "real_tokens": sum(lengths), "mean_length": sum(lengths) / len(lengths)}
+
+
+def replayed(recorder: ProductRecorder, params: dict[str, Any]) -> dict[str, Any]:
+    """The best of ``product_passes`` replays of what ``recorder`` recorded (empty steps dropped)."""
+    recorder.steps = [calls for calls in recorder.steps if calls]
+    passes = [recorder.replay_seconds() for _ in range(params.get("product_passes", 2))]
+    return {"seconds": min(passes), "seconds_all": passes, "products": sum(len(c) for c in recorder.steps),
+            "product_flops": recorder.flops, "product_gflops": recorder.flops / min(passes) / 1e9,
+            "peak_rss_mb": peak_rss_mb()}
 
 
 def arm_recipe(params: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -432,7 +544,7 @@ def arm_xcal_train(params: dict[str, Any], out: Path) -> dict[str, Any]:
             "dev_majority_rate": float(np.bincount(labels).max() / len(labels)), "peak_rss_mb": peak_rss_mb()}
 
 
-def _eval_setup(params: dict[str, Any], out: Path):
+def _eval_setup(params: dict[str, Any], out: Path, callbacks: list[Any] | None = None):
     from xcal.data.tasks import MULTIEMO_LANGUAGES
     from xcal.pipeline.stages import build_trainer
 
@@ -441,7 +553,7 @@ def _eval_setup(params: dict[str, Any], out: Path):
     dm = datamodule(ctx, eval_size=params["eval_size"], eval_languages=MULTIEMO_LANGUAGES, eval_splits=("dev",))
     dm.setup("predict")
     module = fresh_module(ctx)  # an untrained head computes exactly what a trained one does
-    return ctx, dm, module, build_trainer(ctx.cfg, 1, [], out)
+    return ctx, dm, module, build_trainer(ctx.cfg, 1, [], out, callbacks or [])
 
 
 def _eval_result(seconds: float, dm, real: int, padded: int, batches: int) -> dict[str, Any]:
@@ -498,7 +610,7 @@ def arm_eval_padded(params: dict[str, Any], out: Path) -> dict[str, Any]:
 ARMS: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
     "roofline": arm_roofline, "overhead_xcal": arm_overhead_xcal, "overhead_bare": arm_overhead_bare,
     "recipe": arm_recipe, "xcal_train": arm_xcal_train, "eval_budget": arm_eval_budget,
-    "eval_padded": arm_eval_padded,
+    "eval_padded": arm_eval_padded, "products": arm_products, "eval_products": arm_eval_products,
 }
 
 
@@ -533,6 +645,23 @@ def apply_mfu(node: Any, peak_gflops: float) -> None:
             node["mfu"] = mfu(node["real_tokens_per_s"], node["flops_per_token"], peak_gflops)
         for value in node.values():
             apply_mfu(value, peak_gflops)
+
+
+def products_alone(products: dict[str, Any], whole_seconds: float, flops_per_token: float, of: str) -> dict[str, Any]:
+    """A products arm's result beside the run it was recorded from: its share of that run's time, and its
+    real-token rate (for the MFU ceiling)."""
+    return {"seconds": products["seconds"], "seconds_all": products["seconds_all"], "calls": products["products"],
+            "product_gflops": products["product_gflops"], "real_tokens": products["real_tokens"],
+            "share_of_whole": products["seconds"] / whole_seconds, "real_tokens_per_s": rate(products),
+            "flops_per_token": flops_per_token, "peak_gflops_in_arm": products["peak_gflops_in_arm"],
+            "what": f"every matrix product of {of}, replayed back to back with nothing else: the MFU it would "
+                    "reach if all other work took no time"}
+
+
+def print_ceiling(alone: dict[str, Any], of: str, kind: str) -> None:
+    print(f"  the matrix products alone ({alone['calls']:,} calls replayed back to back): {alone['seconds']:.2f} s "
+          f"= {alone['share_of_whole']:.0%} of {of}, {alone['product_gflops']:.1f} GFLOP/s: "
+          f"a ceiling of {alone['mfu']:.1%} on {kind} MFU")
 
 
 class Bench:
@@ -628,6 +757,7 @@ class Bench:
             "first_loss": {"xcal": xcal["first_loss"], "bare": bare["first_loss"]},
             "last_loss": {"xcal": xcal["last_loss"], "bare": bare["last_loss"]},
         }
+        out["products_alone"] = products_alone(self.arm("products"), bare["seconds"], flops, "the bare loop's epoch")
         apply_mfu(out, self.peak)
         print(f"overhead: {out['steps']} steps x batch {self.sizes['batch_size']}, {out['real_tokens']:,} real tokens "
               f"in batches padded to {out['padded_tokens']:,} positions; the encoder computes "
@@ -638,6 +768,7 @@ class Bench:
         print(f"  ratio xcal/bare {out['ratio_xcal_over_bare']:.3f} (goal >= {GOALS['overhead_ratio']}); losses "
               f"first {xcal['first_loss']:.5f} / {bare['first_loss']:.5f}, last {xcal['last_loss']:.5f} / "
               f"{bare['last_loss']:.5f} (xcal / bare)")
+        print_ceiling(out["products_alone"], "the bare loop", "training")
         return out
 
     def trainer(self, recipe: bool) -> dict[str, Any]:
@@ -675,6 +806,10 @@ class Bench:
         for name in ("eval_budget", "eval_padded"):
             r = self.arm(name)
             out[name.removeprefix("eval_")] = timed(r, self.shape.forward_flops_per_token(r["mean_length"]))
+        products = self.arm("eval_products")
+        out["products_alone"] = products_alone(products, out["budget"]["seconds"],
+                                                self.shape.forward_flops_per_token(products["mean_length"]),
+                                                "the token-budget evaluation")
         apply_mfu(out, self.peak)
         budget, padded = out["budget"], out["padded"]
         out["speedup_budget_over_padded"] = padded["seconds"] / budget["seconds"]
@@ -686,6 +821,7 @@ class Bench:
                   f"{entry['mfu']:6.1%}  ({entry['batches']} batches padded to {entry['padded_tokens']:,} positions)")
         print(f"  token budget {out['speedup_budget_over_padded']:.1f}x faster than padding; "
               f"goal MFU >= {GOALS['eval_mfu']:.0%}")
+        print_ceiling(out["products_alone"], "the token-budget evaluation", "evaluation")
         return out
 
     def memory(self) -> dict[str, Any]:

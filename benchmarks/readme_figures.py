@@ -43,6 +43,17 @@ def own_peak(arm: dict) -> str:
     return f" against the best peak, {achieved:.1%} against its own process's ({peak:.0f} GFLOP/s)"
 
 
+def products_ceiling(section: dict, of: str) -> str:
+    """The section's matrix products replayed alone (the MFU it would reach if nothing else took time), as a
+    clause; empty for results without them."""
+    alone = section.get("products_alone")
+    if not alone:
+        return ""
+    return (f". The {alone['calls']:,} matrix products alone, replayed back to back: {alone['seconds']:.2f} s, "
+            f"{alone['share_of_whole']:.0%} of {of}'s time, at {alone['product_gflops']:.0f} GFLOP/s: "
+            f"**a ceiling of {alone['mfu']:.1%} MFU** against the best peak")
+
+
 def cpu_rows(training: dict | None, sweep: dict | None, metrics: dict | None) -> list[str]:
     rows = []
     if sweep:
@@ -57,7 +68,7 @@ def cpu_rows(training: dict | None, sweep: dict | None, metrics: dict | None) ->
                     f"**{o['ratio_xcal_over_bare']:.3f}×** throughput (goal ≥ {o['goal_ratio']}), losses first "
                     f"{o['first_loss']['xcal']:.5f} / {o['first_loss']['bare']:.5f}, last {o['last_loss']['xcal']:.5f} "
                     f"/ {o['last_loss']['bare']:.5f}; MFU {o['xcal']['mfu']:.1%}{own_peak(o['xcal'])}, on real tokens "
-                    "(goal 60%) | "
+                    f"(goal 60%){products_ceiling(o, 'the bare loop')} | "
                     "`benchmarks/bench_training.py` (overhead) |")
     if training and "trainer" in training:
         t = training["trainer"]
@@ -83,7 +94,8 @@ def cpu_rows(training: dict | None, sweep: dict | None, metrics: dict | None) ->
         rows.append(f"| zero-shot evaluation, {b['languages']} languages × {e['eval_size_per_language']} "
                     f"{e['split']} sentences | {b['seconds']:.1f} s, {b['real_tokens_per_s']:,.0f} real tokens/s, "
                     f"MFU {b['mfu']:.1%}{own_peak(b)} (goal 70%); padded to 128 through the model's own forward: "
-                    f"{p['seconds']:.1f} s (**{e['speedup_budget_over_padded']:.1f}×** slower) | "
+                    f"{p['seconds']:.1f} s (**{e['speedup_budget_over_padded']:.1f}×** slower)"
+                    f"{products_ceiling(e, 'the evaluation')} | "
                     "`benchmarks/bench_training.py` (eval) |")
     if training and "memory" in training:
         m = training["memory"]

@@ -1,5 +1,6 @@
-"""benchmarks/bench_training.py: the FLOP model (against a parameter count and a hand computation) and a
-quick real run of the overhead section (keys and a positive ratio only: machines are shared, so no speed)."""
+"""benchmarks/bench_training.py: the FLOP model (against a parameter count and a hand computation), the matrix
+product recorder, and a quick real run of the overhead section (keys, counts and a positive ratio only: machines
+are shared, so no speed)."""
 
 from __future__ import annotations
 
@@ -61,6 +62,36 @@ def test_embedded_model_shape(bench) -> None:
     assert shape.forward_flops_per_token(30) == 2 * 21_233_664 + 4 * 12 * 30 * 384
 
 
+def test_product_flops_by_hand(bench) -> None:
+    assert bench.product_flops([(3, 4), (4, 5)]) == 2 * 3 * 4 * 5  # mm
+    assert bench.product_flops([(5,), (3, 4), (4, 5)]) == 2 * 3 * 4 * 5  # addmm: the bias is not a factor
+    assert bench.product_flops([(2, 3, 4), (2, 4, 5)]) == 2 * 2 * 3 * 4 * 5  # bmm
+
+
+def test_recorded_operands_keep_their_layout(bench) -> None:
+    transposed = bench.recorded_operand(((384, 1536), (1, 384)))
+    assert transposed.shape == (384, 1536) and transposed.stride() == (1, 384)
+    broadcast = bench.recorded_operand(((4, 6), (0, 1)))
+    assert broadcast.stride() == (0, 1) and torch.equal(broadcast[0], broadcast[3])
+
+
+def test_the_recorder_sees_forward_and_backward_products_and_replays_them(bench) -> None:
+    """A linear layer trained one step: its forward addmm, then in backward one mm for the input's gradient and
+    one for the weight's: three products of 2 m k n FLOPs each, replayed with the recorded layouts."""
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(16, 24)
+    x = torch.randn(10, 16, requires_grad=True)
+    recorder = bench.ProductRecorder()
+    with recorder:
+        layer(x).square().sum().backward()
+        recorder.next_step()
+        layer(x.detach()).sum().backward()  # no gradient for the input: one mm fewer
+    names = [[func.overloadpacket.__name__ for func, _, _ in calls] for calls in recorder.steps]
+    assert names == [["addmm", "mm", "mm"], ["addmm", "mm"]]
+    assert recorder.flops == 5 * 2 * 10 * 16 * 24
+    assert recorder.replay_seconds() > 0
+
+
 def test_matmul_peak_is_measured(bench) -> None:
     assert bench.matmul_peak_gflops(n=128, reps=2, warmup=1) > 0.01
 
@@ -95,3 +126,9 @@ def test_quick_overhead_run(embedded_assets, tmp_path) -> None:
     assert over["first_loss"]["xcal"] == pytest.approx(over["first_loss"]["bare"], rel=1e-5)
     assert over["last_loss"]["xcal"] == pytest.approx(over["last_loss"]["bare"], rel=1e-4)
     assert "ratio xcal/bare" in proc.stdout
+    # the ceiling: 222 products a step (12 layers x (4 linear + 2 attention products) + 2 in the head forward;
+    # backward 2 per linear, 2 per attention product), replayed faster than the whole loop ran
+    alone = over["products_alone"]
+    assert alone["calls"] == 222 * over["steps"] and alone["real_tokens"] == over["real_tokens"]
+    assert 0 < alone["share_of_whole"] < 1.5 and alone["mfu"] > over["bare"]["mfu"] * 0.67
+    assert "on training MFU" in proc.stdout

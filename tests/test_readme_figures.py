@@ -26,12 +26,14 @@ def test_a_changed_result_changes_the_table(figures, tmp_path: Path, monkeypatch
     training = json.loads((results / "training.json").read_text())
     training["overhead"]["ratio_xcal_over_bare"] = 0.8771
     training["memory"]["train_default_mb"] = 2048.0
+    training["eval"]["products_alone"]["mfu"] = 0.6543
     (results / "training.json").write_text(json.dumps(training))
     (results / "gpu.json").unlink()
     monkeypatch.setattr(figures, "RESULTS", results)
     block = figures.render()
     assert "**0.877×** throughput" in block
     assert "**2.00 GiB (2.15 GB)**" in block
+    assert "**a ceiling of 65.4% MFU** against the best peak" in block
     assert "GPU:" not in block  # no GPU result, no GPU table
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{figures.BEGIN}\nold\n{figures.END}\noutro\n")
