@@ -91,3 +91,17 @@ def test_every_dropout_of_an_encoder_is_swapped_and_follows_train_and_eval():
     assert torch.equal(model(input_ids=ids).last_hidden_state, model(input_ids=ids).last_hidden_state)
     model.train()
     assert not torch.equal(model(input_ids=ids).last_hidden_state, model(input_ids=ids).last_hidden_state)
+
+
+def test_backward_keeps_only_the_boolean_decisions():
+    """One byte an element is saved for backward (the keep decisions), not the 4-byte float mask or the input;
+    the gradient made from it is the one of the float mask."""
+    saved = []
+    x = torch.randn(64, 48, requires_grad=True)
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t) or t, lambda t: t):
+        torch.manual_seed(3)
+        out = fast_dropout(x, 0.1)
+    assert [(t.dtype, tuple(t.shape)) for t in saved] == [(torch.bool, (64, 48))]
+    out.backward(torch.ones_like(out))
+    torch.manual_seed(3)
+    torch.testing.assert_close(x.grad, scale_mask((64, 48), 0.1), rtol=0, atol=0)
