@@ -403,7 +403,9 @@ class ProductRecorder(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
     def next_step(self) -> None:
-        self.steps.append([])
+        """Start a new step, unless the current one has no products yet (so no step is empty but the last)."""
+        if self.steps[-1]:
+            self.steps.append([])
 
     @property
     def flops(self) -> int:
@@ -458,8 +460,7 @@ def arm_eval_products(params: dict[str, Any], out: Path) -> dict[str, Any]:
 
 
 def replayed(recorder: ProductRecorder, params: dict[str, Any]) -> dict[str, Any]:
-    """The best of ``product_passes`` replays of what ``recorder`` recorded (empty steps dropped)."""
-    recorder.steps = [calls for calls in recorder.steps if calls]
+    """The best of ``product_passes`` replays of what ``recorder`` recorded."""
     passes = [recorder.replay_seconds() for _ in range(params.get("product_passes", 2))]
     return {"seconds": min(passes), "seconds_all": passes, "products": sum(len(c) for c in recorder.steps),
             "product_flops": recorder.flops, "product_gflops": recorder.flops / min(passes) / 1e9,
