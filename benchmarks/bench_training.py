@@ -230,6 +230,11 @@ def lengths_of(ds) -> list[int]:
     return column(ds, "length")
 
 
+def eval_lengths(dm) -> list[int]:
+    """Every eval set's real lengths, set after set: the order of the pooled predict loader's indices."""
+    return [n for ds in dm.eval_sets.values() for n in lengths_of(ds)]
+
+
 def fingerprint(batches: list[dict[str, torch.Tensor]]) -> str:
     """Identity of a batch list (ids, mask, labels, in order): both overhead arms must report the same."""
     h = hashlib.sha256()
@@ -265,11 +270,11 @@ def arm_roofline(params: dict[str, Any], out: Path) -> dict[str, Any]:
     dm.setup("fit")
     dm.setup("predict")
     train_len = sum(lengths_of(dm.train_set)) / len(dm.train_set)
-    eval_lengths = [n for ds in dm.eval_sets.values() for n in lengths_of(ds)]
+    lengths = eval_lengths(dm)
     return {"peak_gflops": peak, "mm_size": 2048, "n_layers": shape.n_layers, "hidden": shape.hidden,
             "intermediate": shape.intermediate, "matmul_params": shape.matmul_params,
             "matmul_params_counted": counted, "train_mean_length": train_len,
-            "eval_mean_length": sum(eval_lengths) / len(eval_lengths)}
+            "eval_mean_length": sum(lengths) / len(lengths)}
 
 
 def materialised_batches(ctx: Context) -> list[dict[str, torch.Tensor]]:
@@ -455,7 +460,7 @@ def arm_eval_products(params: dict[str, Any], out: Path) -> dict[str, Any]:
     trainer.predict_loop.inference_mode = False  # no_grad instead: dispatch modes do not see inference mode's ops
     with recorder:
         predict_logits(trainer, module, dm)
-    lengths = [n for ds in dm.eval_sets.values() for n in lengths_of(ds)]
+    lengths = eval_lengths(dm)
     return {**replayed(recorder, params), "real_tokens": sum(lengths), "mean_length": sum(lengths) / len(lengths)}
 
 
@@ -557,9 +562,9 @@ def _eval_setup(params: dict[str, Any], out: Path, callbacks: list[Any] | None =
     return ctx, dm, module, build_trainer(ctx.cfg, 1, [], out, callbacks or [])
 
 
-def _eval_result(seconds: float, dm, real: int, padded: int, batches: int) -> dict[str, Any]:
-    lengths = [n for ds in dm.eval_sets.values() for n in lengths_of(ds)]
-    return {"seconds": seconds, "languages": len(dm.eval_sets), "examples": len(lengths), "real_tokens": real,
+def _eval_result(seconds: float, dm, padded: int, batches: int) -> dict[str, Any]:
+    lengths = eval_lengths(dm)
+    return {"seconds": seconds, "languages": len(dm.eval_sets), "examples": len(lengths), "real_tokens": sum(lengths),
             "padded_tokens": padded, "batches": batches, "mean_length": sum(lengths) / len(lengths),
             "peak_rss_mb": peak_rss_mb()}
 
@@ -570,14 +575,13 @@ def arm_eval_budget(params: dict[str, Any], out: Path) -> dict[str, Any]:
 
     _, dm, module, trainer = _eval_setup(params, out)
     batches = dm.predict_dataloader().batch_sampler.batches  # pooled across languages
-    lengths = [n for ds in dm.eval_sets.values() for n in lengths_of(ds)]  # in pooled-index order
+    lengths = eval_lengths(dm)
     padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)  # positions attention sees
     t0 = time.perf_counter()
     predictions = predict_logits(trainer, module, dm)
     seconds = time.perf_counter() - t0
     assert sum(p.counts.numel() for p in predictions.values()) == sum(len(ds) for ds in dm.eval_sets.values())
-    real = sum(sum(lengths_of(ds)) for ds in dm.eval_sets.values())
-    return _eval_result(seconds, dm, real, padded, len(batches))
+    return _eval_result(seconds, dm, padded, len(batches))
 
 
 def arm_eval_padded(params: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -604,8 +608,7 @@ def arm_eval_padded(params: dict[str, Any], out: Path) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     examples = sum(len(ds) for ds in dm.eval_sets.values())
     assert sum(b["counts"].numel() for per_set in outputs for b in per_set) == examples
-    real = sum(sum(lengths_of(ds)) for ds in dm.eval_sets.values())
-    return _eval_result(seconds, dm, real, 128 * examples, sum(len(lo) for lo in loaders))
+    return _eval_result(seconds, dm, 128 * examples, sum(len(lo) for lo in loaders))
 
 
 ARMS: dict[str, Callable[[dict[str, Any], Path], dict[str, Any]]] = {
