@@ -18,6 +18,11 @@ Sections (``--only roofline,overhead,trainer,eval,memory``; default all):
    MFU is the useful fraction of the machine, which is the point of comparing it. Every arm also measures
    the peak in its own process just before its work; MFU is counted against the best peak seen in the whole
    run (on a busy machine one measurement can come out low; on a quiet one they agree within a few %).
+   The arms that MFU is read from (overhead, eval, and their products replays) also probe the peak *while* they run
+   (:class:`PeakProbe`: best of 3 products after the 1st step and every 8th training step / 3rd evaluation
+   batch after it, off the clock) and report ``mfu_alongside``, against their best probe: the peak this shared
+   machine had when the work ran, which moved by tens of % within minutes (1-s windows of 2048^3 products:
+   94-150 GFLOP/s over one minute).
    This section always runs: the others need its FLOP model.
 2. **overhead**: xcal's training (its Lightning module, its cpu Trainer settings with logging on and a CSV
    logger) against a bare PyTorch loop over the *identical* batches: xcal's length-grouped train loader
@@ -125,9 +130,16 @@ def mfu(tokens_per_second: float, flops_per_token: float, peak_gflops: float) ->
 
 def matmul_peak_gflops(n: int = 2048, reps: int = 10, warmup: int = 3) -> float:
     """Best-of-``reps`` fp32 ``torch.mm`` throughput of two ``n x n`` matrices (``2 n^3`` FLOPs each)."""
+    return best_mm_gflops(*mm_operands(n), reps=reps, warmup=warmup)
+
+
+def mm_operands(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Two seeded ``n x n`` fp32 factors and an output buffer for :func:`best_mm_gflops`."""
     g = torch.Generator().manual_seed(0)
-    a, b = torch.randn(n, n, generator=g), torch.randn(n, n, generator=g)
-    out = torch.empty(n, n)
+    return torch.randn(n, n, generator=g), torch.randn(n, n, generator=g), torch.empty(n, n)
+
+
+def best_mm_gflops(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, reps: int, warmup: int) -> float:
     for _ in range(warmup):
         torch.mm(a, b, out=out)
     best = float("inf")
@@ -135,7 +147,39 @@ def matmul_peak_gflops(n: int = 2048, reps: int = 10, warmup: int = 3) -> float:
         t0 = time.perf_counter()
         torch.mm(a, b, out=out)
         best = min(best, time.perf_counter() - t0)
-    return 2.0 * n**3 / best / 1e9
+    return 2.0 * a.shape[0] * a.shape[1] * b.shape[1] / best / 1e9
+
+
+# PeakProbe every so many training steps (~1 s each) / evaluation batches (~1.3 s each): 8 and 9 probes a run.
+TRAIN_PROBE_EVERY, EVAL_PROBE_EVERY = 8, 3
+
+
+class PeakProbe:
+    """The matmul peak measured *while* an arm runs: a short probe (best of ``reps`` 2048 x 2048 products) after
+    the 1st step and every ``every`` steps after it. On this shared machine the peak moves by tens of % within
+    minutes, so a peak measured beside the work is the fair denominator for its MFU; the probes' own time is
+    kept apart (:attr:`seconds`) and taken out of the arm's."""
+
+    def __init__(self, every: int, reps: int = 3, n: int = 2048) -> None:
+        self.every, self.reps = every, reps
+        self.operands = mm_operands(n)
+        self.steps = 0
+        self.gflops: list[float] = []
+        self.seconds = 0.0
+
+    def step(self) -> None:
+        """Count a step; probe after the 1st, the (1 + every)th, ..."""
+        self.steps += 1
+        if (self.steps - 1) % self.every == 0:
+            t0 = time.perf_counter()
+            self.gflops.append(best_mm_gflops(*self.operands, reps=self.reps, warmup=1))
+            self.seconds += time.perf_counter() - t0
+
+    def timed(self, elapsed: float) -> dict[str, Any]:
+        """An arm's ``seconds`` without the probes (``elapsed`` is its wall clock with them), and the peak
+        alongside: the best probe."""
+        return {"seconds": elapsed - self.seconds, "seconds_with_probes": elapsed,
+                "peak_gflops_alongside": max(self.gflops), "peak_probes": self.gflops, "probe_every": self.every}
 
 
 # -- machine -------------------------------------------------------------------------------------------------
@@ -316,18 +360,20 @@ def arm_overhead_xcal(params: dict[str, Any], out: Path) -> dict[str, Any]:
     batches = materialised_batches(ctx)
     module = fresh_module(ctx)
     losses: list[float] = []
+    probe = PeakProbe(TRAIN_PROBE_EVERY)
 
     class Losses(pl.Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             losses.append(float(outputs["loss"]))
+            probe.step()
 
     trainer = build_trainer(ctx.cfg, 1, build_loggers(ctx.cfg, out, "bench"), out, [Losses()])
     loader = DataLoader(batches, batch_size=None, shuffle=False)
     t0 = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader)
-    seconds = time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0
     assert trainer.global_step == len(batches), (trainer.global_step, len(batches))
-    return {"seconds": seconds, **batch_stats(batches), "first_loss": losses[0], "last_loss": losses[-1],
+    return {**probe.timed(elapsed), **batch_stats(batches), "first_loss": losses[0], "last_loss": losses[-1],
             "unpad_tokens": module.unpad_tokens, "peak_rss_mb": peak_rss_mb()}
 
 
@@ -337,10 +383,11 @@ def arm_overhead_bare(params: dict[str, Any], out: Path) -> dict[str, Any]:
     ctx = context(params, out)
     batches = materialised_batches(ctx)
     module = fresh_module(ctx)
+    probe = PeakProbe(TRAIN_PROBE_EVERY)
     t0 = time.perf_counter()
-    losses = bare_training(module, batches)
-    seconds = time.perf_counter() - t0
-    return {"seconds": seconds, **batch_stats(batches), "first_loss": float(losses[0]),
+    losses = bare_training(module, batches, after_step=probe.step)
+    elapsed = time.perf_counter() - t0
+    return {**probe.timed(elapsed), **batch_stats(batches), "first_loss": float(losses[0]),
             "last_loss": float(losses[-1]), "peak_rss_mb": peak_rss_mb()}
 
 
@@ -417,9 +464,9 @@ class ProductRecorder(TorchDispatchMode):
         return sum(product_flops([a[0] for a in layout if isinstance(a, tuple)])
                    for calls in self.steps for _, layout, _ in calls)
 
-    def replay_seconds(self) -> float:
+    def replay_seconds(self, between: Callable[[], None] | None = None) -> float:
         """Seconds to run the recorded products back to back, step by step; each call gets its own fresh
-        operands, made before its step's clock starts."""
+        operands, made before its step's clock starts. ``between`` is called after each step, off the clock."""
         seconds = 0.0
         for calls in self.steps:
             ready = [(func, [recorded_operand(a) if isinstance(a, tuple) else a for a in layout], kwargs)
@@ -428,6 +475,8 @@ class ProductRecorder(TorchDispatchMode):
             for func, args, kwargs in ready:
                 func(*args, **kwargs)
             seconds += time.perf_counter() - t0
+            if between is not None:
+                between()
         return seconds
 
 
@@ -439,7 +488,7 @@ def arm_products(params: dict[str, Any], out: Path) -> dict[str, Any]:
     recorder = ProductRecorder()
     with recorder:
         bare_training(fresh_module(ctx), batches, after_step=recorder.next_step)
-    return {**replayed(recorder, params), **batch_stats(batches)}
+    return {**replayed(recorder, params, TRAIN_PROBE_EVERY), **batch_stats(batches)}
 
 
 def arm_eval_products(params: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -461,14 +510,18 @@ def arm_eval_products(params: dict[str, Any], out: Path) -> dict[str, Any]:
     with recorder:
         predict_logits(trainer, module, dm)
     lengths = eval_lengths(dm)
-    return {**replayed(recorder, params), "real_tokens": sum(lengths), "mean_length": sum(lengths) / len(lengths)}
+    return {**replayed(recorder, params, EVAL_PROBE_EVERY), "real_tokens": sum(lengths),
+            "mean_length": sum(lengths) / len(lengths)}
 
 
-def replayed(recorder: ProductRecorder, params: dict[str, Any]) -> dict[str, Any]:
-    """The best of ``product_passes`` replays of what ``recorder`` recorded."""
-    passes = [recorder.replay_seconds() for _ in range(params.get("product_passes", 2))]
+def replayed(recorder: ProductRecorder, params: dict[str, Any], probe_every: int) -> dict[str, Any]:
+    """The best of ``product_passes`` replays of what ``recorder`` recorded, probed as the run it came from was
+    (between steps, outside the clock)."""
+    probe = PeakProbe(probe_every)
+    passes = [recorder.replay_seconds(between=probe.step) for _ in range(params.get("product_passes", 2))]
     return {"seconds": min(passes), "seconds_all": passes, "products": sum(len(c) for c in recorder.steps),
             "product_flops": recorder.flops, "product_gflops": recorder.flops / min(passes) / 1e9,
+            "peak_gflops_alongside": max(probe.gflops), "peak_probes": probe.gflops, "probe_every": probe_every,
             "peak_rss_mb": peak_rss_mb()}
 
 
@@ -571,17 +624,26 @@ def _eval_result(seconds: float, dm, padded: int, batches: int) -> dict[str, Any
 
 def arm_eval_budget(params: dict[str, Any], out: Path) -> dict[str, Any]:
     """xcal's zero-shot path: :func:`xcal.pipeline.evaluate.predict_logits` over token-budget batches."""
+    import pytorch_lightning as pl
+
     from xcal.pipeline.evaluate import predict_logits
 
-    _, dm, module, trainer = _eval_setup(params, out)
+    probe = PeakProbe(EVAL_PROBE_EVERY)
+
+    class Probe(pl.Callback):
+        def on_predict_batch_end(self, *args: Any, **kwargs: Any) -> None:
+            probe.step()
+
+    _, dm, module, trainer = _eval_setup(params, out, [Probe()])
     batches = dm.predict_dataloader().batch_sampler.batches  # pooled across languages
     lengths = eval_lengths(dm)
     padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)  # positions attention sees
     t0 = time.perf_counter()
     predictions = predict_logits(trainer, module, dm)
-    seconds = time.perf_counter() - t0
+    elapsed = time.perf_counter() - t0
     assert sum(p.counts.numel() for p in predictions.values()) == sum(len(ds) for ds in dm.eval_sets.values())
-    return _eval_result(seconds, dm, padded, len(batches))
+    timed_ = probe.timed(elapsed)
+    return {**_eval_result(timed_["seconds"], dm, padded, len(batches)), **timed_}
 
 
 def arm_eval_padded(params: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -643,10 +705,14 @@ def timed(result: dict[str, Any], flops_per_token: float) -> dict[str, Any]:
 
 
 def apply_mfu(node: Any, peak_gflops: float) -> None:
-    """Set ``mfu`` on every timed entry (one with a rate and FLOPs per token) under ``node``."""
+    """Set ``mfu`` (against ``peak_gflops``) on every timed entry (one with a rate and FLOPs per token) under
+    ``node``, and ``mfu_alongside`` (against the peak its probes measured) where it was probed."""
     if isinstance(node, dict):
         if "real_tokens_per_s" in node and "flops_per_token" in node:
             node["mfu"] = mfu(node["real_tokens_per_s"], node["flops_per_token"], peak_gflops)
+            if "peak_gflops_alongside" in node:
+                node["mfu_alongside"] = mfu(node["real_tokens_per_s"], node["flops_per_token"],
+                                            node["peak_gflops_alongside"])
         for value in node.values():
             apply_mfu(value, peak_gflops)
 
@@ -658,14 +724,22 @@ def products_alone(products: dict[str, Any], whole_seconds: float, flops_per_tok
             "product_gflops": products["product_gflops"], "real_tokens": products["real_tokens"],
             "share_of_whole": products["seconds"] / whole_seconds, "real_tokens_per_s": rate(products),
             "flops_per_token": flops_per_token, "peak_gflops_in_arm": products["peak_gflops_in_arm"],
+            "peak_gflops_alongside": products["peak_gflops_alongside"], "peak_probes": products["peak_probes"],
             "what": f"every matrix product of {of}, replayed back to back with nothing else: the MFU it would "
                     "reach if all other work took no time"}
+
+
+def alongside(entry: dict[str, Any]) -> str:
+    """`` / X% alongside (P GFLOP/s)``: the MFU against the peak probed while the arm ran; empty if unprobed."""
+    if "mfu_alongside" not in entry:
+        return ""
+    return f" / {entry['mfu_alongside']:.1%} alongside ({entry['peak_gflops_alongside']:.0f} GFLOP/s)"
 
 
 def print_ceiling(alone: dict[str, Any], of: str, kind: str) -> None:
     print(f"  the matrix products alone ({alone['calls']:,} calls replayed back to back): {alone['seconds']:.2f} s "
           f"= {alone['share_of_whole']:.0%} of {of}, {alone['product_gflops']:.1f} GFLOP/s: "
-          f"a ceiling of {alone['mfu']:.1%} on {kind} MFU")
+          f"a ceiling of {alone['mfu']:.1%}{alongside(alone)} on {kind} MFU")
 
 
 class Bench:
@@ -767,8 +841,10 @@ class Bench:
               f"in batches padded to {out['padded_tokens']:,} positions; the encoder computes "
               f"{'real tokens only' if xcal.get('unpad_tokens') else 'every position'})")
         print(f"  xcal (Lightning) {xcal['seconds']:.2f} s, {xcal['real_tokens_per_s']:,.0f} tok/s (MFU "
-              f"{xcal['mfu']:.1%}); bare loop {bare['seconds']:.2f} s, {bare['real_tokens_per_s']:,.0f} tok/s "
-              f"(MFU {bare['mfu']:.1%})")
+              f"{xcal['mfu']:.1%}{alongside(xcal)}); bare loop {bare['seconds']:.2f} s, "
+              f"{bare['real_tokens_per_s']:,.0f} tok/s (MFU {bare['mfu']:.1%}{alongside(bare)})")
+        print(f"  MFU against the best peak of the run ({self.peak:.1f} GFLOP/s) / against the best of the peak "
+              f"probes between the arm's steps (every {TRAIN_PROBE_EVERY}, off the clock)")
         print(f"  ratio xcal/bare {out['ratio_xcal_over_bare']:.3f} (goal >= {GOALS['overhead_ratio']}); losses "
               f"first {xcal['first_loss']:.5f} / {bare['first_loss']:.5f}, last {xcal['last_loss']:.5f} / "
               f"{bare['last_loss']:.5f} (xcal / bare)")
@@ -822,7 +898,8 @@ class Bench:
               f"{budget['examples']:,}, {budget['real_tokens']:,} real tokens")
         for name, entry in (("token budget", budget), ("padded to 128", padded)):
             print(f"  {name:14s} {entry['seconds']:7.2f} s  {entry['real_tokens_per_s']:8,.0f} real tok/s  MFU "
-                  f"{entry['mfu']:6.1%}  ({entry['batches']} batches padded to {entry['padded_tokens']:,} positions)")
+                  f"{entry['mfu']:6.1%}{alongside(entry)}  ({entry['batches']} batches padded to "
+                  f"{entry['padded_tokens']:,} positions)")
         print(f"  token budget {out['speedup_budget_over_padded']:.1f}x faster than padding; "
               f"goal MFU >= {GOALS['eval_mfu']:.0%}")
         print_ceiling(out["products_alone"], "the token-budget evaluation", "evaluation")

@@ -34,8 +34,11 @@ def _gib(mb: float) -> str:
 
 
 def own_peak(arm: dict) -> str:
-    """The arm's MFU against the matmul peak measured in its own process just before it ran (the noise of this
-    shared machine moves both together), as a clause; empty for results without it."""
+    """The arm's MFU against the matmul peak probed while it ran (the noise of this shared machine moves both
+    together) or, in results from before the probes, measured in its process just before; as a clause."""
+    if "mfu_alongside" in arm:
+        return (f" against the best peak, **{arm['mfu_alongside']:.1%} against the peak probed while it ran** "
+                f"(best of {len(arm['peak_probes'])} probes, {arm['peak_gflops_alongside']:.0f} GFLOP/s)")
     peak = arm.get("peak_gflops_in_arm")
     if not peak:
         return ""
@@ -51,7 +54,9 @@ def products_ceiling(section: dict, of: str) -> str:
         return ""
     return (f". The {alone['calls']:,} matrix products alone, replayed back to back: {alone['seconds']:.2f} s, "
             f"{alone['share_of_whole']:.0%} of {of}'s time, at {alone['product_gflops']:.0f} GFLOP/s: "
-            f"**a ceiling of {alone['mfu']:.1%} MFU** against the best peak")
+            f"**a ceiling of {alone['mfu']:.1%} MFU** against the best peak"
+            + (f", {alone['mfu_alongside']:.1%} against the peak probed while they ran "
+               f"({alone['peak_gflops_alongside']:.0f} GFLOP/s)" if "mfu_alongside" in alone else ""))
 
 
 def cpu_rows(training: dict | None, sweep: dict | None, metrics: dict | None) -> list[str]:
@@ -121,7 +126,11 @@ def cpu_header(training: dict | None) -> str:
     return (f"Machine: {machine['cores']} × {machine['cpu_model']}, torch {machine['torch']} on "
             f"{machine['torch_threads']} threads, fp32. The matmul peak measured in the benchmark's processes ranged "
             f"{min(peaks):.0f}–{max(peaks):.0f} GFLOP/s; every CPU MFU is against the best, "
-            f"{roof.get('peak_gflops_best', max(peaks)):.1f}. Model FLOPs: {roof['formula']}.\n")
+            f"{roof.get('peak_gflops_best', max(peaks)):.1f}"
+            + (", and the overhead and evaluation arms' also against the peak probed while they ran (best of 3 "
+               "2048³ products after the first step and every 8th training step / 3rd evaluation batch, off the "
+               "clock)" if "peak_probes" in training.get("overhead", {}).get("xcal", {}) else "")
+            + f". Model FLOPs: {roof['formula']}.\n")
 
 
 def gpu_rows(run: dict, label: str = "") -> list[str]:

@@ -90,7 +90,30 @@ def test_the_recorder_sees_forward_and_backward_products_and_replays_them(bench)
     names = [[func.overloadpacket.__name__ for func, _, _ in calls] for calls in recorder.steps]
     assert names == [["addmm", "mm", "mm"], ["addmm", "mm"]]
     assert recorder.flops == 5 * 2 * 10 * 16 * 24
-    assert recorder.replay_seconds() > 0
+    steps_seen = []
+    assert recorder.replay_seconds(between=lambda: steps_seen.append(1)) > 0
+    assert len(steps_seen) == 2  # once after each step, off the clock
+
+
+def test_the_peak_probe_runs_after_the_first_step_and_every_nth_and_keeps_its_time_apart(bench) -> None:
+    probe = bench.PeakProbe(every=3, reps=2, n=64)
+    for _ in range(7):
+        probe.step()
+    assert len(probe.gflops) == 3 and min(probe.gflops) > 0  # after steps 1, 4 and 7
+    assert probe.seconds > 0
+    timed = probe.timed(elapsed=probe.seconds + 10.0)
+    assert timed["seconds"] == pytest.approx(10.0) and timed["seconds_with_probes"] == probe.seconds + 10.0
+    assert timed["peak_gflops_alongside"] == max(probe.gflops) and timed["probe_every"] == 3
+
+
+def test_mfu_is_set_against_the_best_peak_and_against_the_probes(bench) -> None:
+    probed = {"real_tokens_per_s": 100.0, "flops_per_token": 1e9, "peak_gflops_alongside": 200.0}
+    unprobed = {"real_tokens_per_s": 100.0, "flops_per_token": 1e9}
+    node = {"a": probed, "b": {"c": unprobed}}
+    bench.apply_mfu(node, 400.0)
+    assert probed["mfu"] == pytest.approx(0.25) and probed["mfu_alongside"] == pytest.approx(0.5)
+    assert unprobed["mfu"] == pytest.approx(0.25) and "mfu_alongside" not in unprobed
+    assert bench.alongside(probed) == " / 50.0% alongside (200 GFLOP/s)" and bench.alongside(unprobed) == ""
 
 
 def test_matmul_peak_is_measured(bench) -> None:
@@ -133,3 +156,10 @@ def test_quick_overhead_run(embedded_assets, tmp_path) -> None:
     assert alone["calls"] == 222 * over["steps"] and alone["real_tokens"] == over["real_tokens"]
     assert 0 < alone["share_of_whole"] < 1.5 and alone["mfu"] > over["bare"]["mfu"] * 0.67
     assert "on training MFU" in proc.stdout
+    # the peak probed while each arm ran: once after the first of its 2 steps, off the clock
+    for arm in (over["xcal"], over["bare"]):
+        assert len(arm["peak_probes"]) == 1 and arm["peak_gflops_alongside"] > 0
+        assert arm["seconds"] < arm["seconds_with_probes"]
+        against_best = arm["mfu"] * roof["peak_gflops_best"]
+        assert arm["mfu_alongside"] == pytest.approx(against_best / arm["peak_gflops_alongside"])
+    assert len(alone["peak_probes"]) == 2 and alone["mfu_alongside"] > 0  # one per replay pass
