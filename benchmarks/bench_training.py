@@ -642,8 +642,8 @@ def arm_eval_budget(params: dict[str, Any], out: Path) -> dict[str, Any]:
     predictions = predict_logits(trainer, module, dm)
     elapsed = time.perf_counter() - t0
     assert sum(p.counts.numel() for p in predictions.values()) == sum(len(ds) for ds in dm.eval_sets.values())
-    timed_ = probe.timed(elapsed)
-    return {**_eval_result(timed_["seconds"], dm, padded, len(batches)), **timed_}
+    probed = probe.timed(elapsed)
+    return {**_eval_result(probed["seconds"], dm, padded, len(batches)), **probed}
 
 
 def arm_eval_padded(params: dict[str, Any], out: Path) -> dict[str, Any]:

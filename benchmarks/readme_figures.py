@@ -78,8 +78,9 @@ def cpu_rows(training: dict | None, sweep: dict | None, metrics: dict | None) ->
     if training and "trainer" in training:
         t = training["trainer"]
         speed = t["speedup_trainer_over_xcal"]
-        names = {"xcal_full": ("every parameter", "full"), "xcal_full_trim": ("every parameter + trimmed vocabulary",
-                                                                              "full_trim"),
+        names = {"xcal_full": ("every parameter, untrimmed", "full"),
+                 "xcal_full_trim": ("every parameter + trimmed vocabulary (xcal's default when every parameter is "
+                                    "trained)", "full_trim"),
                  "xcal_frozen": ("frozen word embeddings", "frozen"),
                  "xcal_frozen_trim": ("frozen + trimmed (the embedded default)", "frozen_trim")}
         arms = [f"{label} {t[key]['seconds']:.1f} s (**{speed[short]:.1f}×**, dev acc {t[key]['dev_accuracy']:.3f})"
