@@ -21,7 +21,7 @@ Sections (``--only roofline,overhead,trainer,eval,memory``; default all):
    The arms that MFU is read from (overhead, eval, and their products replays) also probe the peak *while* they run
    (:class:`PeakProbe`: best of 3 products after the 1st step and every 8th training step / 3rd evaluation
    batch after it, off the clock) and report ``mfu_alongside``, against their best probe: the peak this shared
-   machine had when the work ran, which moved by tens of % within minutes (1-s windows of 2048^3 products:
+   machine had when the work ran, which moved by tens of % within minutes (2-s windows of 2048^3 products:
    94-150 GFLOP/s over one minute).
    This section always runs: the others need its FLOP model.
 2. **overhead**: xcal's training (its Lightning module, its cpu Trainer settings with logging on and a CSV
@@ -140,6 +140,7 @@ def mm_operands(n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
 
 
 def best_mm_gflops(a: torch.Tensor, b: torch.Tensor, out: torch.Tensor, reps: int, warmup: int) -> float:
+    """GFLOP/s of the fastest of ``reps`` timed ``a @ b`` into ``out``, after ``warmup`` untimed ones."""
     for _ in range(warmup):
         torch.mm(a, b, out=out)
     best = float("inf")

@@ -124,13 +124,15 @@ def cpu_header(training: dict | None) -> str:
         return ""
     roof, machine = training["roofline"], training["machine"]
     peaks = roof.get("peak_gflops_all", [roof["peak_gflops"]])
+    train_every = training.get("overhead", {}).get("xcal", {}).get("probe_every")
+    eval_every = training.get("eval", {}).get("budget", {}).get("probe_every")
     return (f"Machine: {machine['cores']} × {machine['cpu_model']}, torch {machine['torch']} on "
             f"{machine['torch_threads']} threads, fp32. The matmul peak measured in the benchmark's processes ranged "
             f"{min(peaks):.0f}–{max(peaks):.0f} GFLOP/s; every CPU MFU is against the best, "
             f"{roof.get('peak_gflops_best', max(peaks)):.1f}"
             + (", and the overhead and evaluation arms' also against the peak probed while they ran (best of 3 "
-               "2048³ products after the first step and every 8th training step / 3rd evaluation batch, off the "
-               "clock)" if "peak_probes" in training.get("overhead", {}).get("xcal", {}) else "")
+               f"2048³ products after the first step and every {train_every} training steps / {eval_every} "
+               "evaluation batches, off the clock)" if train_every and eval_every else "")
             + f". Model FLOPs: {roof['formula']}.\n")
 
 
