@@ -176,11 +176,14 @@ class PeakProbe:
             self.gflops.append(best_mm_gflops(*self.operands, reps=self.reps, warmup=1))
             self.seconds += time.perf_counter() - t0
 
+    def alongside(self) -> dict[str, Any]:
+        """The peak alongside (the best probe) and every probe."""
+        return {"peak_gflops_alongside": max(self.gflops), "peak_probes": self.gflops, "probe_every": self.every}
+
     def timed(self, elapsed: float) -> dict[str, Any]:
-        """An arm's ``seconds`` without the probes (``elapsed`` is its wall clock with them), and the peak
-        alongside: the best probe."""
-        return {"seconds": elapsed - self.seconds, "seconds_with_probes": elapsed,
-                "peak_gflops_alongside": max(self.gflops), "peak_probes": self.gflops, "probe_every": self.every}
+        """An arm's ``seconds`` without the probes (``elapsed`` is its wall clock with them), and
+        :meth:`alongside`."""
+        return {"seconds": elapsed - self.seconds, "seconds_with_probes": elapsed, **self.alongside()}
 
 
 # -- machine -------------------------------------------------------------------------------------------------
@@ -522,8 +525,7 @@ def replayed(recorder: ProductRecorder, params: dict[str, Any], probe_every: int
     passes = [recorder.replay_seconds(between=probe.step) for _ in range(params.get("product_passes", 2))]
     return {"seconds": min(passes), "seconds_all": passes, "products": sum(len(c) for c in recorder.steps),
             "product_flops": recorder.flops, "product_gflops": recorder.flops / min(passes) / 1e9,
-            "peak_gflops_alongside": max(probe.gflops), "peak_probes": probe.gflops, "probe_every": probe_every,
-            "peak_rss_mb": peak_rss_mb()}
+            **probe.alongside(), "peak_rss_mb": peak_rss_mb()}
 
 
 def arm_recipe(params: dict[str, Any], out: Path) -> dict[str, Any]:
