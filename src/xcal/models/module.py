@@ -18,6 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 from torchmetrics import MeanMetric
 
+from xcal.metrics import BrierScore, ExpectedCalibrationError, NegativeLogLikelihood
 from xcal.models.heads import HEADS
 from xcal.models.unpadded import unpadded_hidden_states
 
@@ -77,6 +78,7 @@ class EncoderClassifier(pl.LightningModule):
         label_smoothing: float = 0.0,
         head_kind: str = "sequence",
         unpad_tokens: bool = False,
+        n_bins: int = 15,
     ) -> None:
         super().__init__()
         if head_kind not in HEADS:
@@ -98,6 +100,14 @@ class EncoderClassifier(pl.LightningModule):
         # No NaN check: the values are 0/1 hits, and the check's two ``.any()`` read the GPU back every step.
         self.train_acc = MeanMetric(nan_strategy="disable")
         self.val_acc = MeanMetric(nan_strategy="disable")
+        # English dev calibration each validation, through the same Metric classes the evaluation is
+        # tested against; span heads score a varying set of positions, not a label distribution.
+        self.val_calibration = head_kind != "span"
+        if self.val_calibration:
+            self.val_ece = ExpectedCalibrationError(n_bins=n_bins, from_logits=True)
+            self.val_brier = BrierScore(from_logits=True)
+            self.val_nll = NegativeLogLikelihood(from_logits=True)
+            self.val_confidence = MeanMetric(nan_strategy="disable")
         # from_pretrained returns the encoder in eval mode and Lightning (>= 2.2) keeps each module's
         # mode as it finds it, so without this, dropout would be silently off during training.
         self.train()
@@ -170,6 +180,18 @@ class EncoderClassifier(pl.LightningModule):
             self.val_acc.update(self._correct(flat, labels))
             self.log(f"{self.stage}/val_loss", loss, prog_bar=True, batch_size=n)
             self.log(f"{self.stage}/val_acc", self.val_acc, prog_bar=True, batch_size=n)
+            if self.val_calibration:
+                self._log_calibration(flat.float(), labels, n)
+
+    def _log_calibration(self, logits: torch.Tensor, labels: torch.Tensor, n: int) -> None:
+        """English dev ECE, Brier, NLL and mean top-label confidence, accumulated over the whole validation
+        (epoch-level values, so they equal the functional metrics on all dev predictions)."""
+        self.val_confidence.update(torch.softmax(logits, dim=-1).amax(-1))
+        for name in ("ece", "brier", "nll"):
+            metric = getattr(self, f"val_{name}")
+            metric.update(logits, labels)
+            self.log(f"{self.stage}/val_{name}", metric, on_step=False, on_epoch=True, batch_size=n)
+        self.log(f"{self.stage}/val_confidence", self.val_confidence, on_step=False, on_epoch=True, batch_size=n)
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict:
         """``logits [N, K]`` (float32) and ``labels [N]`` over labelled positions, and ``counts [B]``:

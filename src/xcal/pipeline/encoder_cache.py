@@ -19,17 +19,27 @@ MARKER = "xcal_stage1.json"  # written last: an entry without it is incomplete a
 # 2: encoders trained with dropout on (format 1 entries were trained in eval mode).
 # 3: trained on real tokens only with xcal's dropout masks (model.unpad_tokens / model.fast_dropout).
 # 4: dropout masks drawn from numpy's SFC64, seeded from torch's generator (other masks, other weights).
-CACHE_FORMAT = 4
+# 5: early stopping (``intermediate.patience``) keeps the best validation's weights; ``intermediate.seed``.
+CACHE_FORMAT = 5
 # Intermediate keys that only change how the stage is *checked* (English dev) or batched for
-# evaluation, never the trained weights; leaving them out lets more jobs share one entry.
-NOT_WEIGHTS = ("val_size", "eval_batch_size", "eval_tokens_per_batch")
+# evaluation, never the trained weights; leaving them out lets more jobs share one entry. The dev set
+# decides the weights kept under early stopping, so ``val_size`` counts then.
+NOT_WEIGHTS = ("eval_batch_size", "eval_tokens_per_batch")
+
+
+def stage1_seed(cfg: DictConfig) -> int:
+    """``intermediate.seed`` (default ``${seed}``, the job's): fixing it shares one stage-1 encoder across
+    the seeds of the target stage."""
+    seed = cfg.intermediate.get("seed")
+    return int(cfg.seed if seed is None else seed)
 
 
 def stage1_identity(cfg: DictConfig) -> dict[str, Any]:
     """Exactly the config values that determine the stage-1 encoder weights."""
     from xcal.pipeline.stages import wants_unpadded  # torch and transformers: only when a key is needed
 
-    inter = {k: v for k, v in OmegaConf.to_container(cfg.intermediate, resolve=True).items() if k not in NOT_WEIGHTS}
+    skip = {*NOT_WEIGHTS, "seed", *(("val_size",) if cfg.intermediate.get("patience") is None else ())}
+    inter = {k: v for k, v in OmegaConf.to_container(cfg.intermediate, resolve=True).items() if k not in skip}
     identity = {
         "format": CACHE_FORMAT,
         "model": {**{k: cfg.model[k] for k in ("name_or_path", "pooling", "freeze_embeddings", "head_dropout")},
@@ -37,7 +47,7 @@ def stage1_identity(cfg: DictConfig) -> dict[str, Any]:
                   "unpad_tokens": wants_unpadded(cfg), "fast_dropout": bool(cfg.model.get("fast_dropout", True))},
         "intermediate": inter,
         "data_seed": cfg.data_seed,
-        "seed": cfg.seed,
+        "seed": stage1_seed(cfg),
         "optimizer": OmegaConf.to_container(cfg.optimizer, resolve=True),
         "scheduler": OmegaConf.to_container(cfg.scheduler, resolve=True),
         "label_smoothing": cfg.calibration.label_smoothing,

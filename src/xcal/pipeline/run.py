@@ -97,7 +97,7 @@ def _train_stage1(cfg: DictConfig, root: Path, sources: dict[str, SourceSettings
     inter = cfg.intermediate
     module, _, _, outcome = train_stage(
         cfg, "intermediate", TASKS[inter.name], inter, inter.size, model_path, tokenizer, sources["intermediate"],
-        root / "tokenized", loggers, output_dir, checkpoint_dir=checkpoint_dir,
+        root / "tokenized", loggers, output_dir, checkpoint_dir=checkpoint_dir, seed=encoder_cache.stage1_seed(cfg),
     )
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)

@@ -1,0 +1,45 @@
+"""A stage's learning curve: English dev numbers at every validation, kept in results.json.
+
+W&B shows the curve live, but a committed study must draw it from its own files (the findings plot English
+dev accuracy and confidence against steps, and mark where early stopping kept the weights). The history is
+callback state, so it is saved in the mid-stage checkpoint and survives a killed and resumed job.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytorch_lightning as pl
+
+#: The validation keys recorded (each ``<stage>/val_<name>``), when the module logs them.
+CURVE_KEYS = ("loss", "acc", "ece", "brier", "nll", "confidence")
+
+
+class ValidationHistory(pl.Callback):
+    """One row per validation: ``step``, ``epoch`` and ``val_<name>`` for :data:`CURVE_KEYS`."""
+
+    def __init__(self, stage: str) -> None:
+        self.stage = stage
+        self.rows: list[dict[str, float]] = []
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        row: dict[str, float] = {"step": int(trainer.global_step), "epoch": int(trainer.current_epoch)}
+        for name in CURVE_KEYS:
+            value = trainer.callback_metrics.get(f"{self.stage}/val_{name}")
+            if value is not None:
+                row[f"val_{name}"] = round(float(value), 6)
+        self.rows.append(row)
+
+    def best(self, key: str = "val_loss") -> dict[str, float] | None:
+        """The row with the lowest ``key`` (the first of equals: what early stopping keeps)."""
+        rows = [r for r in self.rows if key in r and not math.isnan(r[key])]
+        return min(rows, key=lambda r: r[key]) if rows else None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": list(self.rows)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = list(state_dict.get("rows", []))
