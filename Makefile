@@ -39,7 +39,7 @@ STUDY_GRIDS := "intermediate=none" "intermediate=vitaminc intermediate.size=1000
 study: fetch
 	status=0; for seed in 0 1 2; do for grid in $(STUDY_GRIDS); do \
 	  $(VENV)/bin/xcal -m experiment=embedded_study seed=$$seed $$grid || status=1; done; done; \
-	$(VENV)/bin/xcal-report multirun/embedded_study --out docs/findings || status=1; exit $$status
+	$(VENV)/bin/xcal-report multirun/embedded_study --findings docs/findings.md || status=1; exit $$status
 
 # Any experiment's grid (make sweep SWEEP=size_sweep), then its report; re-running skips finished jobs.
 sweep: fetch

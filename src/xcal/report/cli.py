@@ -1,7 +1,7 @@
 """``xcal-report``: turn one or more finished sweep directories into tables, figures and a fitted size effect.
 
     xcal-report multirun/vitaminc_sweep [more sweep dirs] [--out DIR] [--calibrated] [--n-boot 1000]
-                [--metrics ece,brier] [--wandb]
+                [--metrics ece,brier] [--findings docs/findings.md] [--wandb]
 
 stdout: the mean over zero-shot languages by size, the effect sentences, and last ``report: <path>``.
 stderr: notes on failed, corrupt or missing jobs (the report is still written from the good ones), or one
@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metrics", default=None,
                         help=f"comma-separated calibration metrics (default: the headline set); any of "
                              f"{', '.join(KNOWN_METRICS)}")
+    parser.add_argument("--findings", type=Path, default=None, metavar="PATH",
+                        help="also write a study's findings page (the answer with intervals, then how to read it) "
+                             "to PATH, figures in a folder beside it, e.g. --findings docs/findings.md")
     parser.add_argument("--wandb", action="store_true",
                         help="also log the tables and figures to one W&B run (offline unless credentials are set)")
     return parser
@@ -121,6 +124,10 @@ def run(args: argparse.Namespace) -> int:
         print("\nSize effects:")
         for sentence in sentences:
             print(f"- {sentence}")
+    if args.findings is not None:
+        from xcal.report.findings_page import write_findings
+
+        print(f"findings: {write_findings(sweep, args.findings, n_boot=args.n_boot)}")
     if args.wandb:
         print(f"wandb: {log_to_wandb(report, report.out_dir)}")
     print(f"report: {report.files['html']}")
