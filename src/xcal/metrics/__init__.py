@@ -8,6 +8,7 @@ Inputs are probabilities ``(N, C)`` (rows summing to 1) and integer labels ``(N,
 
 from xcal.metrics.binning import ReliabilityBins, reliability_bins
 from xcal.metrics.bootstrap import BootstrapInterval, bootstrap_interval
+from xcal.metrics.brier_decomposition import BrierDecomposition, brier_decomposition
 from xcal.metrics.calibration_error import classwise_ece, debiased_ece, expected_calibration_error
 from xcal.metrics.diagram import plot_reliability_diagram
 from xcal.metrics.report import INTERVAL_KEYS, REPORT_KEYS, calibration_report
@@ -26,6 +27,7 @@ __all__ = [
     "INTERVAL_KEYS",
     "REPORT_KEYS",
     "BootstrapInterval",
+    "BrierDecomposition",
     "BrierScore",
     "ClasswiseECE",
     "DebiasedECE",
@@ -35,6 +37,7 @@ __all__ = [
     "SmoothECE",
     "accuracy",
     "bootstrap_interval",
+    "brier_decomposition",
     "brier_score",
     "calibration_report",
     "classwise_ece",
