@@ -5,17 +5,21 @@ share a directory with one folder per config, and tasks of different repos never
 ``<config>/<split>-00000-of-00001.parquet`` (``data/...`` for repos without a config) with the hub's own column
 names and dtypes: ClassLabel columns as int64, squad ``answers`` and commonsenseqa ``choices`` as structs of
 lists, hellaswag ``endings`` as a list. A README.md carries the ``dataset_info`` block (ClassLabel names) as
-``push_to_hub`` writes it.
+``push_to_hub`` writes it; ``class_names="schema"`` puts the names in each file's schema metadata instead, as
+``datasets`` writes it (``huggingface``: ``{"info": {"features": ...}}``), and ``layout="convert"`` writes the
+``refs/convert/parquet`` layout (``<config>/<split>/0000.parquet``, names in the schema metadata, no README).
 
-Rows are deterministic: row i of every labelled split has class ``i % K`` (tags of token tasks cycle through
-all K tags word by word), so every label occurs in train and dev once n >= K; texts name the split, language and
-row (``"validation.de premise 3"``) so a test can tell which file a row came from.
+Rows are deterministic: row i of every labelled split stores class ``i % K`` of the hub's ClassLabel order (tags
+of token tasks cycle through all K tags word by word), so every label occurs in train and dev once n >= K; that
+order is the `datasets` loader's, which for NC is not the registry's (:func:`registry_label` translates). Texts
+name the split, language and row (``"validation.de premise 3"``) so a test can tell which file a row came from.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -23,8 +27,13 @@ import yaml
 
 from xcal.data.tasks import TASKS
 
-# Splits of the real repos with the labels withheld (-1, or "" for string labels).
+# Tasks whose test files the old xglue_public release left unlabelled (test_labels="withheld" / "absent").
 UNLABELLED_TEST = {"nc", "qadsm", "wpr", "qam"}
+# ClassLabel orders of the `datasets` loader (datasets/xglue/xglue.py) that differ from the registry's.
+HUB_CLASS_NAMES = {"nc": ("foodanddrink", "sports", "travel", "finance", "lifestyle", "news", "entertainment",
+                          "health", "video", "autos")}
+# Column spellings of an older version of the loader (and of the dataset card's examples).
+OLD_COLUMN_NAMES = {"wpr": {"web_page_title": "wed_page_title"}, "qam": {"answer": "annswer"}}
 _INTERMEDIATE_SPLITS: dict[str, tuple[tuple[str, bool], ...]] = {  # (hub split, labelled)
     "mnli": (("train", True), ("validation_matched", True), ("validation_mismatched", True),
              ("test_matched", False), ("test_mismatched", False)),
@@ -45,6 +54,16 @@ _CLASS_COLUMNS = {"xnli": "label", "paws_x": "label", "nc": "news_category", "qa
 
 def _class(i: int, k: int, labelled: bool) -> int:
     return i % k if labelled else -1
+
+
+def hub_class_names(task: str) -> tuple[str, ...]:
+    """The ClassLabel names of a task's hub label column, in the order its integers mean."""
+    return HUB_CLASS_NAMES.get(task, TASKS[task].labels)
+
+
+def registry_label(task: str, stored: int) -> int:
+    """The registry index a correct reader returns for a stored hub integer."""
+    return TASKS[task].labels.index(hub_class_names(task)[stored])
 
 
 def _xglue_table(task: str, split: str, lang: str, n: int, labelled: bool) -> pa.Table:
@@ -170,31 +189,74 @@ def write_readme(repo: Path, config: str, schema: pa.Schema, splits: dict[str, i
     readme.write_text(f"---\n{yaml.safe_dump(meta, sort_keys=False)}---\n# Test copy\n", encoding="utf-8")
 
 
-def write_hub_repo(root: Path, task: str, n: int = 10, languages: tuple[str, ...] | None = None) -> Path:
+def _hf_feature(dtype: pa.DataType, class_names: tuple[str, ...] | None) -> Any:
+    """One column's feature as ``datasets`` serialises it into the schema metadata."""
+    if class_names is not None:
+        label = {"names": list(class_names), "_type": "ClassLabel"}
+        return {"feature": label, "_type": "Sequence"} if pa.types.is_list(dtype) else label
+    if pa.types.is_list(dtype):
+        return {"feature": _hf_feature(dtype.value_type, None), "_type": "Sequence"}
+    if pa.types.is_struct(dtype):
+        return {f.name: _hf_feature(f.type, None) for f in dtype}
+    return {"dtype": str(dtype), "_type": "Value"}
+
+
+def with_schema_names(table: pa.Table, class_names: dict[str, tuple[str, ...]]) -> pa.Table:
+    """``table`` with the ``huggingface`` schema metadata ``datasets`` writes (ClassLabel names included)."""
+    features = {f.name: _hf_feature(f.type, class_names.get(f.name)) for f in table.schema}
+    return table.replace_schema_metadata({b"huggingface": json.dumps({"info": {"features": features}})})
+
+
+def _xglue_tables(task: str, n: int, languages: tuple[str, ...], test_labels: str) -> dict[str, pa.Table]:
+    splits = [("train", "en", True)]
+    old_test = task in UNLABELLED_TEST and test_labels != "labelled"
+    splits += [(f"{kind}.{lang}", lang, kind == "validation" or not old_test)
+               for lang in languages for kind in ("validation", "test")]
+    tables = {name: _xglue_table(task, name, lang, n, labelled) for name, lang, labelled in splits}
+    if old_test and test_labels == "absent":
+        label = _CLASS_COLUMNS[task]
+        tables.update({name: t.drop_columns([label]) for name, t in tables.items() if name.startswith("test.")})
+    return tables
+
+
+def write_hub_repo(root: Path, task: str, n: int = 10, languages: tuple[str, ...] | None = None, *,
+                   test_labels: Literal["labelled", "withheld", "absent"] = "labelled",
+                   class_names: Literal["readme", "schema", "none"] = "readme", old_column_names: bool = False,
+                   layout: Literal["push_to_hub", "convert"] = "push_to_hub") -> Path:
     """Write a small copy of the hub repo holding ``task`` under ``root/<hub id>``; return the repo directory.
 
     XGLUE tasks: ``train`` (English) plus ``validation.<lang>`` and ``test.<lang>`` for ``languages`` (default:
-    all of the task's), ``test`` labels -1 for nc/qadsm/wpr/qam. Intermediate tasks: train, the dev split names
-    of ``tasks.py`` and the real repo's other splits; test labels withheld where the real test set has none;
-    squad_v2 rows 3, 7, ... are unanswerable.
+    all of the task's), every split labelled as in xglue_full_dataset; ``test_labels`` "withheld" (-1) or "absent"
+    (no label column) makes the nc/qadsm/wpr/qam test splits those of the old xglue_public release.
+    Intermediate tasks: train, the dev split names of ``tasks.py`` and the real repo's other splits; test labels
+    withheld where the real test set has none; squad_v2 rows 3, 7, ... are unanswerable. ``class_names``: where
+    the ClassLabel names are declared (README ``dataset_info``, each file's schema metadata, or nowhere);
+    ``old_column_names``: WPR/QAM columns spelled ``wed_page_title`` / ``annswer``; ``layout="convert"``: the
+    ``refs/convert/parquet`` layout (names in the schema metadata, no README).
     """
     spec = TASKS[task]
     assert spec.hub_id is not None, f"{task} is not a hub task"
     repo = Path(root) / spec.hub_id
     config = spec.hub_config or "default"
-    folder = repo / ("data" if spec.hub_config is None else spec.hub_config)
-    folder.mkdir(parents=True, exist_ok=True)
     if spec.source == "xglue":
-        langs = languages or spec.languages
-        splits = [("train", "en", True)]
-        splits += [(f"{kind}.{lang}", lang, kind == "validation" or task not in UNLABELLED_TEST)
-                   for lang in langs for kind in ("validation", "test")]
-        tables = {name: _xglue_table(task, name, lang, n, labelled) for name, lang, labelled in splits}
+        tables = _xglue_tables(task, n, languages or spec.languages, test_labels)
     else:
         tables = {name: _intermediate_table(task, name, n, labelled) for name, labelled in _INTERMEDIATE_SPLITS[task]}
-    for name, table in tables.items():
-        pq.write_table(table, folder / f"{name}-00000-of-00001.parquet")
+    if old_column_names:
+        tables = {name: t.rename_columns([OLD_COLUMN_NAMES[task].get(c, c) for c in t.column_names])
+                  for name, t in tables.items()}
     class_column = _CLASS_COLUMNS.get(task)
-    write_readme(repo, config, next(iter(tables.values())).schema, {s: t.num_rows for s, t in tables.items()},
-                 {class_column: spec.labels} if class_column else {})
+    names = {class_column: hub_class_names(task)} if class_column else {}
+    if layout == "convert" or class_names == "schema":
+        tables = {name: with_schema_names(t, names) for name, t in tables.items()}
+    for name, table in tables.items():
+        if layout == "convert":
+            path = repo / config / name / "0000.parquet"
+        else:
+            path = repo / ("data" if spec.hub_config is None else spec.hub_config) / f"{name}-00000-of-00001.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path)
+    if layout != "convert":
+        write_readme(repo, config, next(iter(tables.values())).schema, {s: t.num_rows for s, t in tables.items()},
+                     names if class_names == "readme" else {})
     return repo

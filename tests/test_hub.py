@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from huggingface_hub.utils import filter_repo_objects
 
-from hub_fixtures import write_hub_repo, write_readme
+from hub_fixtures import HUB_CLASS_NAMES, registry_label, with_schema_names, write_hub_repo, write_readme
 from xcal.data import hub
 from xcal.data.errors import DataSourceError
 from xcal.data.tasks import TASKS
@@ -65,7 +65,8 @@ def test_xglue_sequence_tasks_train_and_dev(repos: dict[str, Path], task: str) -
         assert table.schema.field("label").type == pa.int64() and table.schema.field("id").type == pa.string()
         assert table.num_rows == N
         assert table.column("id").to_pylist() == [f"{split}-{i}" for i in range(N)]
-        assert table.column("label").to_pylist() == [i % spec.num_labels for i in range(N)]
+        # NC: the stored integers mean the loader's order; the README's names map them to the registry's.
+        assert table.column("label").to_pylist() == [registry_label(task, i % spec.num_labels) for i in range(N)]
         assert set(table.column("label").to_pylist()) == set(range(spec.num_labels))
         assert table.column("text")[3].as_py().startswith(hub_split)
 
@@ -104,13 +105,46 @@ def test_token_tasks(repos: dict[str, Path], task: str) -> None:
     assert test.num_rows == N and test.column("id")[0].as_py() == "test-0"
 
 
-@pytest.mark.parametrize("task", ["nc", "qadsm", "wpr", "qam"])
-def test_unlabelled_xglue_test_split_says_to_use_dev(repos: dict[str, Path], task: str) -> None:
+OLD_RELEASE_UNLABELLED = ("nc", "qadsm", "wpr", "qam")
+
+
+@pytest.mark.parametrize("task", OLD_RELEASE_UNLABELLED)
+def test_labelled_xglue_test_splits_read_like_dev(repos: dict[str, Path], task: str) -> None:
+    """The loader read xglue_full_dataset, whose NC, QADSM, WPR and QAM test files are labelled."""
+    k = TASKS[task].num_labels
+    test = read(repos, task, "de", "test")
+    assert test.num_rows == N and test.column("text")[0].as_py().startswith("test.de de ")
+    assert test.column("label").to_pylist() == [registry_label(task, i % k) for i in range(N)]
+    assert hub.check_available(TASKS[task], str(repos[task]), ("de", "fr"), ("train", "dev", "test")) == []
+    assert TASKS[task].eval_splits == ("dev", "test")
+
+
+@pytest.mark.parametrize("task", OLD_RELEASE_UNLABELLED)
+def test_withheld_test_labels_say_to_use_dev(tmp_path: Path, task: str) -> None:
+    repo = write_hub_repo(tmp_path, task, languages=("de",), test_labels="withheld")
     with pytest.raises(DataSourceError) as info:
-        read(repos, task, "de", "test", key="target")
+        hub.read_split(TASKS[task], str(repo), "de", "test", key="target")
     message = str(info.value)
     assert f"'test.de' of task {task}" in message and "has no labels" in message
     assert f"all {N} rows" in message and "target.eval_splits=[dev]" in message
+    assert hub.check_available(TASKS[task], str(repo), ("de",), ("test",)) == [message]
+
+
+@pytest.mark.parametrize("task", OLD_RELEASE_UNLABELLED)
+def test_test_split_without_label_column_is_the_old_release(tmp_path: Path, task: str) -> None:
+    repo = write_hub_repo(tmp_path, task, languages=("de",), test_labels="absent")
+    path = next((repo / task).glob("test.de-*.parquet"))
+    with pytest.raises(DataSourceError) as info:
+        hub.read_split(TASKS[task], str(repo), "de", "test", key="target")
+    message = str(info.value)
+    assert message.startswith(f"{path} (columns ")
+    assert "has no labels: the old xglue_public release (Data_Format.txt of 2020-05-27)" in message
+    assert "xglue_full_dataset.tar.gz" in message and "target.eval_splits=[dev]" in message
+    assert hub.check_available(TASKS[task], str(repo), ("de",), ("dev", "test")) == [message]
+    # Only a test split can be the old release: a dev split without its label column has the wrong layout.
+    pq.write_table(pq.read_table(path), next((repo / task).glob("validation.de-*.parquet")))
+    with pytest.raises(DataSourceError, match="does not have the columns of task"):
+        hub.read_split(TASKS[task], str(repo), "de", "dev")
 
 
 def test_xnli_test_split_is_labelled(repos: dict[str, Path]) -> None:
@@ -234,6 +268,98 @@ def test_readme_class_names_in_another_order_are_remapped(tmp_path: Path) -> Non
     assert table.column("label").to_pylist()[:3] == [2, 0, 1]
 
 
+NC_HUB_LABELS = [registry_label("nc", i % 10) for i in range(N)]  # the loader's order, mapped to the registry's
+
+
+def test_nc_class_names_from_the_parquet_schema_metadata(tmp_path: Path) -> None:
+    """A snapshot whose README declares no names: the files' own `huggingface` metadata still maps the ints."""
+    repo = write_hub_repo(tmp_path, "nc", languages=("de",), class_names="schema")
+    assert "class_label" not in (repo / "README.md").read_text()
+    meta = pq.read_schema(repo / "nc" / "train-00000-of-00001.parquet").metadata[b"huggingface"]
+    assert '"names": ["foodanddrink", "sports", "travel"' in meta.decode()
+    assert NC_HUB_LABELS[:4] == [0, 1, 7, 6]  # foodanddrink, sports, travel, finance in xcal's order
+    for split, language in (("train", "en"), ("dev", "de"), ("test", "de")):
+        assert hub.read_split(TASKS["nc"], str(repo), language, split).column("label").to_pylist() == NC_HUB_LABELS
+    assert hub.check_available(TASKS["nc"], str(repo), ("de",), ("train", "dev", "test")) == []
+    # The file's own names win over a README that says otherwise.
+    write_readme(repo, "nc", pq.read_schema(repo / "nc" / "train-00000-of-00001.parquet"), {"train": N},
+                 {"news_category": TASKS["nc"].labels})
+    assert hub.read_split(TASKS["nc"], str(repo), "en", "train").column("label").to_pylist() == NC_HUB_LABELS
+
+
+def test_nc_integer_labels_without_class_names_are_refused(tmp_path: Path) -> None:
+    repo = write_hub_repo(tmp_path, "nc", languages=("de",), class_names="none")
+    path = repo / "nc" / "validation.de-00000-of-00001.parquet"
+    with pytest.raises(DataSourceError) as info:
+        hub.read_split(TASKS["nc"], str(repo), "de", "dev", key="target")
+    message = str(info.value)
+    assert message.startswith(f"{path}: column news_category of task nc holds class indices and no class names are "
+                              f"declared for it (neither in the file's schema metadata nor in the README's "
+                              f"dataset_info)")
+    assert "would mislabel rows" in message and f"put the repo's README.md at {repo / 'README.md'}" in message
+    assert "hf download <repo id> README.md --repo-type dataset --local-dir DIR" in message
+    assert "store news_category as category names" in message and "target.hub_id=DIR" in message
+    problems = hub.check_available(TASKS["nc"], str(repo), ("de",), ("train", "dev"))
+    assert len(problems) == 2 and "train-00000-of-00001.parquet: column news_category" in problems[0]
+    assert problems[1] == message
+    # Names that are not NC's categories are no better; category names stored as strings need none.
+    write_readme(repo, "nc", pq.read_schema(path), {"validation.de": N}, {"news_category": tuple("0123456789")})
+    with pytest.raises(DataSourceError, match=r"the class names it declares \(0, 1, 2, .*\) are not the nc categories"):
+        hub.read_split(TASKS["nc"], str(repo), "de", "dev")
+    names = [HUB_CLASS_NAMES["nc"][i % 10] for i in range(N)]
+    replace_column(path, "news_category", names, pa.string())
+    assert hub.read_split(TASKS["nc"], str(repo), "de", "dev").column("label").to_pylist() == NC_HUB_LABELS
+    # Tasks whose hub order is the registry's read their integers without names.
+    qadsm = write_hub_repo(tmp_path / "qadsm", "qadsm", languages=("de",), class_names="none")
+    assert hub.read_split(TASKS["qadsm"], str(qadsm), "de", "dev").column("label").to_pylist() == [
+        i % 2 for i in range(N)]
+
+
+def test_token_tag_names_from_the_schema_metadata(tmp_path: Path) -> None:
+    """``Sequence(ClassLabel)`` in the metadata: a copy whose tag order is reversed is mapped back."""
+    repo = write_hub_repo(tmp_path, "pos", languages=("de",), class_names="none")
+    path = repo / "pos" / "validation.de-00000-of-00001.parquet"
+    plain = hub.read_split(TASKS["pos"], str(repo), "de", "dev").column("tags").to_pylist()
+    reversed_names = tuple(reversed(TASKS["pos"].labels))
+    pq.write_table(with_schema_names(pq.read_table(path), {"pos": reversed_names}), path)
+    tags = hub.read_split(TASKS["pos"], str(repo), "de", "dev").column("tags").to_pylist()
+    assert tags == [[16 - t for t in row] for row in plain]
+
+
+@pytest.mark.parametrize(("task", "old", "new"), [("wpr", "wed_page_title", "web_page_title"),
+                                                  ("qam", "annswer", "answer")])
+def test_old_column_spellings(repos: dict[str, Path], tmp_path: Path, task: str, old: str, new: str) -> None:
+    repo = write_hub_repo(tmp_path, task, languages=("de", "fr"), old_column_names=True)
+    assert old in pq.read_schema(repo / task / "train-00000-of-00001.parquet").names
+    for split in ("train", "dev", "test"):
+        language = "en" if split == "train" else "de"
+        table = hub.read_split(TASKS[task], str(repo), language, split)
+        assert table.equals(read(repos, task, language, split)), split
+    assert hub.check_available(TASKS[task], str(repo), ("de", "fr"), ("train", "dev", "test")) == []
+    assert old not in hub.expected_columns(TASKS[task]) and new in hub.expected_columns(TASKS[task])
+
+
+def test_hub_copy_without_portuguese_pos(tmp_path: Path) -> None:
+    """The default mirror's POS has 17 languages: no pt (nor does the `datasets` loader's list)."""
+    without_pt = tuple(lang for lang in TASKS["pos"].languages if lang != "pt")
+    repo = write_hub_repo(tmp_path, "pos", languages=without_pt)
+    assert len(TASKS["pos"].languages) == 18 and len(without_pt) == 17
+    assert hub.available_languages(TASKS["pos"], str(repo), ("dev", "test")) == without_pt
+    assert hub.available_languages(TASKS["pos"], str(repo), ("train",)) == TASKS["pos"].languages  # train: en
+    assert hub.check_available(TASKS["pos"], str(repo), without_pt, ("train", "dev", "test")) == []
+    # Asked for by name, pt is refused, with the languages the copy has.
+    problems = hub.check_available(TASKS["pos"], str(repo), ("de", "pt"), ("dev", "test"), key="target")
+    assert len(problems) == 2
+    assert problems[0].startswith("split 'validation.pt' of task pos (pt, dev) is missing")
+    assert f"languages with a dev split: {', '.join(without_pt)}." in problems[0]
+    assert "target.languages; null = every language it has" in problems[0]
+    assert problems[1].startswith("split 'test.pt' of task pos (pt, test) is missing")
+    # A language with dev but no test counts only where test is not asked for.
+    (repo / "pos" / "test.de-00000-of-00001.parquet").unlink()
+    assert "de" in hub.available_languages(TASKS["pos"], str(repo), ("dev",))
+    assert "de" not in hub.available_languages(TASKS["pos"], str(repo), ("dev", "test"))
+
+
 def test_duplicate_hub_ids_fall_back_to_row_numbers(tmp_path: Path) -> None:
     repo = write_hub_repo(tmp_path, "sst2")
     replace_column(repo / "sst2" / "train-00000-of-00001.parquet", "idx", [0] * N, pa.int32())
@@ -335,9 +461,7 @@ def test_check_available(repos: dict[str, Path], tmp_path: Path) -> None:
     assert hub.check_available(TASKS["anli"], str(repos["anli"]), ("en",), ("train", "dev")) == []
     problems = hub.check_available(TASKS["nc"], str(repos["nc"]), ("de", "it"), ("train", "dev", "test"),
                                    key="target")
-    assert len(problems) == 2
-    assert "no language 'it'" in problems[0]
-    assert "'test.de' of task nc" in problems[1] and "target.eval_splits=[dev]" in problems[1]
+    assert len(problems) == 1 and "no language 'it'" in problems[0]
 
     repo = write_hub_repo(tmp_path, "wpr", languages=("de", "fr"))
     (repo / "wpr" / "validation.fr-00000-of-00001.parquet").unlink()
@@ -409,3 +533,70 @@ def test_snapshot_download_asks_for_the_config_only(tmp_path: Path, monkeypatch:
     with pytest.raises(DataSourceError, match=r"has no parquet files for that config at revision empty .*"
                                               r"target.hub_revision=refs/convert/parquet"):
         hub.resolve_repo("hgissbkh/xglue", "paws-x", "empty", None)
+
+
+def test_main_without_parquet_falls_back_to_the_convert_branch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    """A loading-script repo (allenai/cosmos_qa): parquet only on refs/convert/parquet, read without being asked."""
+    main = tmp_path / "main"
+    main.mkdir()
+    (main / "README.md").write_text("a loading-script repo")
+    converted = write_hub_repo(tmp_path / "convert", "cosmosqa", layout="convert")
+    assert (converted / "default" / "validation" / "0000.parquet").is_file() and not (converted / "README.md").exists()
+    calls: list[str | None] = []
+
+    def fake_download(**kwargs: object) -> str:
+        calls.append(kwargs["revision"])  # type: ignore[arg-type]
+        assert kwargs["allow_patterns"] == ["*.parquet", "README.md"]
+        return str(converted if kwargs["revision"] == hub.CONVERT_REVISION else main)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
+    monkeypatch.setattr(hub, "_SAID_CONVERTED", set())
+    with caplog.at_level(logging.WARNING, logger="xcal.data.hub"):
+        dev = hub.read_split(TASKS["cosmosqa"], "allenai/cosmos_qa", "en", "dev", cache_dir=tmp_path / "c")
+        train = hub.read_split(TASKS["cosmosqa"], "allenai/cosmos_qa", "en", "train", cache_dir=tmp_path / "c")
+    assert calls == [None, hub.CONVERT_REVISION] * 2
+    assert dev.num_rows == train.num_rows == N and dev.column("id")[1].as_py() == "validation-cosmos-1"
+    assert [r.getMessage() for r in caplog.records] == [  # said once, not once per split
+        "dataset allenai/cosmos_qa (default config) has no parquet files on its main revision (a loading-script "
+        "repo): reading its parquet conversion, revision refs/convert/parquet"]
+    assert hub.check_available(TASKS["cosmosqa"], "allenai/cosmos_qa", ("en",), ("train", "dev")) == []
+
+
+def test_convert_branch_of_nc_carries_its_class_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    main = tmp_path / "main"
+    main.mkdir()
+    converted = write_hub_repo(tmp_path / "convert", "nc", languages=("fr",), layout="convert")
+    monkeypatch.setattr(huggingface_hub, "snapshot_download",
+                        lambda **kw: str(converted if kw["revision"] == hub.CONVERT_REVISION else main))
+    monkeypatch.setattr(hub, "_SAID_CONVERTED", set())
+    table = hub.read_split(TASKS["nc"], "hgissbkh/xglue", "fr", "test", revision="main")
+    assert table.column("label").to_pylist() == NC_HUB_LABELS
+
+
+def test_no_parquet_on_either_revision(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+
+    def only_main(**kwargs: object) -> str:
+        if kwargs["revision"] == hub.CONVERT_REVISION and fail_convert:
+            raise RuntimeError("boom")
+        return str(empty)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", only_main)
+    fail_convert = False
+    with pytest.raises(DataSourceError) as info:
+        hub.resolve_repo("someone/scripted", None, None, None, key="intermediate")
+    message = str(info.value)
+    assert message.startswith("the Hugging Face hub dataset someone/scripted (default config) has no parquet files "
+                              "for that config at revision main (files *.parquet, README.md in ")
+    assert "nor does revision refs/convert/parquet: check intermediate.hub_config and intermediate.hub_revision" in (
+        message)
+    fail_convert = True
+    with pytest.raises(DataSourceError, match=r"at revision main .*, and revision refs/convert/parquet cannot be "
+                                              r"read \(RuntimeError: boom\)"):
+        hub.resolve_repo("someone/scripted", None, None, None)
+    # An explicit revision other than main is never replaced.
+    with pytest.raises(DataSourceError, match=r"at revision v2 .*its parquet conversion is at "
+                                              r"target.hub_revision=refs/convert/parquet"):
+        hub.resolve_repo("someone/scripted", None, "v2", None)

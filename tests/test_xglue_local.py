@@ -27,7 +27,7 @@ from xglue_fixtures import (
 
 N = 12
 SEQUENCE_TASKS = ("xnli", "paws_x", "nc", "qadsm", "wpr", "qam")
-UNLABELED = ("nc", "qadsm", "wpr", "qam")
+OLD_RELEASE_UNLABELLED = ("nc", "qadsm", "wpr", "qam")  # test files without labels in xglue_public only
 URL = "https://microsoft.github.io/XGLUE/"
 
 
@@ -48,10 +48,6 @@ def _single(tmp_path: Path, task: str, language: str, split: str, text: str | by
     return data_dir
 
 
-def _evaluable_splits(task: str) -> tuple[str, ...]:
-    return ("dev",) if task in UNLABELED else ("dev", "test")
-
-
 # ============================================================================================ the fixture
 
 
@@ -69,10 +65,14 @@ def test_fixture_uses_the_official_file_names_and_is_fast(tmp_path: Path) -> Non
     assert sum(1 for p in root.rglob("*") if p.is_file()) == n_files == 126
     assert (root / "XNLI/multinli.train.en.tsv").read_text().splitlines()[0] == "premise\thypo\tlabel"
     assert (root / "PAWSX/es/dev_2k.tsv").read_text().splitlines()[0] == "id\tsentence1\tsentence2\tlabel"
-    # Unlabeled official test files: one column fewer than dev.
+    # xglue_full_dataset labels its test files: the same columns as dev. The old xglue_public release: one fewer.
     dev, test = (root / "QADSM/xglue.qadsm.de.dev").read_text(), (root / "QADSM/xglue.qadsm.de.test").read_text()
-    assert {line.count("\t") for line in dev.splitlines()} == {3}
-    assert {line.count("\t") for line in test.splitlines()} == {2}
+    assert {line.count("\t") for line in dev.splitlines()} == {line.count("\t") for line in test.splitlines()} == {3}
+    old = write_official_release(tmp_path / "old", old_release=True)
+    for task in OLD_RELEASE_UNLABELLED:
+        dev, test = ((old / file_name(task, "de", split)).read_text().splitlines() for split in ("dev", "test"))
+        assert {line.count("\t") for line in test} == {line.count("\t") - 1 for line in dev}, task
+    assert (old / "XNLI/de.test").read_text() == (root / "XNLI/de.test").read_text()
     bad = (root / "XNLI/de.dev").read_text().splitlines()[MALFORMED_LINE - 1]
     assert bad.count("\t") == 3
 
@@ -98,7 +98,7 @@ def test_fixture_language_subset_and_deterministic_content(tmp_path: Path) -> No
 @pytest.mark.parametrize("task", XGLUE_TASKS)
 def test_every_language_and_split_reads_to_the_rows_written(release: Path, task: str) -> None:
     spec = TASKS[task]
-    reads = [("en", "train")] + [(lang, split) for lang in spec.languages for split in _evaluable_splits(task)]
+    reads = [("en", "train")] + [(lang, split) for lang in spec.languages for split in ("dev", "test")]
     for language, split in reads:
         result = read_split(release, task, language, split)
         assert isinstance(result, ReadResult)
@@ -331,16 +331,47 @@ def test_unknown_language_split_and_task(release: Path) -> None:
     assert read_split(release, "paws-x", "de", "dev").table.num_rows == N
 
 
-@pytest.mark.parametrize("task", UNLABELED)
-def test_unlabeled_official_test_files_point_at_dev(release: Path, task: str) -> None:
-    assert (release / file_name(task, "de", "test")).is_file()
+@pytest.mark.parametrize("task", OLD_RELEASE_UNLABELLED)
+def test_labelled_test_files_read_like_dev(release: Path, task: str) -> None:
+    """xglue_full_dataset (2020-11-26) labels the NC, QADSM, WPR and QAM test files: read them like dev."""
+    result = read_split(release, task, "fr", "test")
+    assert result.skipped == 0 and result.table.num_rows == N
+    assert result.table.to_pylist() == example_rows(task, "fr", "test", N)
+    assert sorted(set(result.table.column("label").to_pylist())) == list(range(TASKS[task].num_labels))
+    assert check_layout(release, task, "fr", "test") == []
+    assert TASKS[task].eval_splits == ("dev", "test")
+
+
+@pytest.mark.parametrize("task", OLD_RELEASE_UNLABELLED)
+def test_old_release_test_files_say_no_labels(tmp_path: Path, task: str) -> None:
+    old = write_official_release(tmp_path, old_release=True)
+    path = old / file_name(task, "de", "test")
     with pytest.raises(DataSourceError) as info:
-        read_split(release, task, "de", "test")
+        read_split(old, task, "de", "test")
     message = str(info.value)
-    assert f"the official XGLUE test files of task {task!r} have no labels" in message
-    assert "target.eval_splits=[dev]" in message
-    assert check_layout(release, task, "de", "test") == [message]
-    assert TASKS[task].eval_splits == ("dev",)
+    assert message.startswith(f"{path} ({N} of {N} lines have no label column) has no labels: the old "
+                              f"xglue_public release (Data_Format.txt of 2020-05-27) left the label column out of "
+                              f"the {task} test files")
+    assert "xglue_full_dataset.tar.gz" in message and URL in message and "target.eval_splits=[dev]" in message
+    assert check_layout(old, task, "de", "test") == [message]
+    assert read_split(old, task, "de", "dev").table.num_rows == N  # dev files are labelled in both releases
+
+
+def test_a_few_lines_without_label_are_malformed_not_an_old_release(tmp_path: Path) -> None:
+    mostly_labelled = _single(tmp_path / "a", "qam", "de", "test", "q\tp\t1\nq\tp\nq\tp\t0\n")
+    result = read_split(mostly_labelled, "qam", "de", "test")
+    assert result.table.column("label").to_pylist() == [1, 0] and result.skipped == 1
+    assert result.skipped_examples == ["line 2: 2 columns, expected 3"]
+    mostly_unlabelled = _single(tmp_path / "b", "qam", "de", "test", "q\tp\t1\nq\tp\nq\tp\n")
+    assert "2 of 3 lines have no label column) has no labels" in check_layout(mostly_unlabelled, "qam", "de", "test")[0]
+    # Only a test file of the four tasks can be the old release: a dev file without labels is a wrong layout,
+    # and so is an XNLI test file.
+    dev = _single(tmp_path / "c", "qam", "de", "dev", "q\tp\nq\tp\n")
+    [problem] = check_layout(dev, "qam", "de", "dev")
+    assert "is not in the layout of XGLUE task 'qam'" in problem and "xglue_public" not in problem
+    xnli = _single(tmp_path / "d", "xnli", "de", "test", "p\th\np\th\n")
+    with pytest.raises(DataSourceError, match="is not in the layout of XGLUE task 'xnli'"):
+        read_split(xnli, "xnli", "de", "test")
 
 
 def test_wrong_column_layout(tmp_path: Path, release: Path) -> None:
@@ -374,7 +405,7 @@ def test_empty_and_undecodable_files(tmp_path: Path) -> None:
 def test_check_layout_accepts_the_release_and_a_stray_line(release: Path) -> None:
     for task in XGLUE_TASKS:
         for language in TASKS[task].languages:
-            for split in _evaluable_splits(task):
+            for split in ("dev", "test"):
                 assert check_layout(release, task, language, split) == [], (task, language, split)
         assert check_layout(release, task, "en", "train") == []
 

@@ -1,7 +1,8 @@
 """Every XGLUE target task and every head type through all three stages, on fixture files written in
 exactly the official formats (and a parquet repo laid out like the hub one), with a small XLM-R-shaped
 model built from a config (random weights, the real XLM-R tokenizer): label sets, language lists,
-token-level calibration and the task scores are checked in each job's results.json."""
+token-level calibration and the task scores are checked in each job's results.json. The checks made before any
+training (config, sources, languages) need no model: they compose the config with a path nothing loads."""
 
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from hub_fixtures import write_hub_repo
+from xcal.data.sources import Languages, eval_languages
 from xcal.data.tasks import TASKS, XGLUE_TASKS
 from xcal.errors import XcalError
+from xcal.pipeline import run as run_module
 from xcal.pipeline.app import CONFIG_DIR
-from xcal.pipeline.run import prepare, run
+from xcal.pipeline.run import prepare, run, stage_sources
+from xcal.pipeline.validate import config_problems, data_problems
 from xglue_fixtures import write_official_release
 
 # Each target is paired with an intermediate task, so every head type (sequence, multiple choice, span,
@@ -25,6 +29,9 @@ INTERMEDIATE_FOR = {
     "qam": "cosmosqa", "ner": "squad_v2", "pos": "anli",
 }
 HUB_INTERMEDIATE = ("mnli", "qqp", "sst2", "anli", "squad", "squad_v2", "hellaswag", "cosmosqa", "commonsenseqa")
+# The default mirror's POS (and the `datasets` loader's) has no Portuguese.
+POS_WITHOUT_PT = tuple(lang for lang in TASKS["pos"].languages if lang != "pt")
+NO_MODEL = Path("/nonexistent/model")  # for checks made before any model is loaded
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +48,8 @@ def release(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def hub_repos(tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("hub")
-    repos = {task: write_hub_repo(root / "xglue", task) for task in XGLUE_TASKS}
+    repos = {task: write_hub_repo(root / "xglue", task, languages=POS_WITHOUT_PT if task == "pos" else None)
+             for task in XGLUE_TASKS}
     repos.update({task: write_hub_repo(root / task, task) for task in HUB_INTERMEDIATE})
     return repos
 
@@ -106,11 +114,13 @@ def test_targets_from_a_hub_parquet_repo(target, tiny_model, hub_repos, tmp_path
     cfg = job_config(tiny_model, tmp_path, target, "sst2", "target.source=hub", f"target.hub_id={hub_repos[target]}",
                      f"intermediate.hub_id={hub_repos['sst2']}")
     record = run_job(cfg, tmp_path)
-    check_record(record, target, tuple(TASKS[target].languages))
+    languages = POS_WITHOUT_PT if target == "pos" else TASKS[target].languages
+    check_record(record, target, languages)
+    assert record["languages"] == {"evaluated": list(languages), "missing": ["pt"] if target == "pos" else []}
 
 
-def test_missing_release_is_reported_before_any_training(tiny_model, tmp_path) -> None:
-    cfg = job_config(tiny_model, tmp_path, "xnli", "none", f"target.data_dir={tmp_path / 'nowhere'}")
+def test_missing_release_is_reported_before_any_training(tmp_path) -> None:
+    cfg = job_config(NO_MODEL, tmp_path, "xnli", "none", f"target.data_dir={tmp_path / 'nowhere'}")
     with pytest.raises(XcalError) as info:
         prepare(cfg)
     message = str(info.value)
@@ -118,25 +128,101 @@ def test_missing_release_is_reported_before_any_training(tiny_model, tmp_path) -
     assert not (tmp_path / "results.json").exists()
 
 
-def test_unknown_language_and_span_target_are_config_errors(tiny_model, tmp_path) -> None:
-    cfg = job_config(tiny_model, tmp_path, "pos", "none", "target.languages=[de,xx]", f"target.data_dir={tmp_path}")
+def test_unknown_language_and_span_target_are_config_errors(tmp_path) -> None:
+    cfg = job_config(NO_MODEL, tmp_path, "pos", "none", "target.languages=[de,xx]", f"target.data_dir={tmp_path}")
     with pytest.raises(XcalError, match=r"target.languages has 'xx'.*allowed: ar, bg, de"):
         prepare(cfg)
-    cfg = job_config(tiny_model, tmp_path, "nc", "none", "target.eval_splits=[test]", f"target.data_dir={tmp_path}")
-    with pytest.raises(XcalError, match=r"target.eval_splits has 'test'; task 'nc' has dev"):
+    cfg = job_config(NO_MODEL, tmp_path, "nc", "none", "target.eval_splits=[train]", f"target.data_dir={tmp_path}")
+    with pytest.raises(XcalError, match=r"target.eval_splits has 'train'; task 'nc' has dev, test"):
         prepare(cfg)
-    cfg = job_config(tiny_model, tmp_path, "xnli", "none", "target.name=squad", "target.source=hub")
+    cfg = job_config(NO_MODEL, tmp_path, "xnli", "none", "target.name=squad", "target.source=hub")
     with pytest.raises(XcalError, match=r"target='squad' has a span head, which has no class distribution"):
         prepare(cfg)
 
 
-def test_unreachable_hub_dataset_is_one_clear_message(tiny_model, tmp_path, monkeypatch) -> None:
+def test_unreachable_hub_dataset_is_one_clear_message(tmp_path, monkeypatch) -> None:
     import huggingface_hub.constants
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    cfg = job_config(tiny_model, tmp_path, "xnli", "mnli", "target.source=hub", "intermediate.size=8")
+    cfg = job_config(NO_MODEL, tmp_path, "xnli", "mnli", "target.source=hub", "intermediate.size=8")
     with pytest.raises(XcalError) as info:
         prepare(cfg)
     message = str(info.value)
     assert "hgissbkh/xglue" in message and "nyu-mll/glue" in message and "huggingface-cli download" in message
+
+
+@pytest.mark.parametrize("task", ["nc", "qadsm", "wpr", "qam"])
+def test_test_split_of_the_four_tasks_is_allowed_but_not_the_default(release, task, tmp_path) -> None:
+    """xglue_full_dataset labels their test files: [dev, test] passes every pre-flight check; dev stays the default."""
+    cfg = job_config(NO_MODEL, tmp_path, task, "none", f"target.data_dir={release}", f"paths.cache_dir={tmp_path}")
+    assert list(cfg.target.eval_splits) == ["dev"]
+    cfg = job_config(NO_MODEL, tmp_path, task, "none", f"target.data_dir={release}", f"paths.cache_dir={tmp_path}",
+                     "target.eval_splits=[dev,test]")
+    assert config_problems(cfg) == []
+    assert data_problems(cfg, stage_sources(cfg, tmp_path / "data")) == []
+    old = write_official_release(tmp_path / "old", old_release=True)
+    cfg = job_config(NO_MODEL, tmp_path, task, "none", f"target.data_dir={old}", f"paths.cache_dir={tmp_path}",
+                     "target.eval_splits=[dev,test]")
+    with pytest.raises(XcalError) as info:
+        prepare(cfg)
+    problems = str(info.value).splitlines()[1:]
+    assert len(problems) == len(TASKS[task].languages)  # one per test file; the dev files are fine
+    assert all("lines have no label column) has no labels: the old xglue_public release" in p for p in problems)
+    assert any(f"{task}.de.test (12 of 12 lines" in p for p in problems)
+
+
+def _pos_hub_config(tmp_path: Path, repo: Path, *extra: str):
+    return job_config(NO_MODEL, tmp_path / "out", "pos", "none", "target.source=hub", f"target.hub_id={repo}",
+                      f"paths.cache_dir={tmp_path / 'cache'}", *extra)
+
+
+def test_hub_copy_without_pt_evaluates_the_languages_it_has(tmp_path, capsys) -> None:
+    repo = write_hub_repo(tmp_path / "hub", "pos", languages=POS_WITHOUT_PT)
+    cfg = _pos_hub_config(tmp_path, repo)
+    sources = stage_sources(cfg, tmp_path / "cache" / "data")
+    assert data_problems(cfg, sources) == []
+    assert capsys.readouterr().err == (
+        f"xcal: warning: target.hub_id={repo} has no dev/test split of task pos for pt (1 of its 18 languages): "
+        f"evaluating the 17 it has ({' '.join(POS_WITHOUT_PT)}). Name languages in target.languages to require "
+        f"them\n")
+    chosen = eval_languages(sources["target"], TASKS["pos"], None, ["dev", "test"])
+    assert chosen == Languages(POS_WITHOUT_PT, ("pt",), ("dev", "test"))
+    # Asked for by name, pt is refused before any training; the languages named are all that is checked.
+    cfg = _pos_hub_config(tmp_path, repo, "target.languages=[de,pt]")
+    with pytest.raises(XcalError) as info:
+        prepare(cfg)
+    message = str(info.value)
+    assert "invalid xcal config (2 problems)" in message
+    assert "split 'validation.pt' of task pos (pt, dev) is missing" in message
+    assert "split 'test.pt' of task pos (pt, test) is missing" in message
+    assert f"languages with a dev split: {', '.join(POS_WITHOUT_PT)}" in message
+    assert capsys.readouterr().err == ""
+    # The official release has pt: nothing is missing there.
+    local = eval_languages(stage_sources(job_config(NO_MODEL, tmp_path, "pos", "none"), tmp_path)["target"],
+                           TASKS["pos"], None, ["dev"])
+    assert local == Languages(TASKS["pos"].languages, (), ("dev",))
+
+
+def test_results_json_names_the_missing_languages(tmp_path, monkeypatch) -> None:
+    """run() records evaluated and missing languages and hands only the evaluated ones to the target stage
+    (stubbed here: the stage trains nothing, so no model is needed)."""
+    repo = write_hub_repo(tmp_path / "hub", "pos", languages=POS_WITHOUT_PT)
+    handed: dict = {}
+
+    class Stop(Exception):
+        pass
+
+    def target_stage(*args, datamodule_kwargs=None, **kwargs):
+        handed.update(datamodule_kwargs)
+        raise Stop
+
+    monkeypatch.setattr(run_module, "load_tokenizer", lambda path: None)
+    monkeypatch.setattr(run_module, "train_stage", target_stage)
+    out = tmp_path / "out"
+    with pytest.raises(Stop):
+        run(_pos_hub_config(tmp_path, repo), out)
+    record = json.loads((out / "results.json").read_text())
+    assert record["status"] == "failed"
+    assert record["languages"] == {"evaluated": list(POS_WITHOUT_PT), "missing": ["pt"]}
+    assert handed["eval_languages"] == POS_WITHOUT_PT and handed["eval_splits"] == ("dev", "test")

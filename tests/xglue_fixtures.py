@@ -22,6 +22,7 @@ MALFORMED_LINE = 6
 EMPTY_DESCRIPTION = 3
 # WPR: this many consecutive rows share a query.
 WPR_GROUP = 3
+# Tasks whose test files the old xglue_public release (Data_Format.txt of 2020-05-27) had without the label column.
 UNLABELED_TEST = ("nc", "qadsm", "wpr", "qam")
 MIN_N = 10  # every file must show every label of NC (10 classes)
 
@@ -142,8 +143,8 @@ def _write(path: Path, lines: list[str]) -> None:
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
 
 
-def _sequence_lines(task: str, language: str, split: str, n: int) -> list[str]:
-    labelled = not (split == "test" and task in UNLABELED_TEST)
+def _sequence_lines(task: str, language: str, split: str, n: int, old_release: bool = False) -> list[str]:
+    labelled = not (old_release and split == "test" and task in UNLABELED_TEST)
     lines = []
     if task == "paws_x":
         lines.append("id\tsentence1\tsentence2\tlabel")
@@ -167,6 +168,12 @@ def _token_lines(task: str, language: str, split: str, n: int) -> list[str]:
     return lines
 
 
+def _file_lines(task: str, language: str, split: str, n: int, old_release: bool) -> list[str]:
+    if TASKS[task].head == "token":
+        return _token_lines(task, language, split, n)
+    return _sequence_lines(task, language, split, n, old_release)
+
+
 def _chosen(languages: dict[str, tuple[str, ...]] | None) -> dict[str, tuple[str, ...]]:
     chosen = {task: TASKS[task].languages for task in XGLUE_TASKS}
     for task, subset in (languages or {}).items():
@@ -179,15 +186,17 @@ def _chosen(languages: dict[str, tuple[str, ...]] | None) -> dict[str, tuple[str
     return chosen
 
 
-def write_official_release(root: Path, languages: dict[str, tuple[str, ...]] | None = None, n: int = 12) -> Path:
+def write_official_release(root: Path, languages: dict[str, tuple[str, ...]] | None = None, n: int = 12, *,
+                           old_release: bool = False) -> Path:
     """Write ``root/xglue_full_dataset/`` for all 8 labelled XGLUE tasks and return its path.
 
     Files: the English train file of every task, and dev and test for every language of the task (or the subset
     ``languages[task]``), ``n`` examples each (sentences for NER/POS), every label present in every train and dev
     file. As in the real release: XNLI's train file and every PAWS-X file start with a header line; PAWS-X rows
     start with an id; XNLI spells contradiction ``contradictory``; QADSM labels are Good/Bad, WPR 0-4, QAM and
-    PAWS-X 0/1; the NC, QADSM, WPR and QAM test files have no label column; NER/POS hold ``word label`` lines
-    with a blank line after each sentence. QADSM row 3 has an empty ad description.
+    PAWS-X 0/1; every test file is labelled (xglue_full_dataset, 2020-11-26), unless ``old_release``: then the NC,
+    QADSM, WPR and QAM test files have no label column, as in the old xglue_public release; NER/POS hold
+    ``word label`` lines with a blank line after each sentence. QADSM row 3 has an empty ad description.
 
     Exactly one line is malformed: ``XNLI/de.dev`` line 6 (example 5) has a stray tab inside its premise, so it
     has 4 columns instead of 3; a reader skips it (skipped=1) and returns ``n - 1`` German dev rows.
@@ -196,11 +205,10 @@ def write_official_release(root: Path, languages: dict[str, tuple[str, ...]] | N
         raise ValueError(f"n={n} is too small: every file must show all {MIN_N} NC labels; use n >= {MIN_N}")
     release = Path(root) / RELEASE_DIR
     for task, langs in _chosen(languages).items():
-        lines_of = _token_lines if TASKS[task].head == "token" else _sequence_lines
-        _write(release / file_name(task, "en", "train"), lines_of(task, "en", "train", n))
+        _write(release / file_name(task, "en", "train"), _file_lines(task, "en", "train", n, old_release))
         for language in langs:
             for split in ("dev", "test"):
-                _write(release / file_name(task, language, split), lines_of(task, language, split, n))
+                _write(release / file_name(task, language, split), _file_lines(task, language, split, n, old_release))
     return release
 
 

@@ -4,10 +4,19 @@ Why parquet read with pyarrow, not ``datasets.load_dataset``: the canonical XGLU
 gone and ``datasets`` >= 4 refuses loading scripts, so parquet copies are what still loads; once the files are on
 disk (a snapshot directory or the hub cache) reading them needs no network. Each task's hub columns are mapped to
 the canonical layout of its head (``xcal.data.tasks``), so no later stage sees a copy's quirks.
+
+Where the XGLUE layout comes from: huggingface/datasets ``datasets/xglue/xglue.py`` (``_info``: column names and
+ClassLabel orders; ``_split_generators``: ``train``, ``validation.<lang>``, ``test.<lang>``; ``_LANGUAGES``: POS
+without pt) and its ``dataset_infos.json``; an older version of that loader spelled ``wed_page_title`` and
+``annswer``. Stored integers mean the loader's ClassLabel order, which for NC is not xcal's, so they are read
+through the class names the repo declares: in each parquet file's schema metadata (``datasets`` writes its
+features under ``huggingface``) or in the README's ``dataset_info``. Loading-script repos keep their parquet on the
+``refs/convert/parquet`` revision, which is read when ``main`` has none.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -19,11 +28,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from xcal.data.errors import DataSourceError
-from xcal.data.tasks import TaskSpec
+from xcal.data.errors import DataSourceError, old_release_message
+from xcal.data.tasks import XGLUE_PUBLIC_UNLABELLED_TEST, TaskSpec
 from xcal.errors import XcalError
 
-__all__ = ["available_splits", "check_available", "expected_columns", "read_split", "resolve_repo", "split_files"]
+__all__ = ["available_languages", "available_splits", "check_available", "expected_columns", "read_split",
+           "resolve_repo", "split_files"]
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +44,11 @@ _SHARD = r"(?:-\d+-of-\d+(?:-[0-9a-f]+)?)?\.parquet"
 _ID_COLUMNS = ("id", "idx", "uid")
 # Label names some copies spell differently from the registry (the XNLI release says `contradictory`).
 _LABEL_ALIASES = {"contradictory": "contradiction"}
+# Where the hub's parquet conversion of a loading-script repo lives.
+CONVERT_REVISION = "refs/convert/parquet"
+# Tasks whose stored integers follow a ClassLabel order that is not the registry's (NC: the `datasets` loader's
+# foodanddrink, sports, travel, finance...): integers are read only through the class names the repo declares.
+_NAMES_NEEDED = ("nc",)
 
 
 @dataclass(frozen=True)
@@ -49,6 +64,7 @@ class _Layout:
     answers: str | None = None  # span tasks: {text: [...], answer_start: [...]}
     alt_text: tuple[str, ...] = ()  # used when a `text` column is absent (hellaswag: ctx_a + ctx_b)
     key_in_choices: bool = False  # the label is a letter looked up in the row's choices.label
+    old_names: tuple[tuple[str, str], ...] = ()  # (old spelling, column name) of copies made by an older loader
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -65,8 +81,8 @@ _LAYOUTS: dict[str, _Layout] = {
     "nc": _Layout(text=("news_title",), text_pair=("news_body",), label="news_category"),
     "qadsm": _Layout(text=("query",), text_pair=("ad_title", "ad_description"), label="relevance_label"),
     "wpr": _Layout(text=("query",), text_pair=("web_page_title", "web_page_snippet"), label="relavance_label",
-                   group="query"),
-    "qam": _Layout(text=("question",), text_pair=("answer",), label="label"),
+                   group="query", old_names=(("wed_page_title", "web_page_title"),)),
+    "qam": _Layout(text=("question",), text_pair=("answer",), label="label", old_names=(("annswer", "answer"),)),
     "ner": _Layout(tokens="words", label="ner"),
     "pos": _Layout(tokens="words", label="pos"),
     # English intermediate tasks.
@@ -148,11 +164,53 @@ def _allow_patterns(config: str | None) -> list[str]:
     return [f"{config}/*.parquet" if config else "*.parquet", "README.md"]
 
 
+def _download(hub_id: str, config: str | None, revision: str | None, cache_dir: Path | None, key: str) -> Path:
+    """The config's parquet files and the README of one revision, from the hub cache or the hub."""
+    import huggingface_hub
+
+    try:
+        return Path(huggingface_hub.snapshot_download(
+            repo_id=hub_id, repo_type="dataset", revision=revision, allow_patterns=_allow_patterns(config),
+            cache_dir=str(cache_dir) if cache_dir is not None else None))
+    except Exception as exc:  # every hub failure (offline, refused, 404, gated...) becomes one message
+        raise DataSourceError(f"cannot reach the Hugging Face hub for {_where(hub_id, config)}: "
+                              f"{_hub_reason(exc, hub_id, revision)}. {_download_hint(hub_id, key)}") from exc
+
+
+def _has_parquet(path: Path) -> bool:
+    return any(path.rglob("*.parquet"))
+
+
+_SAID_CONVERTED: set[tuple[str, str | None]] = set()  # repos whose fallback was logged (once per process)
+
+
+def _converted(hub_id: str, config: str | None, cache_dir: Path | None, key: str, main: Path) -> Path:
+    """``main`` has no parquet files (a loading-script repo): its parquet conversion, said once in the log."""
+    try:
+        path = _download(hub_id, config, CONVERT_REVISION, cache_dir, key)
+    except DataSourceError as exc:
+        why = _hub_reason(exc.__cause__ or exc, hub_id, CONVERT_REVISION)
+        reason = f"and revision {CONVERT_REVISION} cannot be read ({why})"
+    else:
+        if _has_parquet(path):
+            if (hub_id, config) not in _SAID_CONVERTED:
+                _SAID_CONVERTED.add((hub_id, config))
+                log.warning("%s has no parquet files on its main revision (a loading-script repo): reading its "
+                            "parquet conversion, revision %s", _where(hub_id, config), CONVERT_REVISION)
+            return path
+        reason = f"nor does revision {CONVERT_REVISION}"
+    raise DataSourceError(
+        f"the Hugging Face hub {_where(hub_id, config)} has no parquet files for that config at revision main "
+        f"(files {', '.join(_allow_patterns(config))} in {main}), {reason}: check {key}.hub_config and "
+        f"{key}.hub_revision. {_download_hint(hub_id, key)}")
+
+
 def resolve_repo(hub_id: str, config: str | None, revision: str | None, cache_dir: Path | None,
                  *, key: str = "target") -> Path:
     """The directory holding the repo's files: a local snapshot as is, else the config's parquet files from the hub.
 
-    ``snapshot_download`` reuses the hub cache, so a repo fetched once is read offline afterwards.
+    ``snapshot_download`` reuses the hub cache, so a repo fetched once is read offline afterwards. When ``main``
+    (the default revision) has no parquet files, the repo's ``refs/convert/parquet`` revision is read instead.
     """
     if not hub_id:
         raise DataSourceError(f"{key}.hub_id is not set: give a Hugging Face dataset repo id (like hgissbkh/xglue) "
@@ -164,19 +222,13 @@ def resolve_repo(hub_id: str, config: str | None, revision: str | None, cache_di
         raise DataSourceError(f"{key}.hub_id={hub_id} is not a directory (and not a repo id like owner/name): point "
                               f"it at a downloaded snapshot of the dataset repo (with <config>/<split>-*.parquet "
                               f"files) or at a repo id. {_download_hint('<repo id>', key)}")
-    import huggingface_hub
-
-    try:
-        path = Path(huggingface_hub.snapshot_download(
-            repo_id=hub_id, repo_type="dataset", revision=revision, allow_patterns=_allow_patterns(config),
-            cache_dir=str(cache_dir) if cache_dir is not None else None))
-    except Exception as exc:  # every hub failure (offline, refused, 404, gated...) becomes one message
-        raise DataSourceError(f"cannot reach the Hugging Face hub for {_where(hub_id, config)}: "
-                              f"{_hub_reason(exc, hub_id, revision)}. {_download_hint(hub_id, key)}") from exc
-    if not any(path.rglob("*.parquet")):
+    path = _download(hub_id, config, revision, cache_dir, key)
+    if not _has_parquet(path) and revision in (None, "main"):
+        return _converted(hub_id, config, cache_dir, key, path)
+    if not _has_parquet(path):
         raise DataSourceError(
             f"the Hugging Face hub {_where(hub_id, config)} has no parquet files for that config at revision "
-            f"{revision or 'main'} (files {', '.join(_allow_patterns(config))} in {path}): it may hold only a "
+            f"{revision} (files {', '.join(_allow_patterns(config))} in {path}): it may hold only a "
             f"loading script; its parquet conversion is at {key}.hub_revision=refs/convert/parquet, or check "
             f"{key}.hub_config. {_download_hint(hub_id, key)}")
     return path
@@ -260,9 +312,33 @@ def _missing_split(spec: TaskSpec, root: Path, config: str | None, part: str, la
     base = root / config if config else root
     expected = (f"{base}/{part}-00000-of-00001.parquet or {base}/{part}/*.parquet" if config
                 else f"{root}/data/{part}-*.parquet, {root}/{part}-*.parquet or {root}/default/{part}/*.parquet")
+    having = ""
+    if split != spec.train_split and len(spec.languages) > 1:
+        present = ", ".join(_languages_present(spec, root, config, (split,))) or "none"
+        having = f"; languages with a {split} split: {present}"
     return (f"split {part!r} of task {spec.name} ({language}, {split}) is missing: no parquet file at {expected}; "
-            f"splits present: {found}. Download the split into that directory, evaluate a language the copy has "
-            f"({key}.languages), or set {key}.hub_id to a complete copy")
+            f"splits present: {found}{having}. Download the split into that directory, evaluate a "
+            f"language the copy has ({key}.languages; null = every language it has), or set {key}.hub_id to a "
+            f"complete copy")
+
+
+def _languages_present(spec: TaskSpec, root: Path, config: str | None, splits: Sequence[str]) -> tuple[str, ...]:
+    """The task's languages whose every split in ``splits`` has parquet files (train, English only, is skipped)."""
+    wanted = [s for s in dict.fromkeys(splits) if s != spec.train_split]
+    return tuple(language for language in spec.languages
+                 if all(split_files(root, config, _hub_split(spec, s, language)) for s in wanted))
+
+
+def available_languages(spec: TaskSpec, hub_id: str, splits: Sequence[str], *, cache_dir: Path | None = None,
+                        revision: str | None = None, config: str | None = None,
+                        key: str = "target") -> tuple[str, ...]:
+    """The task's languages the repo has every split of ``splits`` for (a copy may lack some: POS has no pt).
+
+    Resolves (downloads if needed) the repo once; looks at file names only.
+    """
+    _layout(spec)
+    config = config or spec.hub_config
+    return _languages_present(spec, resolve_repo(hub_id, config, revision, cache_dir, key=key), config, splits)
 
 
 # ---------------------------------------------------------------------------------------------- README labels
@@ -320,21 +396,71 @@ def _hub_class_names(root: Path, config: str | None, column: str) -> tuple[str, 
     return None
 
 
+def _feature_names(feature: Any) -> tuple[str, ...] | None:
+    """ClassLabel names of a ``datasets`` feature dict: a ClassLabel, or a Sequence/List of one (token tags)."""
+    if isinstance(feature, list) and len(feature) == 1:  # the `[ClassLabel]` shorthand for a list feature
+        return _feature_names(feature[0])
+    if not isinstance(feature, dict):
+        return None
+    names = feature.get("names")
+    if feature.get("_type") == "ClassLabel" and isinstance(names, list):
+        return tuple(str(n) for n in names)
+    return _feature_names(feature.get("feature"))
+
+
+def _schema_class_names(schema: pa.Schema, column: str) -> tuple[str, ...] | None:
+    """The ClassLabel names ``datasets`` stored in the parquet file itself (schema metadata ``huggingface``:
+    ``{"info": {"features": {column: {"_type": "ClassLabel", "names": [...]}}}}``)."""
+    raw = (schema.metadata or {}).get(b"huggingface")
+    if not raw:
+        return None
+    try:
+        features = json.loads(raw)["info"]["features"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return _feature_names(features.get(column)) if isinstance(features, dict) else None
+
+
 def _name_index(name: str, labels: Sequence[str]) -> int | None:
     folded = [label.casefold() for label in labels]
     name = _LABEL_ALIASES.get(name.strip().casefold(), name.strip().casefold())
     return folded.index(name) if name in folded else None
 
 
-def _label_remap(spec: TaskSpec, hub_names: tuple[str, ...] | None) -> tuple[int, ...] | None:
-    """Hub index -> registry index when the README's names are the registry's labels in another order."""
+def _registry_indices(spec: TaskSpec, hub_names: tuple[str, ...] | None) -> tuple[int, ...] | None:
+    """Hub index -> registry index when the repo's class names are the registry's labels (in any order)."""
     if not hub_names:
         return None
     indices = [_name_index(n, spec.labels) for n in hub_names]
     if any(i is None for i in indices) or len(set(indices)) != len(indices):
-        return None  # names the registry does not use (e.g. "0", "1"): the stored index is the registry's index
-    remap = tuple(int(i) for i in indices)  # type: ignore[arg-type]
-    return None if remap == tuple(range(len(remap))) else remap
+        return None
+    return tuple(int(i) for i in indices)  # type: ignore[arg-type]
+
+
+def _label_remap(spec: TaskSpec, hub_names: tuple[str, ...] | None) -> tuple[int, ...] | None:
+    """The remap to apply: None when the names are the registry's order, or absent, or not the registry's (e.g.
+    "0", "1"); the stored index is then the registry's index (:func:`_names_problem` refuses that for NC)."""
+    remap = _registry_indices(spec, hub_names)
+    return None if remap == tuple(range(len(remap or ()))) else remap
+
+
+def _names_problem(spec: TaskSpec, layout: _Layout, path: Path, schema: pa.Schema,
+                   names: tuple[str, ...] | None, root: Path, key: str) -> str | None:
+    """Why the integer labels of a task whose hub order differs from the registry's cannot be read, or None."""
+    label_type = schema.field(layout.label).type if layout.label in schema.names else None
+    if spec.name not in _NAMES_NEEDED or label_type is None or not pa.types.is_integer(label_type):
+        return None
+    if _registry_indices(spec, names) is not None:
+        return None
+    found = (f"the class names it declares ({', '.join(names)}) are not the {spec.name} categories" if names else
+             "no class names are declared for it (neither in the file's schema metadata nor in the README's "
+             "dataset_info)")
+    return (f"{path}: column {layout.label} of task {spec.name} holds class indices and {found}. The hub's order "
+            f"(the `datasets` loader's) is not xcal's ({', '.join(spec.labels)}), so reading the integers would "
+            f"mislabel rows. Supply the names: put the repo's README.md at {root / 'README.md'} "
+            f"(`hf download <repo id> README.md --repo-type dataset --local-dir DIR`; its dataset_info lists them), "
+            f"use parquet files written by `datasets` (their schema metadata holds them), or store {layout.label} "
+            f"as category names; then set {key}.hub_id=DIR")
 
 
 # ---------------------------------------------------------------------------------------------- rows
@@ -371,7 +497,7 @@ def _label_index(value: Any, labels: Sequence[str], remap: tuple[int, ...] | Non
         return None
     if remap is not None:
         if value >= len(remap):
-            raise _BadValue(f"label {value} is beyond the {len(remap)} classes the repo's README declares")
+            raise _BadValue(f"label {value} is beyond the {len(remap)} classes the repo declares")
         value = remap[value]
     if value >= len(labels):
         raise _BadValue(f"label {value} is out of range for {len(labels)} labels ({', '.join(labels)})")
@@ -514,10 +640,19 @@ def _missing_columns(layout: _Layout, names: Iterable[str]) -> list[str]:
     return missing
 
 
+def _current_names(layout: _Layout, names: Sequence[str]) -> list[str]:
+    """Column names with an older loader's spelling (``wed_page_title``, ``annswer``) replaced by today's."""
+    old = dict(layout.old_names)
+    return [old[n] if n in old and old[n] not in names else n for n in names]
+
+
 def _layout_problem(spec: TaskSpec, layout: _Layout, path: Path, names: Sequence[str], config: str | None,
-                    key: str) -> str | None:
-    if not _missing_columns(layout, names):
+                    key: str, split: str = "") -> str | None:
+    missing = _missing_columns(layout, names)
+    if not missing:
         return None
+    if missing == [layout.label] and split == "test" and spec.name in XGLUE_PUBLIC_UNLABELLED_TEST:
+        return old_release_message(spec.name, f"{path} (columns {', '.join(names)}; no {layout.label})", key)
     expected = ", ".join(layout.columns)
     if layout.alt_text:
         expected += f" ({' + '.join(layout.alt_text)} may replace {', '.join(layout.text)})"
@@ -558,15 +693,31 @@ def read_split(spec: TaskSpec, hub_id: str, language: str, split: str, *, cache_
     config = config or spec.hub_config
     hub_split = _hub_split(spec, split, language)
     root = resolve_repo(hub_id, config, revision, cache_dir, key=key)
-    remap = _label_remap(spec, _hub_class_names(root, config, layout.label)) if layout.label else None
+    readme_names = _hub_class_names(root, config, layout.label) if layout.label else None
     parts: list[_Part] = []
     for path in _hub_split_files(spec, root, config, hub_split, language, split, key):
         table = _read_parquet(path)
-        problem = _layout_problem(spec, layout, path, table.column_names, config, key)
-        if problem:
-            raise DataSourceError(problem)
+        remap = _checked_file(spec, layout, path, table.schema, readme_names, root, config, key, split)
+        table = table.rename_columns(_current_names(layout, table.column_names))
         parts.append(_convert(spec, layout, table, path, remap))
     return _assemble(spec, parts, split, hub_split, language, key)
+
+
+def _checked_file(spec: TaskSpec, layout: _Layout, path: Path, schema: pa.Schema,
+                  readme_names: tuple[str, ...] | None, root: Path, config: str | None, key: str,
+                  split: str) -> tuple[int, ...] | None:
+    """One file's label remap, after checking its columns and class names (DataSourceError when unusable).
+
+    The file's own schema metadata names its classes first; the README's ``dataset_info`` is the fallback.
+    """
+    problem = _layout_problem(spec, layout, path, _current_names(layout, schema.names), config, key, split)
+    names = None
+    if problem is None and layout.label:
+        names = _schema_class_names(schema, layout.label) or readme_names
+        problem = _names_problem(spec, layout, path, schema, names, root, key)
+    if problem:
+        raise DataSourceError(problem)
+    return _label_remap(spec, names)
 
 
 def _hub_split_files(spec: TaskSpec, root: Path, config: str | None, hub_split: str, language: str, split: str,
@@ -630,6 +781,7 @@ def check_available(spec: TaskSpec, hub_id: str, languages: Sequence[str], split
         root = resolve_repo(hub_id, config, revision, cache_dir, key=key)
     except DataSourceError as exc:
         return [str(exc)]
+    readme_names = _hub_class_names(root, config, layout.label) if layout.label else None
     problems: list[str] = []
     known = [language for language in dict.fromkeys(languages) if language in spec.languages]
     for language in dict.fromkeys(languages):
@@ -648,9 +800,7 @@ def check_available(spec: TaskSpec, hub_id: str, languages: Sequence[str], split
                 seen.add(hub_split)
                 all_files = _hub_split_files(spec, root, config, hub_split, language, split, key)
                 for path in all_files:
-                    problem = _layout_problem(spec, layout, path, _read_schema(path).names, config, key)
-                    if problem:
-                        raise DataSourceError(problem)
+                    _checked_file(spec, layout, path, _read_schema(path), readme_names, root, config, key, split)
                 if not _any_labelled(spec, layout, all_files):
                     rows = sum(pq.ParquetFile(p).metadata.num_rows for p in all_files)
                     raise DataSourceError(_no_labels(spec, hub_split, language, split, rows, key))

@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,10 +28,13 @@ log = logging.getLogger(__name__)
 if TYPE_CHECKING:
     import datasets
 
-__all__ = ["DataSourceError", "SourceSettings", "load_split", "source_problems", "split_path", "train_rows"]
+__all__ = ["DataSourceError", "Languages", "SourceSettings", "eval_languages", "load_split", "say_missing_languages",
+           "source_problems", "split_path", "train_rows"]
 
 # Bump when a reader's output changes, so normalised copies made by an older reader are not reused.
-READER_VERSION = 1
+# 2: hub NC integers read through the class names in the parquet schema metadata too (or refused), old column
+# spellings, labelled XGLUE test files.
+READER_VERSION = 2
 SOURCE_KINDS = {"embedded": ("embedded",), "xglue": ("local", "hub"), "hub": ("hub",)}
 
 
@@ -158,6 +163,61 @@ def train_rows(settings: SourceSettings, task: TaskSpec) -> int:
             raise DataSourceError(f"{path} is missing; run `xcal-fetch` (or `make fetch`)")
         return pq.ParquetFile(path).metadata.num_rows
     return load_split(settings, task, "en", task.train_split).num_rows
+
+
+@dataclass(frozen=True)
+class Languages:
+    """The languages a target evaluates, and those of the task its source lacks (left out, not refused)."""
+
+    evaluated: tuple[str, ...]
+    missing: tuple[str, ...] = ()
+    splits: tuple[str, ...] = ()  # the splits a language needed to count as present
+
+    def as_dict(self) -> dict[str, list[str]]:
+        return {"evaluated": list(self.evaluated), "missing": list(self.missing)}
+
+
+def eval_languages(settings: SourceSettings, task: TaskSpec, requested: Sequence[str] | None,
+                   eval_splits: Sequence[str]) -> Languages:
+    """The languages to evaluate on ``dev`` and ``eval_splits``.
+
+    Languages named in the config are taken as asked (one the source lacks is a pre-flight problem). Otherwise
+    every language of the task, except that a hub copy may lack some (its POS has no pt): then the languages it
+    has, English always kept (it trains and fits the temperature, so its absence must stay an error).
+    """
+    splits = tuple(dict.fromkeys(["dev", *eval_splits]))
+    if requested:
+        return Languages(tuple(dict.fromkeys(requested)), (), splits)
+    if settings.kind != "hub" or len(task.languages) == 1:
+        return Languages(task.languages, (), splits)
+    from xcal.data import hub
+
+    try:
+        present = hub.available_languages(task, settings.hub_id, splits, cache_dir=settings.normalised_root / "hub",
+                                          revision=settings.hub_revision, config=settings.hub_config,
+                                          key=settings.key)
+    except DataSourceError:
+        return Languages(task.languages, (), splits)  # the pre-flight check says why the copy cannot be read
+    evaluated = tuple(lang for lang in task.languages if lang in present or lang == "en")
+    return Languages(evaluated, tuple(lang for lang in task.languages if lang not in evaluated), splits)
+
+
+def missing_languages_message(settings: SourceSettings, task: TaskSpec, languages: Languages) -> str:
+    """One line naming the languages left out, those evaluated, and how to require the others."""
+    return (f"{settings.key}.hub_id={settings.hub_id} has no {'/'.join(languages.splits)} split of task "
+            f"{task.name} for {' '.join(languages.missing)} ({len(languages.missing)} of its "
+            f"{len(task.languages)} languages): evaluating the {len(languages.evaluated)} it has "
+            f"({' '.join(languages.evaluated)}). Name languages in {settings.key}.languages to require them")
+
+
+def say_missing_languages(settings: SourceSettings, task: TaskSpec, languages: Languages) -> None:
+    """Say on stderr (and in the job's log, at info: a warning would reach stderr twice) which of the task's
+    languages the source lacks; silent when none."""
+    if not languages.missing:
+        return
+    message = missing_languages_message(settings, task, languages)
+    log.info("%s", message)
+    print(f"xcal: warning: {message}", file=sys.stderr)
 
 
 def source_problems(settings: SourceSettings, task: TaskSpec, languages: tuple[str, ...],

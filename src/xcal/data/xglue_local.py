@@ -1,9 +1,15 @@
 """Reading the official XGLUE release directory (``xglue_full_dataset/<DIR>/...``) into canonical Arrow tables.
 
 The release is what a user downloads after accepting XGLUE's terms; nothing here touches a network. Each of the
-8 labelled tasks has its own file names and column layout (see /work/shared/XGLUE.md); this module hides them
-behind :func:`read_split`, which returns the layout of the task's head (``tasks.py``), so nothing downstream
-ever sees a release quirk.
+8 labelled tasks has its own file names and column layout; this module hides them behind :func:`read_split`,
+which returns the layout of the task's head (``tasks.py``), so nothing downstream ever sees a release quirk.
+
+Where the layouts come from: file names, columns and label spellings follow huggingface/datasets
+``datasets/xglue/xglue.py`` (``_PATHS``, ``_generate_examples``, ``_process_dict``), the reader built from
+``xglue_full_dataset.tar.gz``; microsoft/Unicoder ``understanding/src/transformers/data/processors/xglue.py``
+(sequence tasks) and ``examples/ner/utils_ner.py`` (``word label`` token files) read the same files. microsoft/XGLUE
+``Data_Format.txt`` (2020-05-27) describes the older ``xglue_public`` release, whose NC, QADSM, WPR and QAM test
+files lack the label column.
 
 Choices worth knowing:
 
@@ -15,8 +21,8 @@ Choices worth knowing:
 - Token files (NER, POS): ``word label`` per line; the label is the last space-separated field (so a word with
   a space, as in Vietnamese UD, survives); a tab separator is accepted too. A sentence with a malformed line is
   dropped as a whole (its gold annotation is suspect); ``skipped`` counts the malformed lines.
-- The test files of NC, QADSM, WPR and QAM carry no labels, so they cannot be evaluated: reading them is an
-  error that points at ``dev``.
+- Test files are read like dev files: xglue_full_dataset (2020-11-26) labels every test file. A test file of NC,
+  QADSM, WPR or QAM whose lines lack the label column (the old ``xglue_public`` release) is an error that says so.
 """
 
 from __future__ import annotations
@@ -28,23 +34,21 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from xcal.data.errors import DataSourceError
-from xcal.data.tasks import TASKS, XGLUE_TASKS, TaskSpec
+from xcal.data.errors import XGLUE_SITE, DataSourceError, old_release_message
+from xcal.data.tasks import TASKS, XGLUE_PUBLIC_UNLABELLED_TEST, XGLUE_TASKS, TaskSpec
 
 log = logging.getLogger(__name__)
 
 SPLITS = ("train", "dev", "test")
 TRAIN_LANGUAGE = "en"
-# Tasks whose official test files have no label column.
-UNLABELED_TEST_TASKS = ("nc", "qadsm", "wpr", "qam")
 # How many malformed lines a ReadResult keeps as examples for messages and logs.
 MAX_EXAMPLES = 5
 # How many data lines check_layout looks at: enough to tell a wrong layout from a stray broken line.
 CHECK_LINES = 20
 
 HOW_TO_GET = (
-    "To get the official release, download xglue_full_dataset.tar.gz from the XGLUE site "
-    "https://microsoft.github.io/XGLUE/ (after accepting its terms), unpack it and set "
+    f"To get the official release, download xglue_full_dataset.tar.gz from the XGLUE site "
+    f"{XGLUE_SITE} (after accepting its terms), unpack it and set "
     "target.data_dir=/path/to/xglue_full_dataset; or read a parquet copy from the Hugging Face hub instead "
     "with target.source=hub."
 )
@@ -152,12 +156,9 @@ def expected_path(data_dir: Path, task: str, language: str, split: str) -> Path:
     return Path(data_dir).expanduser() / layout.directory / layout.file_name(split, language)
 
 
-def _unlabeled_test_message(spec: TaskSpec, path: Path) -> str:
-    return (
-        f"the official XGLUE test files of task {spec.name!r} have no labels ({path}), so calibration cannot be "
-        f"measured on them; evaluate on dev instead (target.eval_splits=[dev], the default for "
-        f"{', '.join(UNLABELED_TEST_TASKS)})."
-    )
+def _may_lack_labels(spec: TaskSpec, split: str) -> bool:
+    """Whether a file may be an ``xglue_public`` test file, whose lines have every column but the label."""
+    return split == "test" and spec.name in XGLUE_PUBLIC_UNLABELLED_TEST
 
 
 def _missing_message(data_dir: Path, path: Path, spec: TaskSpec, language: str, split: str) -> str | None:
@@ -206,6 +207,7 @@ class _Tally:
     bad: int = 0
     examples: list[str] = field(default_factory=list)
     first_bad: str = ""  # the first bad line itself, shortened, for the wrong-layout message
+    unlabelled: int = 0  # bad lines holding every column but the label (an xglue_public test file)
 
     def add(self, line_no: int, why: str, line: str) -> None:
         self.bad += 1
@@ -279,6 +281,7 @@ def _sequence_columns(path: Path, spec: TaskSpec, layout: _Layout, split: str, t
     pairs: list[str] = []
     gold: list[int] = []
     header_pending = layout.has_header(split)
+    may_lack_labels, width = _may_lack_labels(spec, split), len(layout.columns)
     n = 0
     for line_no, line in _lines(path):
         if not line.strip():
@@ -299,6 +302,8 @@ def _sequence_columns(path: Path, spec: TaskSpec, layout: _Layout, split: str, t
             gold.append(row[2])
         else:
             tally.add(line_no, why, line)
+            if may_lack_labels and len(_fields(line, width)) == width - 1:
+                tally.unlabelled += 1
         n += 1
     columns: dict[str, list] = {"id": ids, "text": texts, "text_pair": pairs, "label": gold}
     if "ndcg" in spec.scores:
@@ -365,6 +370,14 @@ def _expected_columns(spec: TaskSpec, layout: _Layout, split: str) -> str:
             f"labels from: {_LabelMap(spec, layout).allowed}")
 
 
+def _old_release(spec: TaskSpec, path: Path, tally: _Tally) -> str | None:
+    """The old-release message when most lines lack (only) the label column, else None."""
+    if tally.unlabelled * 2 <= tally.lines:
+        return None
+    where = f"{path} ({tally.unlabelled} of {tally.lines} lines have no label column)"
+    return old_release_message(spec.name, where, "target")
+
+
 # ============================================================================================ public API
 
 
@@ -372,14 +385,13 @@ def read_split(data_dir: Path, task: str, language: str, split: str) -> ReadResu
     """Read one split of one language of an XGLUE task from the release directory, in the canonical layout.
 
     Raises DataSourceError for anything the user can fix: unknown task/language/split, missing directory or
-    file, an unlabeled test file, a file that is mostly not in the task's layout, or one with no examples.
+    file, a test file of the old ``xglue_public`` release (no label column), a file that is mostly not in the
+    task's layout, or one with no examples.
     """
     spec = _spec(task)
     _check_names(spec, language, split)
     data_dir = Path(data_dir).expanduser()
     path = expected_path(data_dir, spec.name, language, split)
-    if split == "test" and spec.name in UNLABELED_TEST_TASKS:
-        raise DataSourceError(_unlabeled_test_message(spec, path))
     missing = _missing_message(data_dir, path, spec, language, split)
     if missing:
         raise DataSourceError(missing)
@@ -392,6 +404,9 @@ def read_split(data_dir: Path, task: str, language: str, split: str) -> ReadResu
     if tally.lines == 0:
         raise DataSourceError(f"{path} holds no examples: the XGLUE {spec.name} {split} file for {language!r} "
                               f"should hold {expected}. Re-extract xglue_full_dataset.tar.gz.")
+    old = _old_release(spec, path, tally)
+    if old:
+        raise DataSourceError(old)
     if tally.bad * 2 > tally.lines:
         raise DataSourceError(
             f"{path} is not in the layout of XGLUE task {spec.name!r}: {tally.bad} of {tally.lines} lines are "
@@ -421,8 +436,6 @@ def check_layout(data_dir: Path, task: str, language: str, split: str) -> list[s
         return [str(exc)]
     data_dir = Path(data_dir).expanduser()
     path = expected_path(data_dir, spec.name, language, split)
-    if split == "test" and spec.name in UNLABELED_TEST_TASKS:
-        return [_unlabeled_test_message(spec, path)]
     missing = _missing_message(data_dir, path, spec, language, split)
     if missing:
         return [missing]
@@ -436,6 +449,9 @@ def check_layout(data_dir: Path, task: str, language: str, split: str) -> list[s
     expected = _expected_columns(spec, layout, split)
     if tally.lines == 0:
         return [f"{path} holds no examples; expected {expected}. Re-extract xglue_full_dataset.tar.gz."]
+    old = _old_release(spec, path, tally)
+    if old:
+        return [old]
     if tally.bad * 2 > tally.lines:
         return [f"{path} is not in the layout of XGLUE task {spec.name!r}: {tally.bad} of the first {tally.lines} "
                 f"lines are malformed; expected {expected}; first bad {tally.first_bad}. Check that "

@@ -19,7 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 import xcal
 from xcal.assets.cache import cache_dir, data_dir
 from xcal.atomic import atomic_write_json
-from xcal.data.sources import SourceSettings
+from xcal.data.sources import SourceSettings, eval_languages
 from xcal.data.tasks import NO_TASK, TASKS
 from xcal.errors import XcalError
 from xcal.models.encoder import EMBEDDED_PREFIX, load_tokenizer, resolve_model_path
@@ -194,11 +194,12 @@ def _run(cfg: DictConfig, output_dir: Path, run_name: str) -> dict[str, Any]:
 
         target = cfg.target
         spec = TASKS[target.name]
-        languages = tuple(target.languages or spec.languages)
+        languages = eval_languages(sources["target"], spec, target.languages, target.eval_splits)
+        record["languages"] = languages.as_dict()  # a hub copy may lack some of the task's languages
         module, trainer, dm, outcome = train_stage(
             cfg, "target", spec, target, target.train_size, encoder_path, tokenizer, sources["target"],
             root / "tokenized", loggers, output_dir,
-            datamodule_kwargs={"eval_size": target.eval_size, "eval_languages": languages,
+            datamodule_kwargs={"eval_size": target.eval_size, "eval_languages": languages.evaluated,
                                "eval_splits": tuple(target.eval_splits)},
             checkpoint_dir=output_dir / "checkpoints" / "target",
         )

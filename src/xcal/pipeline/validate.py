@@ -12,7 +12,15 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from xcal.data.errors import DataSourceError
-from xcal.data.sources import SOURCE_KINDS, SourceSettings, no_data_dir_message, source_problems, train_rows
+from xcal.data.sources import (
+    SOURCE_KINDS,
+    SourceSettings,
+    eval_languages,
+    no_data_dir_message,
+    say_missing_languages,
+    source_problems,
+    train_rows,
+)
 from xcal.data.tasks import EVALUABLE_HEADS, NO_TASK, TASKS
 from xcal.errors import XcalError
 
@@ -138,14 +146,18 @@ def validate_config(cfg: DictConfig) -> None:
 
 def data_problems(cfg: DictConfig, sources: dict[str, SourceSettings]) -> list[str]:
     """Checks that need the data: every file (or hub split) a stage will read exists and has the
-    expected layout, and the requested sizes fit the rows that exist."""
+    expected layout, and the requested sizes fit the rows that exist.
+
+    A hub copy without some of the target's languages (its POS has no pt) is said on stderr, not refused,
+    unless ``target.languages`` names them."""
     problems = []
     for stage, settings in sources.items():
         block = cfg[stage]
         spec = TASKS[block.name]
         if stage == "target":
-            languages = tuple(block.languages or spec.languages)
-            splits = tuple(dict.fromkeys(["dev", *block.eval_splits]))
+            chosen = eval_languages(settings, spec, block.languages, block.eval_splits)
+            say_missing_languages(settings, spec, chosen)
+            languages, splits = chosen.evaluated, chosen.splits
         else:
             languages, splits = ("en",), (("dev",) if block.get("val_size", 500) != 0 else ())
         found = source_problems(settings, spec, languages, splits)
