@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import doctest
+import importlib
 import importlib.util
 import sys
 import types
@@ -119,6 +121,12 @@ def test_same_vectors_as_lang2vec_get_features(monkeypatch: pytest.MonkeyPatch) 
         ours = _vectors(kind, codes)
         for i, code in enumerate(codes):
             np.testing.assert_array_equal(ours[i], np.asarray(theirs[code], dtype=np.float64), err_msg=kind)
+
+
+def test_docstring_example() -> None:
+    """The doctest in the module runs and its printed values are exact to 4 decimals."""
+    result = doctest.testmod(importlib.import_module("xcal.report.typology"), raise_on_error=False)
+    assert result.attempted >= 2 and result.failed == 0
 
 
 def test_unknown_language_names_code_and_known_ones() -> None:
