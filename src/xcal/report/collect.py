@@ -316,7 +316,7 @@ def _job_problems(jobs: list[_Job]) -> list[str]:
 
 
 def _grid_problems(jobs: list[_Job]) -> list[str]:
-    """Cells of the grid (intermediate x size x target x seed, per model) that have no finished result."""
+    """Cells of the grid ((intermediate, its sizes) x target x seed, per model) that have no finished result."""
     done: Counter[tuple[str, str, str, str, int]] = Counter()
     tried: dict[tuple[str, str, str, str, int], list[_Job]] = defaultdict(list)
     for job in jobs:
@@ -339,7 +339,12 @@ def _grid_problems(jobs: list[_Job]) -> list[str]:
         values = [sorted({c[i] for c in cells}, key=_sort_key) for i in range(1, 5)]
         shared_baseline = NO_INTERMEDIATE in values[0]
         own_baseline = {c[1] for c in cells if c[2] == "0"}
-        for intermediate, size, target, seed in itertools.product(*values):
+        # each intermediate task has its own size ladder (a study may give tasks of different sizes different
+        # sizes); targets and seeds are crossed with every (intermediate, size)
+        ladders = {i: sorted({c[2] for c in cells if c[1] == i} | ({"0"} & set(values[1])), key=_sort_key)
+                   for i in values[0]}
+        combos = [(i, size) for i in values[0] for size in ladders[i]]
+        for (intermediate, size), target, seed in itertools.product(combos, values[2], values[3]):
             if intermediate == NO_INTERMEDIATE and size != "0":
                 continue  # the no-intermediate baseline exists at size 0 only
             if size == "0" and shared_baseline and intermediate not in own_baseline:
