@@ -66,16 +66,19 @@ def validation_interval(block: DictConfig, train_examples: int) -> int | None:
 
 
 def build_trainer(cfg: DictConfig, max_epochs: int, loggers: list[Logger], output_dir: Path,
-                  callbacks: list[pl.Callback] | None = None, val_every_n_steps: int | None = None) -> pl.Trainer:
+                  callbacks: list[pl.Callback] | None = None, val_every_n_steps: int | None = None,
+                  max_steps: int | None = None) -> pl.Trainer:
     # cuDNN's attention builds an execution plan for every new (batch, length) shape: with variable-length
     # batches the first epoch ran up to 8x slower on an H200; warm it ranged from 1.19x slower to 1.24x faster
     # (model.cudnn_attention; benchmarks/results/gpu.json).
     torch.backends.cuda.enable_cudnn_sdp(bool(cfg.model.get("cudnn_attention", False)))
     # Lightning refuses a ModelCheckpoint when checkpointing is off, and adds its own when it is on.
     keeps_best = any(isinstance(c, ModelCheckpoint) for c in callbacks or [])
-    validation = {} if val_every_n_steps is None else {"val_check_interval": val_every_n_steps}
+    caps = {} if val_every_n_steps is None else {"val_check_interval": val_every_n_steps}
+    if max_steps is not None:  # a stage's own step cap (``<stage>.max_steps``) wins over trainer.max_steps
+        caps["max_steps"] = max_steps
     return instantiate(cfg.trainer, max_epochs=max_epochs, logger=loggers or False, enable_checkpointing=keeps_best,
-                       default_root_dir=str(output_dir), callbacks=callbacks or None, **validation)
+                       default_root_dir=str(output_dir), callbacks=callbacks or None, **caps)
 
 
 def build_module(cfg: DictConfig, encoder_path: str, task: TaskSpec, stage: str, lr: float) -> EncoderClassifier:
@@ -155,7 +158,8 @@ def _outcome_metrics(trainer: pl.Trainer, stage: str, history: ValidationHistory
                 "kept_step": None if kept is None else int(kept["step"]),
                 "kept_epoch": None if kept is None else int(kept["epoch"])}
     if best is not None:
-        stopping["stopped_early"] = bool(trainer.should_stop and epochs < trainer.max_epochs)
+        capped = epochs >= trainer.max_epochs or 0 < trainer.max_steps <= trainer.global_step
+        stopping["stopped_early"] = bool(trainer.should_stop and not capped)
     return metrics, stopping
 
 
@@ -209,7 +213,7 @@ def train_stage(
         callbacks.append(LastCheckpoint(checkpoint_dir, every.get("every_n_minutes"), every.get("every_n_steps")))
         resume = resume_path(checkpoint_dir)
     trainer = build_trainer(cfg, block.epochs, loggers, output_dir, callbacks,
-                            validation_interval(block, len(dm.train_set)))
+                            validation_interval(block, len(dm.train_set)), block.get("max_steps"))
     start = time.perf_counter()
     # weights_only: a checkpoint is tensors and plain containers; nothing in it is executed on load.
     trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True if resume else None)

@@ -99,7 +99,7 @@ def config_problems(cfg: DictConfig) -> list[str]:
             problems.append(f"{stage}.lr={block.lr!r} must be a positive number")
         if not _is_int(block.max_length) or not 8 <= block.max_length <= 512:
             problems.append(f"{stage}.max_length={block.max_length!r} must be an integer in [8, 512]")
-        for key in ("patience", "val_every_n_steps"):
+        for key in ("patience", "val_every_n_steps", "max_steps"):
             value = block.get(key)
             if value is not None and (not _is_int(value) or value < 1):
                 problems.append(f"{stage}.{key}={value!r} must be an integer >= 1 or null (off)")
