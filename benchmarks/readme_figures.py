@@ -1,8 +1,9 @@
-"""The README's benchmark tables, written from benchmarks/results/*.json (the last step of ``make bench``).
+"""The benchmark tables of docs/performance.md, written from benchmarks/results/*.json (the last step of
+``make bench``).
 
-Everything between ``<!-- make bench: begin -->`` and ``<!-- make bench: end -->`` in README.md is
+Everything between ``<!-- make bench: begin -->`` and ``<!-- make bench: end -->`` in docs/performance.md is
 generated here, so a figure in those tables is always the one in the result files. ``--check`` only
-compares, and exits 1 with a diff when the README is stale (a test runs it).
+compares, and exits 1 with a diff when the page is stale (a test runs it).
 
     .venv/bin/python benchmarks/readme_figures.py            # rewrite the block
     .venv/bin/python benchmarks/readme_figures.py --check    # is it up to date?
@@ -19,7 +20,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-README = ROOT / "README.md"
+DOC = ROOT / "docs" / "performance.md"
 BEGIN, END = "<!-- make bench: begin -->", "<!-- make bench: end -->"
 
 
@@ -203,26 +204,26 @@ def render() -> str:
 
 def replaced(readme: str, block: str) -> str:
     if BEGIN not in readme or END not in readme:
-        raise SystemExit(f"{README} has no '{BEGIN}' ... '{END}' block to write the benchmark tables into")
+        raise SystemExit(f"{DOC} has no '{BEGIN}' ... '{END}' block to write the benchmark tables into")
     head, rest = readme.split(BEGIN, 1)
     return head + block + rest.split(END, 1)[1]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 (with a diff) if the README is stale")
+    parser.add_argument("--check", action="store_true", help="exit 1 (with a diff) if the page is stale")
     args = parser.parse_args(argv)
-    current = README.read_text()
+    current = DOC.read_text()
     wanted = replaced(current, render())
     if args.check:
         if current != wanted:
             sys.stdout.writelines(difflib.unified_diff(current.splitlines(True), wanted.splitlines(True),
-                                                       "README.md", "README.md (from results)"))
-            print("README.md's benchmark tables are stale: run benchmarks/readme_figures.py")
+                                                       DOC.name, f"{DOC.name} (from results)"))
+            print(f"{DOC.name}'s benchmark tables are stale: run benchmarks/readme_figures.py")
             return 1
         return 0
-    README.write_text(wanted)
-    print(f"wrote the benchmark tables of {README} from {RESULTS}")
+    DOC.write_text(wanted)
+    print(f"wrote the benchmark tables of {DOC} from {RESULTS}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The README's benchmark tables are generated from benchmarks/results/*.json and must not drift from them."""
+"""The benchmark tables of docs/performance.md are generated from benchmarks/results/*.json and must not drift."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def figures():
 
 
 def test_the_readme_tables_are_the_result_files(figures) -> None:
-    assert figures.main(["--check"]) == 0, "README.md is stale: run benchmarks/readme_figures.py"
+    assert figures.main(["--check"]) == 0, "docs/performance.md is stale: run benchmarks/readme_figures.py"
 
 
 def test_a_changed_result_changes_the_table(figures, tmp_path: Path, monkeypatch) -> None:
@@ -37,7 +37,7 @@ def test_a_changed_result_changes_the_table(figures, tmp_path: Path, monkeypatch
     assert "GPU:" not in block  # no GPU result, no GPU table
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{figures.BEGIN}\nold\n{figures.END}\noutro\n")
-    monkeypatch.setattr(figures, "README", readme)
+    monkeypatch.setattr(figures, "DOC", readme)
     assert figures.main(["--check"]) == 1
     assert figures.main([]) == 0
     text = readme.read_text()

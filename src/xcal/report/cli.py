@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--findings", type=Path, default=None, metavar="PATH",
                         help="also write a study's findings page (the answer with intervals, then how to read it) "
                              "to PATH, figures in a folder beside it, e.g. --findings docs/findings.md")
+    parser.add_argument("--readme", type=Path, default=None, metavar="PATH",
+                        help="with --findings: quote its first answer sentences between the <!-- findings: begin/end "
+                             "--> markers of PATH (e.g. README.md)")
     parser.add_argument("--wandb", action="store_true",
                         help="also log the tables and figures to one W&B run (offline unless credentials are set)")
     return parser
@@ -125,9 +128,12 @@ def run(args: argparse.Namespace) -> int:
         for sentence in sentences:
             print(f"- {sentence}")
     if args.findings is not None:
-        from xcal.report.findings_page import write_findings
+        from xcal.report.findings_page import quote_in_readme, write_findings
 
-        print(f"findings: {write_findings(sweep, args.findings, n_boot=args.n_boot)}")
+        doc = write_findings(sweep, args.findings, n_boot=args.n_boot)
+        print(f"findings: {doc}")
+        if args.readme is not None:
+            print(f"answer quoted in: {quote_in_readme(doc.read_text(encoding='utf-8'), args.readme)}")
     if args.wandb:
         print(f"wandb: {log_to_wandb(report, report.out_dir)}")
     print(f"report: {report.files['html']}")

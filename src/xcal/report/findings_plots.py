@@ -52,7 +52,8 @@ def size_effect_figure(estimates: pd.DataFrame, path: str | Path, metrics: Seque
         ax.set_title(PANEL_LABELS.get(metric, metric), fontsize=9)
         ax.set_xlabel("intermediate training examples", fontsize=8)
         ax.grid(True, axis="y", alpha=0.3)
-    fig.legend(loc="lower center", ncol=max(1, 2 * len(tasks)), fontsize=7, frameon=False)
+    if tasks:
+        fig.legend(loc="lower center", ncol=2 * len(tasks), fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return _save(fig, path)
 
