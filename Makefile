@@ -27,10 +27,10 @@ setup: $(DEV_STAMP)
 fetch: $(RUNTIME_STAMP)
 	$(VENV)/bin/xcal-fetch
 
-# The main job: a small size sweep on the embedded default, then its report (tables, curves, size effect).
+# The main job: two cells of the study at a small scale, then their report beside the committed study's cells.
 run: fetch
 	$(VENV)/bin/xcal -m experiment=embedded_sweep
-	$(VENV)/bin/xcal-report multirun/embedded_sweep
+	$(VENV)/bin/xcal-report multirun/embedded_sweep --compare multirun/embedded_study
 
 # The committed study (conf/experiment/embedded_study.yaml): three grids into multirun/embedded_study, each over
 # seed = 0,1,2 (seed-major), then docs/findings.md. Re-running skips finished jobs (the committed ones too).

@@ -41,8 +41,10 @@ def test_experiment_embedded_sweep_sets_the_grid() -> None:
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="config", overrides=["experiment=embedded_sweep"], return_hydra_config=True)
     assert cfg.sweep_name == "embedded_sweep"
-    assert cfg.hydra.sweeper.params["intermediate.size"] == "0,200,800"
+    assert cfg.hydra.sweeper.params["intermediate.size"] == "0,1000"
     assert cfg.hydra.sweep.dir == "multirun/embedded_sweep"
+    # the committed study's regime at a smaller scale: early stopping in both stages, stage 1 seed held at 0
+    assert cfg.intermediate.patience == 2 and cfg.target.patience == 2 and cfg.intermediate.seed == 0
 
 
 @pytest.mark.parametrize(

@@ -58,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--findings", type=Path, default=None, metavar="PATH",
                         help="also write a study's findings page (the answer with intervals, then how to read it) "
                              "to PATH, figures in a folder beside it, e.g. --findings docs/findings.md")
+    parser.add_argument("--compare", type=Path, default=None, metavar="STUDY_DIR",
+                        help="also compare each cell with a committed study's cell of the same coordinates "
+                             "(e.g. --compare multirun/embedded_study); written to <out>/comparison.md")
     parser.add_argument("--readme", type=Path, default=None, metavar="PATH",
                         help="with --findings: quote its first answer sentences between the <!-- findings: begin/end "
                              "--> markers of PATH (e.g. README.md)")
@@ -101,6 +104,20 @@ def _plain(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def compare_with_study(sweep, study_dir: Path, out_dir: Path) -> str:
+    """The live cells beside the study's (:mod:`xcal.report.compare`), as a sentence and ``comparison.md``."""
+    from xcal.report.collect import load_sweep
+    from xcal.report.compare import compare_cells, comparison_sentence
+    from xcal.report.plots import default_split
+    from xcal.report.stats import to_markdown
+
+    table = compare_cells(sweep, load_sweep(study_dir))
+    sentence = comparison_sentence(table, default_split(sweep.table))
+    text = f"# Beside {study_dir}\n\n{sentence}\n\n{to_markdown(table) if not table.empty else ''}\n"
+    (out_dir / "comparison.md").write_text(text, encoding="utf-8")
+    return sentence
+
+
 def run(args: argparse.Namespace) -> int:
     from xcal.report.collect import ReportError, load_sweep
     from xcal.report.html import build_report, display_table
@@ -127,6 +144,8 @@ def run(args: argparse.Namespace) -> int:
         print("\nSize effects:")
         for sentence in sentences:
             print(f"- {sentence}")
+    if args.compare is not None:
+        print(f"\n{compare_with_study(sweep, args.compare, report.out_dir)}")
     if args.findings is not None:
         from xcal.report.findings_page import quote_in_readme, write_findings
 

@@ -1,0 +1,123 @@
+"""The findings page and its numbers on a synthetic study with planted effects: per-set scores agree with
+xcal.metrics, the two-level bootstrap brackets the cell means, the answer sentences find the planted change,
+the README quote and the live-versus-study comparison."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from report_fixtures import write_synthetic_sweep
+from xcal.metrics import brier_score, expected_calibration_error
+from xcal.report.collect import load_sweep
+from xcal.report.compare import compare_cells, comparison_sentence
+from xcal.report.findings_page import quote_in_readme, render
+from xcal.report.study import cell_estimate, resampled, score_study, set_scores
+
+LANGUAGES = ("en", "de", "ja")
+COMMON = {"languages": LANGUAGES, "name": "study", "target": "multiemo", "model": "me5_small", "n": 200,
+          "bootstrap": 0, "with_plots": False, "seeds": (0, 1)}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    """none (size 0), vitaminc 1000/4000/16000: ECE falls 0.02 per doubling (planted), baseline highest."""
+    root = tmp_path_factory.mktemp("study")
+    write_synthetic_sweep(root, sizes=(0,), intermediate="none", **COMMON)
+    return write_synthetic_sweep(root, sizes=(1000, 4000, 16000), intermediate="vitaminc", slope_per_doubling=-0.02,
+                                 **COMMON)
+
+
+def _probs(seed: int, n: int = 500) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    probs = rng.dirichlet([0.6, 0.6, 0.6, 0.6], n)
+    return probs, rng.integers(0, 4, n)
+
+
+def test_set_scores_agree_with_xcal_metrics_and_decompose_the_brier_score() -> None:
+    probs, labels = _probs(0)
+    p, y = torch.as_tensor(probs), torch.as_tensor(labels)
+    scores = set_scores(probs, labels, n_bins=15)
+    assert scores["ece"] == pytest.approx(float(expected_calibration_error(p, y, n_bins=15)), abs=1e-12)
+    assert scores["ece10"] == pytest.approx(float(expected_calibration_error(p, y, n_bins=10)), abs=1e-12)
+    assert scores["brier"] == pytest.approx(float(brier_score(p, y)), abs=1e-12)
+    assert scores["signed"] == pytest.approx(probs.max(1).mean() - (probs.argmax(1) == labels).mean(), abs=1e-12)
+    parts = (scores["reliability"] - scores["resolution"] + scores["uncertainty"] + scores["within_bin_variance"]
+             - scores["within_bin_covariance"])
+    assert parts == pytest.approx(scores["brier"], abs=1e-12)
+
+
+def test_resamples_are_bootstrap_draws_of_the_same_metrics() -> None:
+    probs, labels = _probs(1)
+    reps = resampled(probs, labels, n_bins=15, n_resamples=400, seed=3)
+    observed = set_scores(probs, labels, n_bins=15)
+    for metric in ("accuracy", "brier", "signed"):  # unbiased under resampling: centred on the observed value
+        assert reps[metric].shape == (400,)
+        assert abs(reps[metric].mean() - observed[metric]) < 3 * reps[metric].std() / np.sqrt(400) + 1e-3
+    assert reps["ece"].mean() > observed["ece"] - 0.01  # binned ECE is biased upwards under resampling
+    # one resample drawn by hand gives the same ECE
+    idx = np.random.default_rng(3).integers(0, len(labels), (400, len(labels)))[0]
+    hand = float(expected_calibration_error(torch.as_tensor(probs[idx]), torch.as_tensor(labels[idx]), n_bins=15))
+    assert reps["ece"][0] == pytest.approx(hand, abs=1e-12)
+    assert np.array_equal(reps["ece"], resampled(probs, labels, 15, 400, 3)["ece"])  # seeded
+
+
+def test_cell_estimates_bracket_the_means_and_find_the_planted_change(study: Path) -> None:
+    scores = score_study(load_sweep(study), n_resamples=100)
+    sets = scores.sets
+    assert set(sets["intermediate"]) == {"none", "vitaminc"} and len(sets) == 4 * 2 * len(LANGUAGES)
+    zero_shot = ["de", "ja"]
+    base = sets[sets["intermediate"] == "none"]
+    largest = sets[(sets["intermediate"] == "vitaminc") & (sets["size"] == 16000)]
+    for cell in (base, largest):
+        e = cell_estimate(scores, cell, "ece", zero_shot, n_boot=500)
+        assert e.value == pytest.approx(cell[cell["language"].isin(zero_shot)]["ece"].mean())
+        assert e.low < e.value < e.high and e.seeds == 2
+    diff = cell_estimate(scores, largest, "ece", zero_shot, n_boot=500, baseline=base)
+    expected = cell_estimate(scores, largest, "ece", zero_shot).value - cell_estimate(scores, base, "ece",
+                                                                                       zero_shot).value
+    assert diff.value == pytest.approx(expected)
+    assert diff.value < -0.03 and diff.excludes_zero()  # planted: the baseline is the least calibrated
+    assert "ece_self_ts" not in sets  # the synthetic jobs saved no dev split: no oracle temperature
+
+
+def test_findings_page_leads_with_the_answer_and_the_readme_quotes_it(study: Path, tmp_path: Path) -> None:
+    doc = tmp_path / "docs" / "findings.md"
+    text = render(load_sweep(study), doc, n_boot=200)
+    answer = text.split("## The answer", 1)[1].split("\n## ", 1)[0]
+    bullets = [line for line in answer.splitlines() if line.startswith("- ")]
+    assert len(bullets) == 2
+    assert bullets[0].startswith("- With 16,000 English vitaminc examples before MultiEmo, zero-shot ECE")
+    assert "a clear change of -0." in bullets[0]
+    assert "over-confident" in bullets[1]  # the fixture plants over-confidence everywhere
+    assert (doc.parent / "findings" / "size_effect.png").stat().st_size > 5000
+    assert "![size_effect](findings/size_effect.png)" in answer
+    for section in ("## How the models were trained", "## The Brier score's parts", "## One temperature against",
+                    "## Distance from English", "## Beside published figures", "## Cost per job"):
+        assert section in text
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n<!-- findings: begin -->\nold\n<!-- findings: end -->\n\nrest\n")
+    quote_in_readme(text, readme)
+    assert readme.read_text() == "# x\n\n<!-- findings: begin -->\n" + "\n".join(bullets) + \
+        "\n<!-- findings: end -->\n\nrest\n"
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="no '<!-- findings: begin -->'"):
+        quote_in_readme(text, readme)
+
+
+def test_live_cells_beside_the_study(study: Path, tmp_path: Path) -> None:
+    live = write_synthetic_sweep(tmp_path, sizes=(0, 1000), intermediate="vitaminc", **{**COMMON, "name": "live",
+                                                                                         "seeds": (0,)})
+    table = compare_cells(load_sweep(live), load_sweep(study))
+    assert list(table["intermediate"]) == ["none", "vitaminc"] and list(table["size"]) == [0, 1000]
+    # the baseline is planted alike in both sweeps; size 1000 is planted relative to each sweep's own size range:
+    # ECE falls from the baseline in the live sweep (its only size) and rises above it in the study's
+    assert table["ece live"][0] == pytest.approx(table["ece study (same seed)"][0])
+    assert table["ece live"][1] < table["ece live"][0] < table["ece study (same seed)"][1]
+    sentence = comparison_sentence(table, "test")
+    assert sentence.startswith("Zero-shot mean (test) of this sweep's cells beside the committed study's: none 0:")
+    assert sentence.endswith("does not have the study's sign (this sweep's scale is much smaller).")
