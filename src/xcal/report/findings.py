@@ -81,7 +81,8 @@ def task_sentence(scores: StudyScores, task: str, n_boot: int, seed: int) -> str
     after = cell_estimate(scores, cell, "ece", zero_shot, n_boot=n_boot, seed=seed)
     diff = cell_estimate(scores, cell, "ece", zero_shot, n_boot=n_boot, seed=seed, baseline=base)
     brier = cell_estimate(scores, cell, "brier", zero_shot, n_boot=n_boot, seed=seed, baseline=base)
-    verdict = "a clear change" if diff.excludes_zero() else "no clear change (the interval covers 0)"
+    verdict = ("a change" if not np.isfinite(diff.low) else "a clear change" if diff.excludes_zero()
+               else "no clear change (the interval covers 0)")
     amount = f"all {size:,}" if label == "full" else f"{size:,}"
     return (f"With {amount} English {task} examples before MultiEmo, zero-shot ECE (mean over "
             f"{len(zero_shot)} languages) is {_fmt(after.value)} ({_ci(after)}) against {_fmt(before.value)} "
