@@ -235,3 +235,18 @@ def test_slurm_launcher_settings_come_from_config() -> None:
     for line in ("_target_: hydra_plugins.hydra_submitit_launcher.submitit_launcher.SlurmLauncher",
                  "partition: gpu", "gpus_per_node: 4", "timeout_min: 90", "array_parallelism: 8"):
         assert f"    {line}\n" in launcher, line
+
+
+def test_a_grid_check_that_crashes_refuses_the_sweep(monkeypatch, capsys) -> None:
+    """Regression: Hydra only warns when a callback raises, so a crashing grid check (an interpolation the
+    check could not resolve) used to launch the unchecked grid."""
+    from xcal.pipeline import grid
+
+    def crash(config, check_data):
+        raise KeyError("Interpolation key 'seed' not found")
+
+    monkeypatch.setattr(grid, "grid_problems", crash)
+    with pytest.raises(SystemExit) as exited:
+        grid.ValidateGrid().on_multirun_start(config=None)
+    assert exited.value.code == 2
+    assert "the sweep grid could not be checked, so no job was started: KeyError" in capsys.readouterr().err

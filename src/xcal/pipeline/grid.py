@@ -97,7 +97,9 @@ def _data_problems(composed: list[tuple[str, DictConfig]]) -> list[str]:
         root = cache_dir(job.paths.cache_dir)
         ensure_assets(job, root)
         sources = stage_sources(job, data_dir(root))
-        key = OmegaConf.to_yaml(OmegaConf.masked_copy(job, ["intermediate", "target"]), resolve=True) + str(sources)
+        # resolved in place: the stage blocks interpolate top-level keys (intermediate.seed is ${seed})
+        blocks = {stage: OmegaConf.to_container(job[stage], resolve=True) for stage in ("intermediate", "target")}
+        key = json.dumps(blocks, sort_keys=True, default=str) + str(sources)
         if key not in seen:
             seen[key] = data_problems(job, sources)
         problems += [f"{name}: {p}" for p in seen[key]]
@@ -111,7 +113,12 @@ class ValidateGrid(Callback):
         self.check_data = check_data
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        problems, jobs = grid_problems(config, self.check_data)
+        try:
+            problems, jobs = grid_problems(config, self.check_data)
+        except Exception as exc:  # Hydra would only warn and launch the unchecked grid
+            print(f"xcal: error: the sweep grid could not be checked, so no job was started: "
+                  f"{type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
+            sys.exit(2)
         if problems:
             print(f"xcal: error: {GridError(problems, jobs)}", file=sys.stderr)
             sys.exit(2)
