@@ -116,6 +116,12 @@ def test_validation_interval_applies_only_to_longer_epochs() -> None:
     assert validation_interval(block, 2000) is None  # exactly 125 steps: at the epoch's end
     assert validation_interval(block, 800) is None
     assert validation_interval(OmegaConf.create({"val_every_n_steps": None, "batch_size": 16}), 4000) is None
+    # regression: a step cap inside the first epoch (make run's stage 1: 50 of 63 steps) validated never, and
+    # early stopping failed for want of a dev loss
+    capped = OmegaConf.create({"val_every_n_steps": 250, "batch_size": 16, "max_steps": 50})
+    assert validation_interval(capped, 1000) == 50
+    assert validation_interval(OmegaConf.create({**capped, "val_every_n_steps": 20}), 1000) == 20
+    assert validation_interval(OmegaConf.create({**capped, "max_steps": 2000}), 4000) is None  # epochs of 250
 
 
 def test_history_survives_a_checkpoint_round_trip() -> None:

@@ -60,9 +60,14 @@ class StageOutcome:
 
 def validation_interval(block: DictConfig, train_examples: int) -> int | None:
     """``<stage>.val_every_n_steps``: when an epoch is longer, validate every that many steps, so a large
-    stage stops near its plateau rather than only at an epoch's end; None = validate at each epoch's end."""
-    every = block.get("val_every_n_steps")
-    return int(every) if every and every < math.ceil(train_examples / block.batch_size) else None
+    stage stops near its plateau rather than only at an epoch's end; None = validate at each epoch's end.
+    A stage whose ``max_steps`` ends it inside its first epoch validates by then (else it never would, and
+    early stopping would have nothing to choose from)."""
+    every, cap = block.get("val_every_n_steps"), block.get("max_steps")
+    epoch = math.ceil(train_examples / block.batch_size)
+    if cap and cap < epoch:
+        return int(min(every or cap, cap))
+    return int(every) if every and every < epoch else None
 
 
 def build_trainer(cfg: DictConfig, max_epochs: int, loggers: list[Logger], output_dir: Path,
