@@ -76,6 +76,19 @@ def tiny_xlmr_dir(e5_model_dir: Path, tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture()
+def tiny_encoder_dir(tmp_path: Path) -> Path:
+    """A 2-layer BERT with a 100-token vocabulary, built from a config (random weights): module-level tests."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                        intermediate_size=64, max_position_embeddings=64)
+    BertModel(config, add_pooling_layer=False).save_pretrained(tmp_path / "tiny")
+    return tmp_path / "tiny"
+
+
 # Fault-injection bookkeeping (tests/test_faults.py): how many faults were injected and how many
 # finished results were lost (must stay 0), printed at the end of the session.
 FAULTS = {"injected": 0, "results_lost": 0}

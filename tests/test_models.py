@@ -7,20 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import BertConfig, BertModel
 
 from xcal.models.encoder import ModelLoadError, load_encoder, load_tokenizer, resolve_model_path
 from xcal.models.heads import SequenceClassificationHead, build_head, pool
 from xcal.models.module import EncoderClassifier
-
-
-@pytest.fixture()
-def tiny_encoder_dir(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=64)
-    BertModel(config, add_pooling_layer=False).save_pretrained(tmp_path / "tiny")
-    return tmp_path / "tiny"
 
 
 def test_mean_pooling_ignores_padding() -> None:

@@ -9,29 +9,18 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf, open_dict
+from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
-from transformers import BertConfig, BertModel
 
+from test_config import make_cfg as _config
 from xcal.metrics import brier_score, expected_calibration_error, negative_log_likelihood
 from xcal.models.encoder import load_encoder
 from xcal.models.heads import SequenceClassificationHead
 from xcal.models.module import EncoderClassifier
-from xcal.pipeline.app import CONFIG_DIR
 from xcal.pipeline.encoder_cache import stage1_identity, stage1_key
 from xcal.pipeline.history import ValidationHistory
 from xcal.pipeline.stages import _outcome_metrics, _restore_best, early_stopping, validation_interval
 from xcal.pipeline.validate import config_problems
-
-
-@pytest.fixture()
-def tiny_encoder_dir(tmp_path: Path) -> Path:
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
-                        intermediate_size=64, max_position_embeddings=64)
-    BertModel(config, add_pooling_layer=False).save_pretrained(tmp_path / "tiny")
-    return tmp_path / "tiny"
 
 
 def _module(encoder_dir: Path, n_bins: int = 15, lr: float = 1e-3) -> EncoderClassifier:
@@ -132,14 +121,6 @@ def test_history_survives_a_checkpoint_round_trip() -> None:
     restored.load_state_dict(history.state_dict())
     assert restored.rows == history.rows
     assert restored.best()["step"] == 15  # NaN rows never win
-
-
-def _config(*overrides: str):
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=list(overrides))
-    with open_dict(cfg):
-        cfg.paths.output_dir = "."
-    return cfg
 
 
 def test_intermediate_seed_decides_the_stage1_key() -> None:
