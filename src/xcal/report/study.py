@@ -168,7 +168,8 @@ def cell_estimate(scores: StudyScores, cell: pd.DataFrame, metric: str, language
     with the two-level bootstrap interval."""
     jobs = list(cell["job_dir"].unique())
     value = _mean_of(cell, metric, languages)
-    rng = np.random.default_rng(_stable_seed(seed, metric, *jobs))
+    # Seeded by job names, not paths: the same study gives the same intervals wherever it is checked out.
+    rng = np.random.default_rng(_stable_seed(seed, metric, *sorted(Path(j).name for j in jobs)))
     draws = _cell_draws(scores, jobs, languages, metric, n_boot, rng) if metric in RESAMPLED else None
     if baseline is not None:
         base_jobs = list(baseline["job_dir"].unique())
