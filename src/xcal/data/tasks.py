@@ -57,10 +57,6 @@ class TaskSpec:
         return len(self.labels)
 
     @property
-    def is_pair(self) -> bool:
-        return self.pair
-
-    @property
     def text_fields(self) -> tuple[str, ...]:
         """The columns a sequence/span head reads: one sentence, or a pair."""
         return ("text", "text_pair") if self.pair or self.head == "span" else ("text",)
@@ -171,12 +167,3 @@ NO_TASK = "none"
 
 class UnknownTaskError(XcalError, ValueError):
     pass
-
-
-def get_task(name: str, key: str = "task") -> TaskSpec:
-    """Look a task up by name, failing with the list of known tasks."""
-    try:
-        return TASKS[name]
-    except KeyError:
-        known = ", ".join(sorted(TASKS))
-        raise UnknownTaskError(f"{key}={name!r} is not a known task; known tasks: {known}.") from None
