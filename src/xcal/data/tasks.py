@@ -19,6 +19,9 @@ Split names are the same everywhere: ``train``, ``dev`` (XGLUE's ``validation.<l
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import OmegaConf
 
 from xcal.errors import XcalError
 
@@ -167,3 +170,18 @@ NO_TASK = "none"
 
 class UnknownTaskError(XcalError, ValueError):
     pass
+
+
+def _config_fact(fact: str, *, _parent_: Any) -> Any:
+    """``${xcal_task:hub_id}`` in a task's config block: the registry's fact for the block's ``name``.
+
+    The task yamls state the source knobs (``hub_id``, ``hub_config``) through this, so the composed config shows
+    them and a user can override them, while the value itself lives only here. An unknown name gives null (the
+    config validation names the unknown task).
+    """
+    spec = TASKS.get(_parent_.get("name"))
+    return None if spec is None else getattr(spec, fact)
+
+
+if not OmegaConf.has_resolver("xcal_task"):
+    OmegaConf.register_new_resolver("xcal_task", _config_fact)
