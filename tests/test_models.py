@@ -53,12 +53,12 @@ def test_a_few_steps_reduce_the_loss(tiny_encoder_dir: Path) -> None:
     opt = module.configure_optimizers()
     batch = {"input_ids": torch.randint(4, 100, (8, 6)), "attention_mask": torch.ones(8, 6, dtype=torch.long),
              "labels": torch.tensor([0, 1] * 4)}
-    first = module._loss(batch)[0].item()
+    first = module._flat_loss(batch)[0].item()
     for _ in range(20):
         opt.zero_grad()
-        module._loss(batch)[0].backward()
+        module._flat_loss(batch)[0].backward()
         opt.step()
-    assert module._loss(batch)[0].item() < first * 0.5
+    assert module._flat_loss(batch)[0].item() < first * 0.5
 
 
 def test_missing_model_gives_a_clear_message(tmp_path: Path) -> None:
@@ -79,7 +79,7 @@ def test_label_smoothing_is_applied_to_the_training_loss(tiny_encoder_dir: Path)
     module.eval()
     batch = {"input_ids": torch.randint(4, 100, (4, 5)), "attention_mask": torch.ones(4, 5, dtype=torch.long),
              "labels": torch.tensor([0, 1, 2, 0])}
-    loss, logits = module._loss(batch)
+    loss, logits, _, _ = module._flat_loss(batch)
     log_p = torch.log_softmax(logits, -1)
     smoothed = 0.9 * torch.nn.functional.one_hot(batch["labels"], 3) + 0.1 / 3
     assert loss.item() == pytest.approx(-(smoothed * log_p).sum(-1).mean().item(), rel=1e-6)

@@ -135,10 +135,6 @@ class TaskDataModule(pl.LightningDataModule):
             cache_file = self.cache_dir / self.tokenizer_key / folder / language / name
         return tokenize_split(raw, self.tokenizer, self.task.head, self.max_length, cache_file, self.task.pair)
 
-    def train_rows(self) -> int:
-        """How many English training examples the task has (for size validation)."""
-        return load_split(self.source, self.task, "en", self.task.train_split).num_rows
-
     def _eval_ids(self, split: str) -> set[str] | None:
         """The aligned ids evaluated in every language (None = all, or chosen per language)."""
         if self.eval_size is None or not self.task.aligned:

@@ -150,10 +150,6 @@ class EncoderClassifier(pl.LightningModule):
         loss = smoothed_cross_entropy(flat, labels, self.label_smoothing, self._valid_classes(batch))
         return loss, logits, flat, labels
 
-    def _loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
-        loss, logits, _, _ = self._flat_loss(batch)
-        return loss, logits
-
     def _correct(self, flat: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """0/1 per labelled position; per example for span (start and end must both be right)."""
         hits = flat.argmax(-1) == labels

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +13,6 @@ HEADLINE_METRICS = ("accuracy", "ece", "brier", "nll")
 
 def write_results(output_dir: Path, record: dict[str, Any]) -> Path:
     return atomic_write_json(output_dir / RESULTS_FILE, record)
-
-
-def read_results(path: Path) -> dict[str, Any]:
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
 
 
 def language_means(zeroshot: dict[str, dict[str, dict[str, Any]]], split: str) -> dict[str, float]:
