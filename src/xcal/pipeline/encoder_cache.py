@@ -96,11 +96,9 @@ def verify(entry: Path) -> str | None:
         marker = json.loads((entry / MARKER).read_text())
     except (OSError, ValueError):
         return f"{entry / MARKER} is unreadable"
-    if not isinstance(marker, dict):
+    manifest = marker.get("files") if isinstance(marker, dict) else None
+    if not isinstance(manifest, dict):
         return f"{entry / MARKER} is not a manifest"
-    manifest = marker.get("files")
-    if manifest is None:
-        return None  # written before entries carried manifests (xcal <= 0.1.0 sessions): trusted as before
     found = file_digests(entry)
     if found != manifest:
         changed = sorted(set(found) ^ set(manifest) | {k for k in found if manifest.get(k) != found[k]})
