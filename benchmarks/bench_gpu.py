@@ -225,7 +225,6 @@ class Run:
 
         from transformers import get_linear_schedule_with_warmup
 
-        from xcal.models.dropout import use_fast_dropout
         from xcal.models.heads import build_head
         from xcal.models.module import EncoderClassifier
         from xcal.models.unpadded import unpadded_unsupported
@@ -245,8 +244,6 @@ class Run:
                                    lr=self.inputs["lr"][task], optimizer=adamw,
                                    scheduler=get_linear_schedule_with_warmup, warmup_ratio=warmup_ratio,
                                    unpad_tokens=unpad)
-        if model.get("fast_dropout", True):
-            use_fast_dropout(module)
         if model.get("trim_vocabulary", False):
             if self.keep_ids is None:
                 ids = torch.cat([b["ids"] for batches in self.inputs["train"].values() for b in batches]

@@ -206,6 +206,21 @@ def test_finished_results_are_found_and_never_overwritten_by_another_config(tmp_
     assert finished_record(tmp_path, cfg) is None and keep_previous_result(tmp_path, "y") is None
 
 
+def test_a_result_recorded_under_a_retired_key_with_the_kept_behaviour_stays_finished(tmp_path) -> None:
+    """``model.fast_dropout`` is gone; results recorded with ``false`` (torch's dropout, what remains) ran the same
+    computation, so re-running their sweep skips them; ``true`` (the removed masks) did not, so it runs again."""
+    from omegaconf import open_dict
+
+    cfg = compose_job()
+    for recorded, finished in ((False, True), (True, False)):
+        legacy = compose_job()
+        with open_dict(legacy):
+            legacy.model.fast_dropout = recorded
+        assert config_hash(legacy) != config_hash(cfg)
+        (tmp_path / "results.json").write_text(json.dumps({"status": "ok", "config_hash": config_hash(legacy)}))
+        assert (finished_record(tmp_path, cfg) is not None) is finished, recorded
+
+
 def test_job_names_are_the_grid_coordinates() -> None:
     assert job_name("mnli", 4000, "xnli", 1) == "mnli-4000_xnli_seed1"
     assert job_name("mnli", None, "xnli", 0, "intermediate.size=null,seed=0,target.lr=1e-5") == \

@@ -152,4 +152,4 @@ def test_embedded_study_grid_trains_until_dev_stops_improving() -> None:
     cfg = _config("experiment=embedded_study")
     assert cfg.intermediate.seed == 0 and cfg.intermediate.patience == 2 and cfg.target.patience == 2
     assert cfg.target.eval_size == 1000 and list(cfg.target.eval_splits) == ["dev", "test"]
-    assert cfg.model.fast_dropout is False
+    assert "fast_dropout" not in cfg.model

@@ -142,7 +142,7 @@ def _attention(layer: nn.Module, hidden: torch.Tensor, tokens: RealTokens, ragge
     q, k, v = padded.view(batch, length, 3, heads, size).permute(2, 0, 3, 1, 4)
     if q.device.type == "cpu" and (dropout > 0 or length * size <= WRITTEN_OUT_ATTENTION_MAX):
         # With dropout SDPA falls back to this math on CPU anyway (its fused CPU kernel takes none); written
-        # out, the probabilities go through the layer's own dropout module (see xcal.models.dropout).
+        # out, the probabilities go through the layer's own dropout module.
         scores = torch.matmul(q, k.transpose(-1, -2)).mul_(scale).add_(tokens.key_bias)
         context = torch.matmul(attention.dropout(scores.softmax(-1)), v)  # the module is a no-op in eval mode
     else:  # GPU: fused kernels with dropout; CPU evaluation of long sentences: the fused kernel

@@ -17,10 +17,11 @@ from xcal.integrity import sha256_file
 
 MARKER = "xcal_stage1.json"  # written last: an entry without it is incomplete and never read
 # 2: encoders trained with dropout on (format 1 entries were trained in eval mode).
-# 3: trained on real tokens only with xcal's dropout masks (model.unpad_tokens / model.fast_dropout).
+# 3: trained on real tokens only with xcal's dropout masks (model.unpad_tokens).
 # 4: dropout masks drawn from numpy's SFC64, seeded from torch's generator (other masks, other weights).
 # 5: early stopping (``intermediate.patience``) keeps the best validation's weights; ``intermediate.seed``.
-CACHE_FORMAT = 5
+# 6: torch's dropout only (model.fast_dropout, xcal's numpy-drawn masks, is gone).
+CACHE_FORMAT = 6
 # Intermediate keys that only change how the stage is *checked* (English dev) or batched for
 # evaluation, never the trained weights; leaving them out lets more jobs share one entry. The dev set
 # decides the weights kept under early stopping, so ``val_size`` counts then.
@@ -43,8 +44,8 @@ def stage1_identity(cfg: DictConfig) -> dict[str, Any]:
     identity = {
         "format": CACHE_FORMAT,
         "model": {**{k: cfg.model[k] for k in ("name_or_path", "pooling", "freeze_embeddings", "head_dropout")},
-                  # Both change which dropout masks are drawn, hence the weights.
-                  "unpad_tokens": wants_unpadded(cfg), "fast_dropout": bool(cfg.model.get("fast_dropout", True))},
+                  # It changes which dropout masks are drawn, hence the weights.
+                  "unpad_tokens": wants_unpadded(cfg)},
         "intermediate": inter,
         "data_seed": cfg.data_seed,
         "seed": stage1_seed(cfg),

@@ -18,15 +18,40 @@ from omegaconf import DictConfig, OmegaConf
 NOT_HASHED = ("paths", "logger", "tags", "sweep_name", "hydra")
 
 
-def config_hash(cfg: DictConfig) -> str:
-    """A stable hash of everything that determines a job's numbers."""
+# Keys xcal no longer has, each with the value whose behaviour is the one that remains: a job recorded with
+# that value computed what today's code computes, so it stays finished (``model.fast_dropout: false`` was
+# torch's own dropout, the only dropout now).
+RETIRED = {("model", "fast_dropout"): False}
+
+
+def _hashed(cfg: DictConfig) -> dict[str, Any]:
     resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k not in NOT_HASHED]),
                                       resolve=True)
     trainer = resolved.get("trainer", {})
     for key in ("enable_progress_bar", "enable_model_summary", "log_every_n_steps"):
         trainer.pop(key, None)
+    return resolved
+
+
+def _digest(resolved: dict[str, Any]) -> str:
     blob = json.dumps(resolved, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
+
+
+def config_hash(cfg: DictConfig) -> str:
+    """A stable hash of everything that determines a job's numbers."""
+    return _digest(_hashed(cfg))
+
+
+def recorded_hashes(cfg: DictConfig) -> set[str]:
+    """Today's hash, and the one the same computation was recorded under while the retired keys existed."""
+    resolved = _hashed(cfg)
+    hashes = {_digest(resolved)}
+    for (group, key), value in RETIRED.items():
+        if isinstance(resolved.get(group), dict) and key not in resolved[group]:
+            resolved[group][key] = value
+    hashes.add(_digest(resolved))
+    return hashes
 
 
 def finished_record(output_dir: Path, cfg: DictConfig) -> dict[str, Any] | None:
@@ -36,7 +61,7 @@ def finished_record(output_dir: Path, cfg: DictConfig) -> dict[str, Any] | None:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
         return None
-    if record.get("status") != "ok" or record.get("config_hash") != config_hash(cfg):
+    if record.get("status") != "ok" or record.get("config_hash") not in recorded_hashes(cfg):
         return None
     return record
 

@@ -21,7 +21,6 @@ from transformers import PreTrainedTokenizerBase
 from xcal.data.datamodule import TaskDataModule
 from xcal.data.sources import SourceSettings
 from xcal.data.tasks import TaskSpec
-from xcal.models.dropout import use_fast_dropout
 from xcal.models.encoder import load_encoder
 from xcal.models.heads import build_head
 from xcal.models.module import EncoderClassifier
@@ -101,8 +100,6 @@ def build_module(cfg: DictConfig, encoder_path: str, task: TaskSpec, stage: str,
         scheduler=scheduler, warmup_ratio=warmup_ratio, label_smoothing=cfg.calibration.label_smoothing,
         head_kind=task.head, unpad_tokens=unpad_tokens(cfg, encoder), n_bins=cfg.calibration.n_bins,
     )
-    if cfg.model.get("fast_dropout", True):
-        use_fast_dropout(module)
     return module
 
 
