@@ -113,3 +113,26 @@ def test_command_line_typos_get_the_closest_valid_name() -> None:
     # valid overrides, keys an experiment or a group brings, explicit additions and Hydra's own keys pass
     assert override_problems(["experiment=smoke", "target=xnli", "target.hub_id=x", "+target.extra=1",
                               "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "seed=3"], CONFIG_DIR) == []
+
+
+def test_trainer_habits_are_answered_with_the_per_stage_keys() -> None:
+    from xcal.pipeline.overrides import override_problems
+
+    problems = override_problems(["trainer.max_epochs=1", "trainer.val_check_interval=50"], CONFIG_DIR)
+    assert len(problems) == 2, problems
+    assert "set intermediate.epochs=... and/or target.epochs=..." in problems[0]
+    assert "set intermediate.val_every_n_steps=... and/or target.val_every_n_steps=..." in problems[1]
+    assert "did you mean" not in " ".join(problems)
+
+
+def test_help_opens_with_what_xcal_is_and_commands_to_try() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "xcal.pipeline.app", "--help"], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    assert out.startswith("xcal: how does the size of an English intermediate-task training set change")
+    assert "powered by Hydra" not in out
+    tried = out.split("Try:", 1)[1].split("==", 1)[0]
+    assert "xcal experiment=smoke" in tried and "xcal -m experiment=embedded_study" in tried
+    assert "== Configuration groups (group=option) ==" in out and "\ntarget: " in out and "\nseed: 0" in out

@@ -7,17 +7,15 @@ config once with the command line's group choices, then checks every ``key=value
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from xcal.utils.messages import did_you_mean
+
 _MISSING = object()
-
-
-def _suggest(word: str, allowed: list[str]) -> str:
-    close = difflib.get_close_matches(word, allowed, n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+# Lightning Trainer keys a lightning-hydra-template user reaches for; xcal sets them per stage.
+_PER_STAGE = {"trainer.max_epochs": "epochs", "trainer.val_check_interval": "val_every_n_steps"}
 
 
 def _group_options(config_dir: Path, group: str) -> list[str] | None:
@@ -50,7 +48,7 @@ def override_problems(args: list[str], config_dir: Path, config_name: str = "con
             bad = [v for v in values if v not in options and v != "null"]
             for value in bad:
                 problems.append(f"{key}={value}: no such option in conf/{key}/; options: {', '.join(options)}"
-                                f"{_suggest(value, options)}")
+                                f"{did_you_mean(value, options)}")
             good = [v for v in values if v not in bad]
             if good:
                 groups.append(f"{key}={good[0]}")
@@ -71,14 +69,18 @@ def override_problems(args: list[str], config_dir: Path, config_name: str = "con
 
 
 def _key_problem(cfg: DictConfig, key: str) -> str | None:
+    if key in _PER_STAGE:
+        stage_key = _PER_STAGE[key]
+        return (f"{key}: xcal trains in stages, each with its own {stage_key}; set intermediate.{stage_key}=... "
+                f"and/or target.{stage_key}=... (the Trainer's value comes from them)")
     parent, _, leaf = key.rpartition(".")
     node = OmegaConf.select(cfg, parent, default=_MISSING) if parent else cfg
     if node is _MISSING or not isinstance(node, DictConfig):
         top = parent.split(".")[0]
-        return f"{key}: there is no config section {parent!r}{_suggest(top, [str(k) for k in cfg])}"
+        return f"{key}: there is no config section {parent!r}{did_you_mean(top, [str(k) for k in cfg])}"
     if leaf in node:
         return None
     allowed = sorted(str(k) for k in node)
     where = f"under {parent}" if parent else "at the top level"
-    return (f"{key}: no such key {where}{_suggest(leaf, allowed)}; keys {where}: {', '.join(allowed)} "
+    return (f"{key}: no such key {where}{did_you_mean(leaf, allowed)}; keys {where}: {', '.join(allowed)} "
             f"(use +{key}=... to add a new key on purpose)")
