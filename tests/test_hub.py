@@ -14,7 +14,7 @@ import pytest
 from huggingface_hub.utils import filter_repo_objects
 
 from hub_fixtures import HUB_CLASS_NAMES, registry_label, with_schema_names, write_hub_repo, write_readme
-from xcal.data import hub
+from xcal.data import hub, hub_repo
 from xcal.data.errors import DataSourceError
 from xcal.data.tasks import TASKS
 from xcal.errors import XcalError
@@ -551,7 +551,7 @@ def test_main_without_parquet_falls_back_to_the_convert_branch(tmp_path: Path, m
         return str(converted if kwargs["revision"] == hub.CONVERT_REVISION else main)
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_download)
-    monkeypatch.setattr(hub, "_SAID_CONVERTED", set())
+    monkeypatch.setattr(hub_repo, "_SAID_CONVERTED", set())
     with caplog.at_level(logging.WARNING, logger="xcal.data.hub"):
         dev = hub.read_split(TASKS["cosmosqa"], "allenai/cosmos_qa", "en", "dev", cache_dir=tmp_path / "c")
         train = hub.read_split(TASKS["cosmosqa"], "allenai/cosmos_qa", "en", "train", cache_dir=tmp_path / "c")
@@ -569,7 +569,7 @@ def test_convert_branch_of_nc_carries_its_class_names(tmp_path: Path, monkeypatc
     converted = write_hub_repo(tmp_path / "convert", "nc", languages=("fr",), layout="convert")
     monkeypatch.setattr(huggingface_hub, "snapshot_download",
                         lambda **kw: str(converted if kw["revision"] == hub.CONVERT_REVISION else main))
-    monkeypatch.setattr(hub, "_SAID_CONVERTED", set())
+    monkeypatch.setattr(hub_repo, "_SAID_CONVERTED", set())
     table = hub.read_split(TASKS["nc"], "hgissbkh/xglue", "fr", "test", revision="main")
     assert table.column("label").to_pylist() == NC_HUB_LABELS
 
