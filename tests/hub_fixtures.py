@@ -238,7 +238,7 @@ def write_hub_repo(root: Path, task: str, n: int = 10, languages: tuple[str, ...
     assert spec.hub_id is not None, f"{task} is not a hub task"
     repo = Path(root) / spec.hub_id
     config = spec.hub_config or "default"
-    if spec.source == "xglue":
+    if spec.origin == "xglue":
         tables = _xglue_tables(task, n, languages or spec.languages, test_labels)
     else:
         tables = {name: _intermediate_table(task, name, n, labelled) for name, labelled in _INTERMEDIATE_SPLITS[task]}

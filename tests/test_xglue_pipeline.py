@@ -101,7 +101,7 @@ def check_record(record: dict, target: str, fixture_languages: tuple[str, ...]) 
 def test_every_target_from_the_official_release(target, tiny_model, release, hub_repos, embedded_assets,
                                                 tmp_path) -> None:
     intermediate = INTERMEDIATE_FOR[target]
-    extra = [] if TASKS[intermediate].source == "embedded" else [f"intermediate.hub_id={hub_repos[intermediate]}"]
+    extra = [] if TASKS[intermediate].origin == "embedded" else [f"intermediate.hub_id={hub_repos[intermediate]}"]
     cfg = job_config(tiny_model, tmp_path, target, intermediate, f"target.data_dir={release}", *extra)
     record = run_job(cfg, tmp_path)
     check_record(record, target, tuple(sorted(record["zeroshot"])))

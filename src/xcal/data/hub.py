@@ -49,7 +49,7 @@ def expected_columns(spec: TaskSpec) -> tuple[str, ...]:
 def _columns(spec: TaskSpec) -> HubColumns:
     if spec.hub_columns is None:
         readable = ", ".join(name for name, task in TASKS.items() if task.hub_columns is not None)
-        raise DataSourceError(f"task {spec.name!r} (source {spec.source!r}) cannot be read from a Hugging Face "
+        raise DataSourceError(f"task {spec.name!r} (origin {spec.origin!r}) cannot be read from a Hugging Face "
                               f"parquet repo; the hub reader knows: {readable}")
     return spec.hub_columns
 

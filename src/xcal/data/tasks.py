@@ -1,7 +1,13 @@
-"""The task registry: what a task *is* (source, fields, labels, languages, splits, head).
+"""The task registry: what a task *is* (origin, labels, languages, head, splits, hub repo and columns, release
+files). Each fact lives here once; the readers and the task yamls look it up.
 
 Config files hold the knobs a user turns (size, epochs, lr, where the data lives); this registry
 holds the facts about the data that a config must not be able to contradict.
+
+Words: a task's *origin* is who publishes its data (``embedded``: the BIG-bench build ``xcal-fetch`` makes;
+``xglue``: XGLUE, as the official release or a hub copy; ``hub``: a Hugging Face dataset repo). A stage's
+*source* (the config key ``<stage>.source``: ``embedded``, ``local`` or ``hub``) is how a run reads it, and a
+source's *files* are what that reader opens (``xcal.data.sources``).
 
 Every reader turns its source into one canonical Arrow layout per head type, so tokenization,
 subsampling and evaluation never see a source's quirks:
@@ -39,7 +45,7 @@ class TaskSpec:
     """One task: where its data lives and how a model reads it."""
 
     name: str
-    source: str  # "embedded" (BIG-bench sdist), "xglue" (official release or hub parquet), "hub"
+    origin: str  # "embedded" (BIG-bench sdist), "xglue" (official release or hub parquet), "hub"
     head: str  # one of HEAD_TYPES
     labels: tuple[str, ...]  # class names in index order; for multiple choice, the option names
     languages: tuple[str, ...]
@@ -57,6 +63,11 @@ class TaskSpec:
     release: ReleaseFiles | None = None  # XGLUE tasks: the files of the official release
     description: str = ""
     train_split: str = "train"
+
+    @property
+    def source(self) -> str:
+        """The old name of :attr:`origin`, still read by ``xcal.pipeline`` (validate.py, run.py); to be removed."""
+        return self.origin
 
     @property
     def num_labels(self) -> int:
@@ -92,7 +103,7 @@ _DEV_TEST = ("dev", "test")
 def _xglue(name: str, config: str, head: str, labels: tuple[str, ...], languages: str, *, columns: HubColumns,
            release: ReleaseFiles, aligned: bool = False, scores: tuple[str, ...] = (),
            eval_splits: tuple[str, ...] = ("dev",), description: str = "") -> TaskSpec:
-    return TaskSpec(name=name, source="xglue", head=head, labels=labels, languages=tuple(languages.split()),
+    return TaskSpec(name=name, origin="xglue", head=head, labels=labels, languages=tuple(languages.split()),
                     eval_splits=eval_splits, pair=head == "sequence", aligned=aligned, scores=scores,
                     hub_id=XGLUE_HUB_ID, hub_config=config, hub_splits=XGLUE_SPLITS, hub_columns=columns,
                     release=release, description=description)
@@ -100,27 +111,27 @@ def _xglue(name: str, config: str, head: str, labels: tuple[str, ...], languages
 
 def _hub(name: str, hub_id: str, config: str | None, head: str, labels: tuple[str, ...], splits: dict[str, str],
          columns: HubColumns, *, pair: bool = False, description: str = "") -> TaskSpec:
-    return TaskSpec(name=name, source="hub", head=head, labels=labels, languages=("en",), pair=pair,
+    return TaskSpec(name=name, origin="hub", head=head, labels=labels, languages=("en",), pair=pair,
                     hub_id=hub_id, hub_config=config, hub_splits=tuple(splits.items()), hub_columns=columns,
                     description=description)
 
 
 _EMBEDDED = (
-    TaskSpec(name="multiemo", source="embedded", head="sequence",
+    TaskSpec(name="multiemo", origin="embedded", head="sequence",
              labels=("negative", "neutral", "positive", "ambivalent"), languages=MULTIEMO_LANGUAGES,
              eval_splits=("dev", "test"), aligned=True,
              description="MultiEmo sentence-level sentiment, 11 languages aligned to English"),
-    TaskSpec(name="vitaminc", source="embedded", head="sequence", labels=("True", "False", "Neither"),
+    TaskSpec(name="vitaminc", origin="embedded", head="sequence", labels=("True", "False", "Neither"),
              languages=("en",), pair=True,
              description="VitaminC fact verification: evidence (text) and claim (text_pair)"),
-    TaskSpec(name="epistemic_reasoning", source="embedded", head="sequence",
+    TaskSpec(name="epistemic_reasoning", origin="embedded", head="sequence",
              labels=("entailment", "non-entailment"), languages=("en",), pair=True,
              description="Epistemic reasoning, 2-way NLI"),
-    TaskSpec(name="presuppositions_as_nli", source="embedded", head="sequence", labels=NLI_LABELS,
+    TaskSpec(name="presuppositions_as_nli", origin="embedded", head="sequence", labels=NLI_LABELS,
              languages=("en",), pair=True, description="Presuppositions as NLI, 3-way"),
-    TaskSpec(name="social_iqa", source="embedded", head="multiple_choice", labels=("A", "B", "C"),
+    TaskSpec(name="social_iqa", origin="embedded", head="multiple_choice", labels=("A", "B", "C"),
              languages=("en",), description="Social IQa (BIG-bench), 3-option multiple choice"),
-    TaskSpec(name="goal_step_wikihow", source="embedded", head="multiple_choice", labels=("A", "B", "C", "D"),
+    TaskSpec(name="goal_step_wikihow", origin="embedded", head="multiple_choice", labels=("A", "B", "C", "D"),
              languages=("en",), description="wikiHow goal-step inference (BIG-bench), 4-option multiple choice"),
 )
 
@@ -220,7 +231,7 @@ class UnknownTaskError(XcalError, ValueError):
 def _config_fact(fact: str, *, _parent_: Any) -> Any:
     """``${xcal_task:hub_id}`` in a task's config block: the registry's fact for the block's ``name``.
 
-    The task yamls state the source knobs (``hub_id``, ``hub_config``) through this, so the composed config shows
+    The task yamls state their source's knobs (``hub_id``, ``hub_config``) through this, so the composed config shows
     them and a user can override them, while the value itself lives only here. An unknown name gives null (the
     config validation names the unknown task).
     """
