@@ -9,12 +9,17 @@ import torch
 
 from xcal.metrics import (
     accuracy,
+    assign_bins,
     bootstrap_interval,
     brier_score,
     classwise_ece,
     debiased_ece,
     expected_calibration_error,
     negative_log_likelihood,
+    quantile_edges,
+    resample_indices,
+    resampled_metrics,
+    resampled_quantile_bins,
     smooth_ece,
 )
 
@@ -105,3 +110,40 @@ def test_bad_arguments(kw: dict, match: str) -> None:
     probs, labels = data(n=10)
     with pytest.raises(ValueError, match=match):
         bootstrap_interval(expected_calibration_error, probs, labels, **kw)
+
+
+@pytest.mark.parametrize("max_chunk_entries", [16_000_000, 400 * 7])
+def test_resampled_metrics_equal_each_metric_on_each_drawn_resample(max_chunk_entries: int) -> None:
+    """Several metrics on shared resamples (the report's path): each value is the metric evaluated directly on
+    the resample :func:`resample_indices` drew, adaptive ECE included (its bins recomputed per resample)."""
+    probs, labels = data(n=400, c=4)
+    estimators = {
+        "ece": (expected_calibration_error, {"n_bins": 10, "norm": "l1"}),
+        "mce": (expected_calibration_error, {"n_bins": 10, "norm": "max"}),
+        "adaptive_ece": (expected_calibration_error, {"n_bins": 10, "norm": "l1", "binning": "quantile"}),
+        "classwise_ece": (classwise_ece, {"n_bins": 10}),
+        "brier": (brier_score, {}),
+        "nll": (negative_log_likelihood, {}),
+        "accuracy": (accuracy, {}),
+    }
+    got = resampled_metrics(probs, labels, estimators, 20, seed=7, max_chunk_entries=max_chunk_entries)
+    assert list(got) == list(estimators)
+    idx = torch.cat(list(resample_indices(len(labels), 20, 7, max_chunk_entries=max_chunk_entries)))
+    for name, (fn, kw) in estimators.items():
+        want = torch.stack([fn(probs[i], labels[i], **kw) for i in idx]).double()
+        assert torch.allclose(got[name], want, rtol=0, atol=1e-12), name
+
+
+def test_resampled_quantile_bins_equal_quantile_edges_row_by_row() -> None:
+    conf = data(n=101)[0].max(-1).values
+    rows = torch.stack([conf, conf.flip(0), torch.full_like(conf, 0.5)])  # the last: every confidence tied
+    bins, m = resampled_quantile_bins(rows, 15)
+    assert m == 15
+    for row, got in zip(rows, bins, strict=True):
+        assert torch.equal(got, assign_bins(row, quantile_edges(row, 15)))
+
+
+def test_resampled_metrics_refuses_a_metric_without_a_vectorised_bootstrap() -> None:
+    probs, labels = data(n=20)
+    with pytest.raises(ValueError, match="smooth"):
+        resampled_metrics(probs, labels, {"smooth": (smooth_ece, {})}, 5, seed=0)

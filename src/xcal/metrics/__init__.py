@@ -6,8 +6,15 @@ Inputs are probabilities ``(N, C)`` (rows summing to 1) and integer labels ``(N,
 ``(lo, hi]``, confidence 0 in the first bin, exactly 1.0 in the last (see :mod:`xcal.metrics.binning`).
 """
 
-from xcal.metrics.binning import ReliabilityBins, reliability_bins
-from xcal.metrics.bootstrap import BootstrapInterval, bootstrap_interval
+from xcal.metrics.binning import (
+    ReliabilityBins,
+    assign_bins,
+    quantile_edges,
+    reliability_bins,
+    resampled_quantile_bins,
+    uniform_edges,
+)
+from xcal.metrics.bootstrap import BootstrapInterval, bootstrap_interval, resample_indices, resampled_metrics
 from xcal.metrics.brier_decomposition import BrierDecomposition, brier_decomposition
 from xcal.metrics.calibration_error import classwise_ece, debiased_ece, expected_calibration_error
 from xcal.metrics.diagram import plot_reliability_diagram
@@ -36,6 +43,7 @@ __all__ = [
     "ReliabilityBins",
     "SmoothECE",
     "accuracy",
+    "assign_bins",
     "bootstrap_interval",
     "brier_decomposition",
     "brier_score",
@@ -45,6 +53,11 @@ __all__ = [
     "expected_calibration_error",
     "negative_log_likelihood",
     "plot_reliability_diagram",
+    "quantile_edges",
     "reliability_bins",
+    "resample_indices",
+    "resampled_metrics",
+    "resampled_quantile_bins",
     "smooth_ece",
+    "uniform_edges",
 ]

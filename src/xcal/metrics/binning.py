@@ -57,9 +57,7 @@ def quantile_edges(conf: Tensor, n_bins: int) -> Tensor:
     """
     n = conf.shape[0]
     m = min(n_bins, n)
-    base, extra = divmod(n, m)
-    # np.array_split: the first `extra` groups have base + 1 items, the rest have base.
-    ends = np.array([k * base + min(k, extra) for k in range(1, m)], dtype=np.int64)
+    ends = np.array(_group_ends(n, m), dtype=np.int64)
     # only the order statistics around the group boundaries are needed: a selection, not a sort
     values = conf.detach().to(torch.float64).cpu().numpy()
     kth = np.concatenate([ends - 1, ends])
@@ -68,6 +66,31 @@ def quantile_edges(conf: Tensor, n_bins: int) -> Tensor:
     interior = (lo + hi) / 2.0
     one = torch.ones(1, dtype=torch.float64)
     return torch.cat([torch.zeros(1, dtype=torch.float64), interior, one])
+
+
+def _group_ends(n: int, m: int) -> list[int]:
+    """End positions of the first ``m - 1`` of ``m`` consecutive groups of ``n`` sorted items, sized as
+    ``np.array_split`` sizes them: the first ``n % m`` groups have one item more."""
+    base, extra = divmod(n, m)
+    return [k * base + min(k, extra) for k in range(1, m)]
+
+
+def resampled_quantile_bins(conf: Tensor, n_bins: int, closed: str = "right") -> tuple[Tensor, int]:
+    """Equal-mass bins of each row of ``conf`` ``(R, N)`` (e.g. R bootstrap resamples) at once.
+
+    Row by row the same bins as :func:`quantile_edges` followed by :func:`assign_bins`: interior edges at the
+    midpoints between the groups of the sorted row, found with a batched sort instead of a selection.
+
+    Returns:
+        ``(R, N)`` int64 bin indices and the number of bins ``m = min(n_bins, N)``.
+    """
+    m = min(n_bins, conf.shape[1])
+    ends = torch.tensor(_group_ends(conf.shape[1], m), dtype=torch.int64)
+    ordered = conf.sort(dim=1).values
+    inner = (ordered[:, ends - 1] + ordered[:, ends]) / 2.0
+    # searchsorted(right=False) returns #{inner < c}: bins closed on the right, as in assign_bins
+    bins = torch.searchsorted(inner.contiguous(), conf.contiguous(), right=(closed == "left"))
+    return bins, m
 
 
 def assign_bins(conf: Tensor, edges: Tensor, closed: str = "right") -> Tensor:

@@ -10,19 +10,21 @@ is fully described by how often it draws each example. The draw counts form a ma
 :math:`W \in \mathbb{N}^{R \times N}` (one ``bincount``), every resample's sufficient statistics are
 :math:`W X` for the ``(N, K)`` feature matrix :math:`X`, and one vectorised ``_compute`` gives all
 ``R`` values: no Python loop over resamples. Quantile-binned and smooth ECE have sample-dependent bins
-or bandwidths, so they fall back to evaluating each resample in turn.
+or bandwidths, so :func:`bootstrap_interval` falls back to evaluating each resample in turn;
+:func:`resampled_metrics` (several metrics on shared resamples) recomputes quantile bins for all resamples
+at once with a batched sort (:func:`~xcal.metrics.binning.resampled_quantile_bins`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
 import torch
 from torch import Tensor
 
 from xcal.metrics._inputs import Prepared, check_ignore_index, prepare
-from xcal.metrics.binning import assign_bins, top_label, uniform_edges
+from xcal.metrics.binning import assign_bins, resampled_quantile_bins, top_label, uniform_edges
 from xcal.metrics.calibration_error import (
     _ce_compute,
     _check_args,
@@ -131,11 +133,26 @@ def _check_bootstrap_args(n_resamples: int, level: float) -> None:
         raise ValueError(f"level must be in (0, 1), got {level!r}")
 
 
-def draw_counts(n: int, n_resamples: int, generator: torch.Generator) -> Tensor:
-    """``(n_resamples, n)`` float64 matrix of how often each example is drawn in each resample."""
-    idx = torch.randint(n, (n_resamples, n), generator=generator)
-    offsets = (torch.arange(n_resamples) * n)[:, None]
-    return torch.bincount((idx + offsets).view(-1), minlength=n_resamples * n).view(n_resamples, n).double()
+def resample_indices(
+    n: int, n_resamples: int, seed: int, *, max_chunk_entries: int = _MAX_CHUNK_ENTRIES
+) -> Iterator[Tensor]:
+    """The bootstrap draws: ``n_resamples`` resamples of ``n`` examples, yielded in chunks of ``(r, n)`` int64
+    example indices from one ``torch.Generator`` seeded with ``seed`` (seed 0 is a seed).
+
+    A chunk holds at most ``max_chunk_entries`` indices (at least one resample). The draws depend on the chunk
+    size, so a caller whose numbers are committed keeps its own ``max_chunk_entries``.
+    """
+    gen = torch.Generator().manual_seed(int(seed))
+    chunk = max(1, min(n_resamples, max_chunk_entries // max(n, 1)))
+    for start in range(0, n_resamples, chunk):
+        yield torch.randint(n, (min(chunk, n_resamples - start), n), generator=gen)
+
+
+def index_counts(idx: Tensor, n: int) -> Tensor:
+    """``(R, n)`` float64 matrix of how often each of ``n`` examples is drawn by each row of ``idx`` ``(R, M)``."""
+    r = idx.shape[0]
+    offsets = (torch.arange(r) * n)[:, None]
+    return torch.bincount((idx + offsets).view(-1), minlength=r * n).view(r, n).double()
 
 
 def resampled_values(
@@ -155,14 +172,70 @@ def resampled_values(
     Returns:
         One ``(R,)`` float64 tensor per decomposition.
     """
-    gen = torch.Generator().manual_seed(int(seed))
-    chunk = max(1, min(n_resamples, _MAX_CHUNK_ENTRIES // max(n, 1)))
     outs: list[list[Tensor]] = [[] for _ in decompositions]
-    for start in range(0, n_resamples, chunk):
-        w = draw_counts(n, min(chunk, n_resamples - start), gen)
+    for idx in resample_indices(n, n_resamples, seed):
+        w = index_counts(idx, n)
         for out, (feats, compute) in zip(outs, decompositions, strict=True):
             out.append(compute(w @ feats))
     return [torch.cat(o) for o in outs]
+
+
+def _quantile_ece_resamples(p: Prepared, kw: Mapping[str, Any], idx: Tensor) -> Tensor:
+    """Equal-mass-bin ECE of every resample (row of ``idx``) at once, its bins recomputed per resample."""
+    conf, correct = top_label(p.probs, p.labels)
+    c, k = conf[idx], correct[idx]
+    bins, m = resampled_quantile_bins(c, kw.get("n_bins", 15), kw.get("closed", "right"))
+    zeros = torch.zeros(idx.shape[0], m, dtype=torch.float64)
+    count = zeros.scatter_add(1, bins, torch.ones_like(c))
+    conf_sum = zeros.scatter_add(1, bins, c)
+    correct_sum = zeros.scatter_add(1, bins, k)
+    return _ce_compute(count, conf_sum, correct_sum, norm=kw.get("norm", "l1"))
+
+
+def resampled_metrics(
+    probs: Tensor,
+    labels: Tensor,
+    estimators: Mapping[str, tuple[Callable[..., Tensor], Mapping[str, Any]]],
+    n_resamples: int,
+    seed: int,
+    *,
+    max_chunk_entries: int = _MAX_CHUNK_ENTRIES,
+) -> dict[str, Tensor]:
+    """Several metrics on the same ``n_resamples`` bootstrap resamples of one set of predictions.
+
+    Args:
+        probs: ``(N, C)`` probabilities.
+        labels: ``(N,)`` integer labels.
+        estimators: name -> ``(metric_fn, kwargs)``, e.g. ``{"mce": (expected_calibration_error,
+            {"norm": "max", "n_bins": 15})}``; ``metric_fn`` has a decomposition (see the module docstring) or is
+            :func:`expected_calibration_error` with ``binning="quantile"`` (bins recomputed per resample).
+        n_resamples: number of resamples R.
+        seed: seed of the draws (:func:`resample_indices`).
+        max_chunk_entries: chunk size of the draws (see :func:`resample_indices`).
+
+    Returns:
+        name -> ``(R,)`` float64 tensor, in the order of ``estimators``.
+    """
+    p = prepare(probs, labels)
+    decs, quantile = {}, {}
+    for name, (fn, kw) in estimators.items():
+        if fn is expected_calibration_error and kw.get("binning") == "quantile":
+            quantile[name] = kw
+            continue
+        decompose = _DECOMPOSITIONS.get(fn)
+        dec = decompose(p, dict(kw)) if decompose is not None else None
+        if dec is None:
+            raise ValueError(f"{name}: {getattr(fn, '__name__', fn)} with {dict(kw)} has no vectorised bootstrap")
+        decs[name] = dec
+    out: dict[str, list[Tensor]] = {name: [] for name in estimators}
+    for idx in resample_indices(p.n, n_resamples, seed, max_chunk_entries=max_chunk_entries):
+        if decs:
+            counts = index_counts(idx, p.n)
+            for name, (feats, compute) in decs.items():
+                out[name].append(compute(counts @ feats))
+        for name, kw in quantile.items():
+            out[name].append(_quantile_ece_resamples(p, kw, idx))
+    return {name: torch.cat(values) for name, values in out.items()}
 
 
 def percentile_interval(values: Tensor, level: float) -> BootstrapInterval:
