@@ -25,18 +25,12 @@ import torch
 from report_fixtures import FULL_SIZE, job_name, write_synthetic_sweep
 from xcal.metrics import accuracy, brier_score, expected_calibration_error, negative_log_likelihood
 from xcal.report.collect import ReportError, Sweep, load_predictions, load_sweep, write_tidy
-from xcal.report.stats import (
-    CALIBRATION_METRICS,
-    MEAN_ALL,
-    MEAN_ZERO_SHOT,
-    POOLED,
-    effect_sentence,
-    example_replicates,
-    size_effects,
-    summary_table,
-    to_html,
-    to_markdown,
-)
+from xcal.report.effects import size_effects
+from xcal.report.registry import CALIBRATION_METRICS
+from xcal.report.resampling import example_replicates
+from xcal.report.selection import MEAN_ALL, MEAN_ZERO_SHOT, POOLED
+from xcal.report.sentences import effect_sentence
+from xcal.report.tables import summary_table, to_html, to_markdown
 
 SIZES = (0, 100, 400, 1600, 6400)
 MIXED_SIZES = (100, 800, 6400)

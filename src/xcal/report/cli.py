@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xcal.errors import XcalError
+from xcal.report.registry import METRICS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,8 +26,7 @@ if TYPE_CHECKING:
 
 PROG = "xcal-report"
 #: Every metric a tidy table can carry; ``--metrics`` must name some of these.
-KNOWN_METRICS = ("accuracy", "ece", "mce", "rmsce", "adaptive_ece", "classwise_ece", "brier", "brier_top_label",
-                 "nll", "debiased_ece", "smooth_ece", "entity_f1", "ndcg")
+KNOWN_METRICS = tuple(METRICS)
 
 
 def parse_metrics(value: str | None) -> tuple[str, ...] | None:
@@ -109,7 +109,7 @@ def compare_with_study(sweep, study_dir: Path, out_dir: Path) -> str:
     from xcal.report.collect import load_sweep
     from xcal.report.compare import compare_cells, comparison_sentence
     from xcal.report.plots import default_split
-    from xcal.report.stats import to_markdown
+    from xcal.report.tables import to_markdown
 
     table = compare_cells(sweep, load_sweep(study_dir))
     sentence = comparison_sentence(table, default_split(sweep.table))
@@ -121,7 +121,7 @@ def compare_with_study(sweep, study_dir: Path, out_dir: Path) -> str:
 def run(args: argparse.Namespace) -> int:
     from xcal.report.collect import ReportError, load_sweep
     from xcal.report.html import build_report, display_table
-    from xcal.report.stats import to_markdown
+    from xcal.report.tables import to_markdown
 
     metrics = parse_metrics(args.metrics)
     if args.n_boot < 0:

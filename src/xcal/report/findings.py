@@ -18,8 +18,10 @@ from scipy import stats as sstats
 
 from xcal.report import plots
 from xcal.report.collect import NO_INTERMEDIATE, TRAINING_LANGUAGE, Sweep
-from xcal.report.stats import POOLED, size_effects, to_markdown
+from xcal.report.effects import size_effects
+from xcal.report.selection import POOLED
 from xcal.report.study import Estimate, StudyScores, cell_estimate
+from xcal.report.tables import to_markdown
 
 ANSWER_METRICS = ("ece", "brier", "signed", "accuracy")
 #: Chang et al. 2023 (X-FEVER): mBERT fine-tuned on English fact verification, zero-shot (accuracy, ECE) x 100,
@@ -248,7 +250,7 @@ def published_table(scores: StudyScores) -> pd.DataFrame:
 
 
 def slope_sentences(sweep: Sweep, n_boot: int, seed: int) -> list[str]:
-    """The fitted change of zero-shot ECE and Brier per doubling of each intermediate set (:mod:`.stats`)."""
+    """The fitted change of zero-shot ECE and Brier per doubling of each intermediate set (:mod:`.effects`)."""
     table = sweep.table
     tasks = [t for t in table["intermediate"].unique() if t != NO_INTERMEDIATE]
     if not tasks:

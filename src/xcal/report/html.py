@@ -19,20 +19,11 @@ import pandas as pd
 from xcal import __version__ as _xcal_version
 from xcal.report import plots
 from xcal.report.collect import Sweep, write_tidy
-from xcal.report.stats import (
-    CALIBRATION_METRICS,
-    MEAN_ALL,
-    MEAN_ZERO_SHOT,
-    POOLED,
-    size_effects,
-    summary_table,
-    to_html,
-    to_markdown,
-)
+from xcal.report.effects import size_effects
+from xcal.report.registry import CALIBRATION_METRICS, FIGURE_METRICS, TABLE_METRICS
+from xcal.report.selection import MEAN_ALL, MEAN_ZERO_SHOT, POOLED
+from xcal.report.tables import summary_table, to_html, to_markdown
 
-#: Metrics of the summary tables and figures when the caller names none (accuracy first: it frames the rest).
-TABLE_METRICS = ("accuracy", "ece", "mce", "adaptive_ece", "brier", "nll")
-FIGURE_METRICS = ("accuracy", "ece", "brier", "nll")
 #: The effect columns worth a table cell (the sentence is shown as text above the table).
 EFFECT_COLUMNS = ("intermediate", "target", "model", "metric", "language", "slope", "slope_ci_low", "slope_ci_high",
                   "spearman_rho", "spearman_p", "n_sizes", "n_seeds", "baseline", "english_slope", "english_predicts",
@@ -133,7 +124,7 @@ def build_report(sweep: Sweep, out_dir: str | Path, *, n_boot: int = 1000, calib
     table under ``out_dir``; return the :class:`Report` (``report.files`` names every file written).
 
     ``metrics`` restricts the calibration metrics (accuracy is always tabulated); default: the headline set
-    (those of them the sweep has). A named metric the sweep lacks is a ReportError from :mod:`.stats`.
+    (those of them the sweep has). A named metric the sweep lacks is a ReportError from :mod:`.selection`.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

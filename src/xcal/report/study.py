@@ -7,7 +7,7 @@ what a user can do) and an oracle fit on the language's own dev set ("self-TS", 
 
 Cell means over seeds come with 95% intervals from a two-level bootstrap: seeds resampled within the cell
 (training noise) and, for each drawn job, one of its example resamples (the finite test set), each centred on
-the observed value as in :mod:`xcal.report.stats`. Differences between cells resample both independently.
+the observed value as in :mod:`xcal.report.effects`. Differences between cells resample both independently.
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ import pandas as pd
 import torch
 
 from xcal.calibration import fit_temperature
-from xcal.metrics import brier_decomposition
-from xcal.metrics.binning import assign_bins, uniform_edges
+from xcal.metrics import assign_bins, brier_decomposition, uniform_edges
 from xcal.report.collect import TRAINING_LANGUAGE, Sweep, load_predictions
-from xcal.report.stats import LEVEL, _interval, _stable_seed
+from xcal.report.resampling import LEVEL, interval, stable_seed
 
 #: Metrics with example resamples, so cell intervals cover the test-set noise too.
 RESAMPLED = ("accuracy", "ece", "ece10", "brier", "signed")
@@ -111,7 +110,7 @@ def _job_rows(job: pd.Series, languages: Sequence[str], split: str, n_resamples:
             row["self_temperature"] = fit_temperature(torch.as_tensor(dev[0]), torch.as_tensor(dev[1]))
             row["ece_self_ts"] = set_scores(_probs(logits, row["self_temperature"]), labels, n_bins)["ece"]
         rows.append(row)
-        raw = resampled(probs, labels, n_bins, n_resamples, _stable_seed(seed, job["job"], language, split))
+        raw = resampled(probs, labels, n_bins, n_resamples, stable_seed(seed, job["job"], language, split))
         reps[(job["job_dir"], language)] = {m: v - v.mean() + row[m] for m, v in raw.items()}
     return rows, reps
 
@@ -169,14 +168,14 @@ def cell_estimate(scores: StudyScores, cell: pd.DataFrame, metric: str, language
     jobs = list(cell["job_dir"].unique())
     value = _mean_of(cell, metric, languages)
     # Seeded by job names, not paths: the same study gives the same intervals wherever it is checked out.
-    rng = np.random.default_rng(_stable_seed(seed, metric, *sorted(Path(j).name for j in jobs)))
+    rng = np.random.default_rng(stable_seed(seed, metric, *sorted(Path(j).name for j in jobs)))
     draws = _cell_draws(scores, jobs, languages, metric, n_boot, rng) if metric in RESAMPLED else None
     if baseline is not None:
         base_jobs = list(baseline["job_dir"].unique())
         value -= _mean_of(baseline, metric, languages)
         if draws is not None:
             draws = draws - _cell_draws(scores, base_jobs, languages, metric, n_boot, rng)
-    low, high = _interval(draws, LEVEL) if draws is not None and len(jobs) > 1 else (math.nan, math.nan)
+    low, high = interval(draws, LEVEL) if draws is not None and len(jobs) > 1 else (math.nan, math.nan)
     return Estimate(float(value), low, high, len(jobs))
 
 

@@ -1,0 +1,79 @@
+"""A size effect in one plain-English sentence: what changes, by how much per doubling, how sure, and whether the
+English effect points the same way."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from xcal.report.collect import TRAINING_LANGUAGE
+from xcal.report.registry import metric_label
+from xcal.report.resampling import excludes_zero
+from xcal.report.selection import POOLED
+
+
+def _num(value: float, decimals: int = 3) -> str:
+    return f"{value:.{decimals}f}" if np.isfinite(value) else "n/a"
+
+
+def _decimals(value: float) -> int:
+    """3 decimals, or enough for two significant digits of a smaller slope (the whole sentence uses them)."""
+    if not np.isfinite(value) or abs(value) >= 0.001:
+        return 3
+    return int(min(8, -math.floor(math.log10(abs(value))) + 1)) if value != 0 else 3
+
+
+def _where(row: Mapping[str, Any] | pd.Series) -> str:
+    """``"on multiemo in de with me5_small"``: the eval set(s) and, when the sweep mixes models, the model."""
+    target, language = row["target"], row["language"]
+    if language == POOLED:
+        where = f"on the zero-shot languages of {target}"
+    elif language == TRAINING_LANGUAGE:
+        where = f"on {target} in English (the training language)"
+    else:
+        where = f"on {target} in {language}"
+    if row.get("model") is not None and not pd.isna(row.get("model")):
+        where += f" with {row['model']}"
+    return where
+
+
+def _english_clause(row: Mapping[str, Any] | pd.Series, digits: int) -> str:
+    """How the English effect compares (empty for the English row itself or without an English fit)."""
+    english = row.get("english_slope", math.nan)
+    if row["language"] == TRAINING_LANGUAGE or english is None or not np.isfinite(english):
+        return ""
+    predicts = row.get("english_predicts")
+    if predicts is True:
+        return f"; the English effect ({_num(english, digits)}) has the same sign"
+    if predicts is False:
+        return f"; the English effect ({_num(english, digits)}) has the opposite sign"
+    return f"; the English effect ({_num(english, digits)}) does not settle the direction (an interval covers 0)"
+
+
+def effect_sentence(row: Mapping[str, Any] | pd.Series) -> str:
+    """One plain-English sentence for a :func:`~xcal.report.effects.size_effects` row."""
+    metric = str(row["metric"])
+    subject = f"{metric_label(metric)} ({'temperature-scaled' if row.get('calibrated') else 'raw'})"
+    intermediate, where = row["intermediate"], _where(row)
+    slope, low, high = float(row["slope"]), float(row["slope_ci_low"]), float(row["slope_ci_high"])
+    if not np.isfinite(slope):
+        return (f"{subject} {where}: fewer than two {intermediate} training-set sizes above 0, so no size effect "
+                f"can be fitted.")
+    digits = _decimals(slope)
+    rho = row.get("spearman_rho", math.nan)
+    rho_text = f"Spearman rho {rho:.2f}" if rho is not None and np.isfinite(rho) else "Spearman rho n/a"
+    design = f"{int(row['n_sizes'])} sizes x {int(row['n_seeds'])} seeds"
+    over = " over seeds only (no saved predictions)" if row.get("bootstrap") == "seeds" else ""
+    ci = f"95% CI{over} {_num(low, digits)} to {_num(high, digits)}" if np.isfinite(low) else \
+        "no bootstrap interval"
+    if excludes_zero(low, high):
+        text = (f"{subject} {'falls' if slope < 0 else 'rises'} by {_num(abs(slope), digits)} per doubling of the "
+                f"{intermediate} training set {where} ({ci}; {rho_text}, {design})")
+    else:
+        text = (f"{subject} shows no clear effect of the {intermediate} training-set size {where} (slope "
+                f"{_num(slope, digits)} per doubling, {ci}; {rho_text}, {design})")
+    return text + _english_clause(row, digits) + "."

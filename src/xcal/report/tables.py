@@ -1,0 +1,159 @@
+"""The report's tables: a sweep's seed means with intervals per (experiment, size, language), and any table
+rendered as GitHub markdown or a self-contained HTML ``<table>`` (4 significant digits, ``mean ± std`` cells)."""
+
+from __future__ import annotations
+
+import html
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from xcal.report.collect import TRAINING_LANGUAGE
+from xcal.report.registry import TABLE_METRICS
+from xcal.report.resampling import LEVEL
+from xcal.report.selection import MEAN_ALL, MEAN_ZERO_SHOT, check_metrics, group_keys, language_order, select_rows
+
+
+def _mean_interval(values: np.ndarray, n_boot: int, rng: np.random.Generator, level: float) -> np.ndarray:
+    """``(2, M)`` percentile bootstrap interval of the column means of ``values`` [k, M] over its k rows."""
+    k = values.shape[0]
+    if k < 2 or n_boot < 1:
+        return np.full((2, values.shape[1]), np.nan)
+    means = np.nanmean(values[rng.integers(0, k, (n_boot, k))], axis=1)
+    alpha = (1.0 - level) / 2.0
+    return np.nanquantile(means, [alpha, 1.0 - alpha], axis=0)
+
+
+def summary_table(
+    table: pd.DataFrame,
+    metrics: Sequence[str] = TABLE_METRICS,
+    calibrated: bool = False,
+    *,
+    split: str | None = None,
+    n_boot: int = 1000,
+    seed: int = 0,
+    level: float = LEVEL,
+) -> pd.DataFrame:
+    """Mean, std and bootstrap interval over seeds per (intermediate, target, size, language).
+
+    Rows include the per-job means over zero-shot languages (``"mean (zero-shot)"``) and over all languages
+    (``"mean (all)"``); ``model`` leads the key when the table mixes models. Columns per metric ``m``:
+    ``m_mean``, ``m_std`` (sample std over seeds, NaN with one seed), ``m_ci_low`` / ``m_ci_high`` (percentile
+    bootstrap of the mean over seeds, NaN with one seed), then ``seeds`` (the number of jobs averaged).
+    """
+    rows = select_rows(table, calibrated, split)
+    metrics = check_metrics(rows, metrics)
+    keys = [*group_keys(rows), "size", "size_label"]
+    job_keys = [*keys, "job_dir"]  # a job's identity: names can repeat across merged sweep dirs
+    per_job = rows[[*job_keys, "language", *metrics]]
+    parts = [per_job]
+    zero_shot = per_job[per_job["language"] != TRAINING_LANGUAGE]
+    if not zero_shot.empty:
+        parts.append(zero_shot.groupby(job_keys, sort=False)[metrics].mean().reset_index()
+                     .assign(language=MEAN_ZERO_SHOT))
+    parts.append(per_job.groupby(job_keys, sort=False)[metrics].mean().reset_index().assign(language=MEAN_ALL))
+    cells = pd.concat(parts, ignore_index=True)
+    order = {la: i for i, la in enumerate(language_order(list(cells["language"].unique())))}
+    cells["_lang"] = cells["language"].map(order)
+    out = []
+    for i, ((*key, _rank), group) in enumerate(cells.groupby([*keys, "_lang"], sort=True)):
+        values = group[metrics].to_numpy(dtype=np.float64)
+        record: dict[str, Any] = dict(zip(keys, key, strict=True))
+        record["language"] = group["language"].iloc[0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
+            interval = _mean_interval(values, n_boot, np.random.default_rng([seed, i]), level)
+            means = np.nanmean(values, axis=0)
+            stds = np.nanstd(values, axis=0, ddof=1) if len(values) > 1 else np.full(len(metrics), np.nan)
+        for j, metric in enumerate(metrics):
+            record[f"{metric}_mean"] = means[j]
+            record[f"{metric}_std"] = stds[j]
+            record[f"{metric}_ci_low"] = interval[0, j]
+            record[f"{metric}_ci_high"] = interval[1, j]
+        record["seeds"] = len(group)
+        out.append(record)
+    frame = pd.DataFrame(out)
+    return frame.astype({"size": "int64", "seeds": "int64"})
+
+
+def _fmt(value: Any) -> str:
+    """4 significant digits for floats, plain ints, yes/no for booleans, n/a for NaN, empty for None."""
+    if value is None:
+        return ""
+    if isinstance(value, (bool, np.bool_)):
+        return "yes" if value else "no"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if not np.isfinite(value):
+            return "n/a"
+        if abs(value) < 1e-12:
+            return "0"  # float noise, e.g. the std of identical values
+        if abs(value) < 1e-4:
+            return f"{float(value):.4g}"
+        return np.format_float_positional(float(value), precision=4, unique=True, fractional=False, trim="-")
+    return str(value)
+
+
+def _display(df: pd.DataFrame, ci: bool) -> tuple[list[str], list[list[str]], list[bool]]:
+    """Header, cell strings and numeric flags: ``m_mean`` + ``m_std`` become one ``mean ± std`` cell."""
+    columns: list[tuple[str, Any, bool]] = []
+    names = list(df.columns)
+    for name in names:
+        base = name[: -len("_mean")] if name.endswith("_mean") else None
+        if base is not None:
+            mean, std = df[name], df.get(f"{base}_std")
+
+            def cell(i: int, mean: pd.Series = mean, std: pd.Series | None = std) -> str:
+                m, s = mean.iloc[i], None if std is None else std.iloc[i]
+                return _fmt(m) if s is None or not np.isfinite(s) else f"{_fmt(m)} ± {_fmt(s)}"
+
+            columns.append((base, cell, True))
+            if ci and f"{base}_ci_low" in df and f"{base}_ci_high" in df:
+                low, high = df[f"{base}_ci_low"], df[f"{base}_ci_high"]
+
+                def ci_cell(i: int, low: pd.Series = low, high: pd.Series = high) -> str:
+                    lo, hi = low.iloc[i], high.iloc[i]
+                    return "" if not (np.isfinite(lo) and np.isfinite(hi)) else f"[{_fmt(lo)}, {_fmt(hi)}]"
+
+                columns.append((f"{base} 95% CI", ci_cell, True))
+            continue
+        if any(name == f"{b}_{s}" for b in (n[: -len('_mean')] for n in names if n.endswith("_mean"))
+               for s in ("std", "ci_low", "ci_high")):
+            continue
+        series = df[name]
+        numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+        columns.append((name, lambda i, series=series: _fmt(series.iloc[i]), numeric))
+    header = [c[0] for c in columns]
+    body = [[c[1](i) for c in columns] for i in range(len(df))]
+    return header, body, [c[2] for c in columns]
+
+
+def to_markdown(df: pd.DataFrame, *, ci: bool = False) -> str:
+    """A GitHub-flavoured markdown table (numbers right-aligned, 4 significant digits, ``mean ± std`` cells)."""
+    header, body, numeric = _display(df.reset_index(drop=True), ci)
+
+    def clean(text: str) -> str:
+        return text.replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(clean(h) for h in header) + " |",
+             "|" + "|".join("---:" if num else "---" for num in numeric) + "|"]
+    lines += ["| " + " | ".join(clean(c) for c in row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def to_html(df: pd.DataFrame, *, ci: bool = False, css_class: str = "xcal-table") -> str:
+    """A self-contained ``<table class="xcal-table">`` (no CSS or scripts; numeric cells have class ``num``)."""
+    header, body, numeric = _display(df.reset_index(drop=True), ci)
+    esc = html.escape
+
+    def tag(kind: str, text: str, num: bool) -> str:
+        return f'<{kind} class="num">{esc(text)}</{kind}>' if num else f"<{kind}>{esc(text)}</{kind}>"
+
+    head = "".join(tag("th", h, num) for h, num in zip(header, numeric, strict=True))
+    rows = "".join("<tr>" + "".join(tag("td", c, num) for c, num in zip(row, numeric, strict=True)) + "</tr>"
+                   for row in body)
+    return f'<table class="{esc(css_class)}"><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>'
