@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 from report_fixtures import write_synthetic_sweep
-from xcal.report import plots
+from xcal.report import canvas, plots
 from xcal.report.cli import main
 from xcal.report.html import IMAGE_CHECK_SCRIPT
 
@@ -190,7 +190,7 @@ def test_a_corrupt_results_json_next_to_good_ones(real_sweep: Path, tmp_path: Pa
 
 
 def test_the_image_check_counts_an_image_that_does_not_decode(tmp_path: Path) -> None:
-    png = plots._placeholder(tmp_path / "ok.png", "ok")
+    png = canvas.placeholder(tmp_path / "ok.png", "ok")
     uri = "data:image/png;base64," + base64.b64encode(png.read_bytes()).decode()
     page = tmp_path / "page.html"
     page.write_text(f'<!DOCTYPE html><html><body><img src="{uri}"><img src="data:image/png;base64,AAAA">'

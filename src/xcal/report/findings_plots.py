@@ -1,6 +1,6 @@
 """The findings' own figures: the answer (metrics against size with 95% bands), the learning curves that show
 where training stopped, and calibration against typological distance. Agg canvas only, as in
-:mod:`xcal.report.plots`."""
+:mod:`xcal.report.canvas`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from xcal.report.plots import _baseline_x, _new_figure, _save, _size_colors
+from xcal.report.canvas import baseline_x, new_figure, save, size_colors
 
 #: Panel labels of the answer figure.
 PANEL_LABELS = {"ece": "ECE (15 bins)", "brier": "Brier score", "signed": "confidence − accuracy",
@@ -24,11 +24,11 @@ def size_effect_figure(estimates: pd.DataFrame, path: str | Path, metrics: Seque
 
     ``estimates`` has columns intermediate, size, scope ("zero-shot" / "English"), metric, value, low, high.
     """
-    fig = _new_figure(3.3 * len(metrics) + 0.4, 3.2)
+    fig = new_figure(3.3 * len(metrics) + 0.4, 3.2)
     axes = fig.subplots(1, len(metrics), squeeze=False)[0]
     tasks = [t for t in dict.fromkeys(estimates["intermediate"]) if t != "none"]
     positive = sorted(int(s) for s in estimates["size"].unique() if s > 0)
-    x0 = _baseline_x(positive)
+    x0 = baseline_x(positive)
     for ax, metric in zip(axes, metrics, strict=True):
         rows = estimates[estimates["metric"] == metric]
         for scope, style in (("zero-shot", "-"), ("English", "--")):
@@ -55,7 +55,7 @@ def size_effect_figure(estimates: pd.DataFrame, path: str | Path, metrics: Seque
     if tasks:
         fig.legend(loc="lower center", ncol=2 * len(tasks), fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def learning_curves_figure(histories: pd.DataFrame, path: str | Path) -> Path:
@@ -65,9 +65,9 @@ def learning_curves_figure(histories: pd.DataFrame, path: str | Path) -> Path:
     ``histories`` has columns stage, intermediate, size, seed, step, val_acc, val_confidence, kept (bool).
     """
     panels = [("target", "val_acc"), ("target", "val_confidence"), ("intermediate", "val_acc")]
-    fig = _new_figure(11.0, 3.2)
+    fig = new_figure(11.0, 3.2)
     axes = fig.subplots(1, len(panels), squeeze=False)[0]
-    colors = _size_colors(histories["size"].unique())
+    colors = size_colors(histories["size"].unique())
     for ax, (stage, key) in zip(axes, panels, strict=True):
         rows = histories[histories["stage"] == stage]
         for (task, size, _seed), run in rows.groupby(["intermediate", "size", "seed"], sort=True):
@@ -86,13 +86,13 @@ def learning_curves_figure(histories: pd.DataFrame, path: str | Path) -> Path:
                 Line2D([], [], color="0.3", marker="o", ls="", mec="black", label="weights kept")]
     fig.legend(handles=handles, loc="lower center", ncol=len(handles), fontsize=7, frameon=False)
     fig.tight_layout(rect=(0, 0.1, 1, 1))
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def typology_figure(per_language: pd.DataFrame, path: str | Path, distance: str, metric: str = "ece") -> Path:
     """Each zero-shot language's ``metric`` (mean over the study's jobs) against its ``distance`` from
     English, labelled with its code."""
-    fig = _new_figure(4.6, 3.4)
+    fig = new_figure(4.6, 3.4)
     ax = fig.subplots()
     ax.scatter(per_language[distance], per_language[metric], color="#4C72B0", s=18)
     for row in per_language.itertuples(index=False):
@@ -102,4 +102,4 @@ def typology_figure(per_language: pd.DataFrame, path: str | Path, distance: str,
     ax.set_ylabel(f"{PANEL_LABELS.get(metric, metric)}, mean over jobs", fontsize=8)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)

@@ -15,22 +15,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from xcal.report.canvas import baseline_x, new_figure, placeholder, save, size_colors
+from xcal.report.collect import TRAINING_LANGUAGE, ReportError, load_predictions
+from xcal.report.registry import FIGURE_METRICS, metric_label
+from xcal.report.selection import MEAN_ZERO_SHOT
+
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
-    from matplotlib.figure import Figure
 
-ENGLISH = "en"
-#: Figures are read on screen and embedded in HTML: small files, sharp enough.
-DPI = 110
+ENGLISH = TRAINING_LANGUAGE
 #: Columns that identify one experiment; a sweep with several of them gets one block of panels each.
 GROUP_KEYS = ("intermediate", "target", "model")
-METRIC_LABELS = {
-    "accuracy": "accuracy", "ece": "ECE", "mce": "MCE", "rmsce": "RMS calibration error",
-    "adaptive_ece": "adaptive ECE", "classwise_ece": "classwise ECE", "brier": "Brier score",
-    "brier_top_label": "top-label Brier", "nll": "NLL", "debiased_ece": "debiased ECE", "smooth_ece": "smooth ECE",
-    "entity_f1": "entity F1", "ndcg": "nDCG",
-}
-ZERO_SHOT_MEAN = "mean (zero-shot)"
 
 
 def default_split(table: pd.DataFrame) -> str:
@@ -88,29 +83,13 @@ def size_labels(table: pd.DataFrame) -> dict[int, str]:
     return labels
 
 
-def _new_figure(width: float, height: float) -> Figure:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=DPI)
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Figure, path: str | Path) -> Path:
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png")
-    return out
-
-
 def _language_colors(languages: Sequence[str]) -> dict[str, object]:
     """English in black; zero-shot languages from a qualitative palette, stable across figures."""
     from matplotlib import colormaps
 
     palette = colormaps["tab10"].colors
     zero_shot = [lang for lang in ordered_languages(languages) if lang != ENGLISH]
-    colors: dict[str, object] = {ENGLISH: "black", ZERO_SHOT_MEAN: "#C44E52"}
+    colors: dict[str, object] = {ENGLISH: "black", MEAN_ZERO_SHOT: "#C44E52"}
     skip = {3}  # tab10's red is the zero-shot mean's colour
     usable = [c for i, c in enumerate(palette) if i not in skip]
     for i, lang in enumerate(zero_shot):
@@ -126,17 +105,6 @@ def grid_languages(languages: Sequence[str], max_zero_shot: int = 3) -> list[str
     return ([ENGLISH] if ENGLISH in available else []) + zero_shot
 
 
-def _size_colors(sizes: Sequence[int]) -> dict[int, object]:
-    """One colour per size along viridis, in size order (sizes are few and log-spaced: ordinal, not linear)."""
-    from matplotlib import colormaps
-
-    ordered = sorted(set(int(s) for s in sizes))
-    cmap = colormaps["viridis"]
-    if len(ordered) == 1:
-        return {ordered[0]: cmap(0.35)}
-    return {s: cmap(0.9 * i / (len(ordered) - 1)) for i, s in enumerate(ordered)}
-
-
 def _with_zero_shot_mean(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Add the per-(size, seed) mean over zero-shot languages as language ``mean (zero-shot)``."""
     rows = frame[["language", "size", "seed", metric]]
@@ -144,26 +112,21 @@ def _with_zero_shot_mean(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     if zs.empty or zs["language"].nunique() < 2:
         return rows
     mean = zs.groupby(["size", "seed"], as_index=False)[metric].mean()
-    mean["language"] = ZERO_SHOT_MEAN
+    mean["language"] = MEAN_ZERO_SHOT
     return pd.concat([rows, mean[rows.columns]], ignore_index=True)
-
-
-def _baseline_x(positive_sizes: Sequence[int]) -> float:
-    """Where size 0 sits on the log axis: 1.5 doublings left of the smallest real size."""
-    return float(min(positive_sizes)) / 2**1.5 if positive_sizes else 1.0
 
 
 def _metric_panel(ax: Axes, frame: pd.DataFrame, metric: str, colors: dict[str, object],
                   labels: dict[int, str], band: str) -> None:
     data = _with_zero_shot_mean(frame, metric).dropna(subset=[metric])
     positive = sorted(int(s) for s in data["size"].unique() if s > 0)
-    x0 = _baseline_x(positive)
-    languages = ordered_languages([lang for lang in data["language"].unique() if lang != ZERO_SHOT_MEAN])
-    if (data["language"] == ZERO_SHOT_MEAN).any():
-        languages.append(ZERO_SHOT_MEAN)
+    x0 = baseline_x(positive)
+    languages = ordered_languages([lang for lang in data["language"].unique() if lang != MEAN_ZERO_SHOT])
+    if (data["language"] == MEAN_ZERO_SHOT).any():
+        languages.append(MEAN_ZERO_SHOT)
     for lang in languages:
         stats = data[data["language"] == lang].groupby("size")[metric].agg(["mean", "std", "min", "max"])
-        english, pooled = lang == ENGLISH, lang == ZERO_SHOT_MEAN
+        english, pooled = lang == ENGLISH, lang == MEAN_ZERO_SHOT
         style = {"color": colors.get(lang, "gray"), "lw": 2.6 if english else (2.0 if pooled else 1.2),
                  "zorder": 4 if english else (3 if pooled else 2), "ls": "--" if pooled else "-"}
         curve = stats[stats.index > 0]
@@ -189,12 +152,12 @@ def _metric_panel(ax: Axes, frame: pd.DataFrame, metric: str, colors: dict[str, 
     if positive and (data["size"] == 0).any():
         ax.axvline(math.sqrt(x0 * positive[0]), color="0.75", lw=0.8)  # separates the baseline from the curve
     ax.set_xlim(x0 / 1.6, (positive[-1] if positive else x0) * 1.6)
-    ax.set_ylabel(METRIC_LABELS.get(metric, metric))
+    ax.set_ylabel(metric_label(metric))
     ax.grid(True, axis="y", alpha=0.3)
 
 
 def metric_vs_size(table: pd.DataFrame, path: str | Path, *,
-                   metrics: Sequence[str] = ("accuracy", "ece", "brier", "nll"), calibrated: bool = False,
+                   metrics: Sequence[str] = FIGURE_METRICS, calibrated: bool = False,
                    split: str | None = None, band: str = "std") -> Path:
     """Each metric against intermediate-task size, one line per language (English bold, black).
 
@@ -210,10 +173,10 @@ def metric_vs_size(table: pd.DataFrame, path: str | Path, *,
     metrics = [m for m in metrics if m in rows.columns and rows[m].notna().any()]
     blocks = groups(rows)
     if not metrics or not blocks:
-        return _placeholder(path, "no results to plot against size")
+        return placeholder(path, "no results to plot against size")
     colors = _language_colors(rows["language"].unique())
     labels = size_labels(rows)
-    fig = _new_figure(3.4 * len(metrics) + 1.4, 2.9 * len(blocks) + 0.6)
+    fig = new_figure(3.4 * len(metrics) + 1.4, 2.9 * len(blocks) + 0.6)
     axes = np.atleast_2d(fig.subplots(len(blocks), len(metrics), squeeze=False))
     for r, (key, frame) in enumerate(blocks):
         for c, metric in enumerate(metrics):
@@ -228,14 +191,12 @@ def metric_vs_size(table: pd.DataFrame, path: str | Path, *,
     fig.suptitle(f"Metrics by intermediate size ({state}, {split} split; "
                  f"band: {spread}; square = no intermediate stage)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1 - 1.2 / fig.get_figwidth(), 0.97))
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _pooled_predictions(jobs: pd.DataFrame, language: str, split: str, calibrated: bool
                         ) -> tuple[np.ndarray, np.ndarray] | None:
     """The predictions of every seed of one cell, concatenated (None when no job saved any)."""
-    from xcal.report.collect import ReportError, load_predictions
-
     probs, labels = [], []
     for job_dir in sorted(set(jobs["job_dir"])):
         try:
@@ -296,7 +257,7 @@ def reliability_grid(table: pd.DataFrame, path: str | Path, *, calibrated: bool 
     rows = select(table, split=split, calibrated=calibrated)
     blocks = dict(groups(rows))
     if not blocks:
-        return _placeholder(path, "no results for reliability diagrams")
+        return placeholder(path, "no results for reliability diagrams")
     key = tuple(group) if group is not None else next(iter(blocks))
     if key not in blocks:
         raise ValueError(f"group {key} not in the table; available: {sorted(blocks)}")
@@ -306,7 +267,7 @@ def reliability_grid(table: pd.DataFrame, path: str | Path, *, calibrated: bool 
         languages = grid_languages(frame["language"].unique(), max_zero_shot)
     sizes = sorted(int(s) for s in frame["size"].unique())
     labels = size_labels(frame)
-    fig = _new_figure(2.3 * len(languages) + 0.6, 2.2 * len(sizes) + 0.8)
+    fig = new_figure(2.3 * len(languages) + 0.6, 2.2 * len(sizes) + 0.8)
     axes = fig.subplots(len(sizes), len(languages), squeeze=False, sharex=True, sharey=True)
     for r, size in enumerate(sizes):
         for c, lang in enumerate(languages):
@@ -333,7 +294,7 @@ def reliability_grid(table: pd.DataFrame, path: str | Path, *, calibrated: bool 
     fig.suptitle(f"Reliability, {group_title(key)} ({state}, {split_name}; seeds pooled; red = confidence gap)",
                  fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _size_legend(ax: Axes, colors: dict[int, object], labels: dict[int, str]) -> None:
@@ -353,23 +314,23 @@ def accuracy_vs_ece(table: pd.DataFrame, path: str | Path, *, calibrated: bool =
     """
     rows = select(table, split=split, calibrated=calibrated).dropna(subset=["accuracy", metric])
     if rows.empty:
-        return _placeholder(path, f"no accuracy/{metric} values")
-    colors = _size_colors(rows["size"].unique())
+        return placeholder(path, f"no accuracy/{metric} values")
+    colors = size_colors(rows["size"].unique())
     labels = size_labels(rows)
-    fig = _new_figure(5.6, 4.4)
+    fig = new_figure(5.6, 4.4)
     ax = fig.subplots()
     for english, marker, ms in ((False, "o", 28), (True, "*", 90)):
         part = rows[(rows["language"] == ENGLISH) == english]
         ax.scatter(part[metric], part["accuracy"], c=[colors[int(s)] for s in part["size"]], marker=marker, s=ms,
                    edgecolors="black", linewidths=0.4, alpha=0.85, zorder=3 if english else 2)
-    ax.set_xlabel(f"{METRIC_LABELS.get(metric, metric)} ({'temperature-scaled' if calibrated else 'raw'})")
+    ax.set_xlabel(f"{metric_label(metric)} ({'temperature-scaled' if calibrated else 'raw'})")
     ax.set_ylabel("accuracy")
     ax.grid(True, alpha=0.3)
     _size_legend(ax, colors, labels)
-    ax.set_title(f"Accuracy vs {METRIC_LABELS.get(metric, metric)} per job and language "
+    ax.set_title(f"Accuracy vs {metric_label(metric)} per job and language "
                  f"({rows['split'].iloc[0]} split)", fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def raw_vs_scaled(table: pd.DataFrame, path: str | Path, *, split: str | None = None, metric: str = "ece") -> Path:
@@ -382,10 +343,10 @@ def raw_vs_scaled(table: pd.DataFrame, path: str | Path, *, split: str | None = 
     scaled = select(table, split=split, calibrated=True)[[*keys, metric]]
     both = raw.merge(scaled, on=keys, suffixes=("_raw", "_ts")).dropna(subset=[f"{metric}_raw", f"{metric}_ts"])
     if both.empty:
-        return _placeholder(path, "no temperature-scaled results (calibration.temperature_scaling=false?)")
-    colors = _size_colors(both["size"].unique())
+        return placeholder(path, "no temperature-scaled results (calibration.temperature_scaling=false?)")
+    colors = size_colors(both["size"].unique())
     labels = size_labels(select(table, split=split))
-    fig = _new_figure(5.0, 4.6)
+    fig = new_figure(5.0, 4.6)
     ax = fig.subplots()
     x, y = both[f"{metric}_raw"], both[f"{metric}_ts"]
     for english, marker, ms in ((False, "o", 28), (True, "*", 90)):
@@ -397,7 +358,7 @@ def raw_vs_scaled(table: pd.DataFrame, path: str | Path, *, split: str | None = 
     ax.set_xlim(0, top)
     ax.set_ylim(0, top)
     ax.set_aspect("equal")
-    name = METRIC_LABELS.get(metric, metric)
+    name = metric_label(metric)
     ax.set_xlabel(f"{name} raw")
     ax.set_ylabel(f"{name} after temperature scaling")
     ax.grid(True, alpha=0.3)
@@ -406,18 +367,11 @@ def raw_vs_scaled(table: pd.DataFrame, path: str | Path, *, split: str | None = 
     ax.set_title(f"Temperature scaling lowered {name} in {better} of {len(both)} cases ({split} split)",
                  fontsize=9)
     fig.tight_layout()
-    return _save(fig, path)
-
-
-def _placeholder(path: str | Path, message: str) -> Path:
-    """A small figure that says why there is nothing to plot (a report never breaks on a thin sweep)."""
-    fig = _new_figure(4.0, 1.2)
-    fig.text(0.5, 0.5, message, ha="center", va="center", fontsize=9)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def write_figures(table: pd.DataFrame, out_dir: str | Path, *, calibrated: bool = False,
-                  metrics: Sequence[str] = ("accuracy", "ece", "brier", "nll"), split: str | None = None,
+                  metrics: Sequence[str] = FIGURE_METRICS, split: str | None = None,
                   n_bins: int = 15) -> dict[str, Path]:
     """Every report figure under ``out_dir`` (``figures/`` in a report), by name in display order.
 
