@@ -333,7 +333,7 @@ def bare_step(run: Run, module, total_steps: int):
     def step(batch: dict[str, torch.Tensor]) -> None:
         batch = {k: run.to_device(v) for k, v in batch.items()}
         with torch.autocast(run.device, dtype=torch.bfloat16, enabled=run.device == "cuda"):
-            loss, _ = module._loss(batch)
+            loss = module._flat_loss(batch)[0]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()

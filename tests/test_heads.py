@@ -137,13 +137,13 @@ def test_flat_logits_drop_unlabelled_positions_in_order() -> None:
 def test_token_loss_ignores_unlabelled_positions() -> None:
     module = make_module("token", 5).eval()
     batch = token_batch()
-    loss, logits = module._loss(batch)
+    loss, logits, _, _ = module._flat_loss(batch)
     keep = batch["labels"] != -100
     expected = torch.nn.functional.cross_entropy(logits[keep], batch["labels"][keep])
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
     # changing the logits' targets at -100 positions cannot matter: relabel them all and compare
     noisy = dict(batch, labels=batch["labels"].masked_fill(~keep & (batch["attention_mask"] == 0), -100))
-    assert module._loss(noisy)[0].item() == pytest.approx(loss.item(), rel=1e-6)
+    assert module._flat_loss(noisy)[0].item() == pytest.approx(loss.item(), rel=1e-6)
 
 
 @pytest.mark.parametrize("pooling", ["mean", "cls"])
@@ -175,7 +175,7 @@ def test_span_padding_gets_zero_probability_and_no_smoothing_mass() -> None:
         one = {k: v[2:3] for k, v in batch.items()}
         cut = {"input_ids": one["input_ids"][:, :5], "attention_mask": one["attention_mask"][:, :5],
                "labels": one["labels"]}
-        padded_loss, cut_loss = module._loss(one)[0].item(), module._loss(cut)[0].item()
+        padded_loss, cut_loss = module._flat_loss(one)[0].item(), module._flat_loss(cut)[0].item()
     assert padded_loss == pytest.approx(cut_loss, rel=1e-5)
     assert padded_loss < 20.0  # smoothing over padding would put it near 1e37
 
@@ -231,14 +231,14 @@ def test_loss_falls_when_overfitting_a_tiny_batch(kind: str) -> None:
     batch = make_batch()
     module = make_module(kind, k, lr=2e-3)
     optimizer = module.configure_optimizers()
-    first = module._loss(batch)[0].item()
+    first = module._flat_loss(batch)[0].item()
     for _ in range(30):
         optimizer.zero_grad()
-        module._loss(batch)[0].backward()
+        module._flat_loss(batch)[0].backward()
         optimizer.step()
     module.eval()
     with torch.no_grad():
-        last = module._loss(batch)[0].item()
+        last = module._flat_loss(batch)[0].item()
         correct = module._correct(*flat_logits_and_labels(module(batch["input_ids"], batch["attention_mask"]),
                                                           batch["labels"]))
     assert last < first * 0.3, (first, last)
