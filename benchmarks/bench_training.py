@@ -58,7 +58,6 @@ to back. The Trainer recipe needs ``accelerate`` (``pip install accelerate``), w
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
 import os
@@ -285,11 +284,10 @@ def eval_lengths(dm) -> list[int]:
 
 def fingerprint(batches: list[dict[str, torch.Tensor]]) -> str:
     """Identity of a batch list (ids, mask, labels, in order): both overhead arms must report the same."""
-    h = hashlib.sha256()
-    for batch in batches:
-        for key in ("input_ids", "attention_mask", "labels"):
-            h.update(batch[key].numpy().tobytes())
-    return h.hexdigest()[:16]
+    from xcal.utils import digest
+
+    keys = ("input_ids", "attention_mask", "labels")
+    return digest.fingerprint(*(batch[key].numpy().tobytes() for batch in batches for key in keys), n=16)
 
 
 def peak_rss_mb() -> float:

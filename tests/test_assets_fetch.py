@@ -7,14 +7,16 @@ from pathlib import Path
 
 import pytest
 
-from xcal.assets.artifacts import ARTIFACTS, AssetError, ensure_artifact, is_valid, sha256_of
+from xcal.assets.artifacts import ARTIFACTS, AssetError, ensure_artifact, is_valid
 from xcal.atomic import atomic_directory, atomic_write_json
+from xcal.utils.digest import file_digest
 
 
-def test_sha256_of_known_bytes(tmp_path: Path) -> None:
+def test_file_digest_of_known_bytes(tmp_path: Path) -> None:
     path = tmp_path / "x.bin"
     path.write_bytes(b"abc")
-    assert sha256_of(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    abc = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    assert file_digest(path) == file_digest(path, progress=True) == abc
 
 
 def test_corrupt_cached_artifact_is_deleted_and_refetched_never_used(tmp_path: Path, monkeypatch) -> None:

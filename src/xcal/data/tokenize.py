@@ -16,7 +16,6 @@ One encoder per head type turns the canonical columns (see ``xcal.data.tasks``) 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from collections.abc import Callable
@@ -26,11 +25,12 @@ import datasets
 from transformers import PreTrainedTokenizerBase
 
 from xcal.integrity import discard_if_damaged, manifest_path, write_manifest
+from xcal.utils import digest
 
 log = logging.getLogger(__name__)
 
 MODEL_INPUTS = ("input_ids", "attention_mask", "labels")
-IGNORE_INDEX = -100
+IGNORE_INDEX = -100  # transformers' and torch's "no label here" (special tokens, continuation sub-words)
 # Bump when the cached columns change, so stale cache files are never read.
 CACHE_VERSION = 3
 
@@ -52,8 +52,7 @@ def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
         state.pop("padding", None)
     else:
         state = tokenizer.get_vocab()
-    blob = json.dumps(state, sort_keys=True, ensure_ascii=False)
-    fingerprint = hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
+    fingerprint = digest.fingerprint(json.dumps(state, sort_keys=True, ensure_ascii=False), n=16)
     tokenizer._xcal_fingerprint = fingerprint
     return fingerprint
 

@@ -18,12 +18,12 @@ from torch import nn
 from torch.nn import functional as F
 from torchmetrics import MeanMetric
 
+from xcal.data.tokenize import IGNORE_INDEX
 from xcal.metrics import BrierScore, ExpectedCalibrationError, NegativeLogLikelihood
 from xcal.models.heads import HEADS
 from xcal.models.unpadded import unpadded_hidden_states
 
 NO_DECAY = ("bias", "LayerNorm.weight", "layer_norm.weight", "ln.weight")
-IGNORE_INDEX = -100  # transformers' and torch's "no label here" (special tokens, continuation sub-words)
 
 
 def flat_logits_and_labels(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
@@ -18,6 +17,8 @@ from xcal.pipeline.launchers import launcher_problem, requested_launcher
 from xcal.pipeline.overrides import override_problems
 from xcal.pipeline.resume import finished_record
 from xcal.pipeline.validate import validate_config
+from xcal.utils.digest import fingerprint
+from xcal.utils.messages import bullets, counted
 
 
 def config_dir() -> Path:
@@ -43,7 +44,7 @@ def job_name(intermediate: str, size: object, target: str, seed: object, overrid
     rest = [item for item in override_dirname.split(",") if item and item.split("=")[0] not in COORDINATES]
     name = re.sub(r"[/\\]", "_", ",".join([f"{intermediate}-{size}_{target}_seed{seed}", *rest]))
     if len(name.encode()) > MAX_NAME:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:12]
+        digest = fingerprint(name, n=12)
         name = name.encode()[: MAX_NAME - 13].decode(errors="ignore") + "~" + digest
     return name
 
@@ -97,8 +98,7 @@ def main() -> None:
     problems = [p for p in [launcher_problem(requested_launcher(sys.argv[1:]))] if p]
     problems += override_problems(sys.argv[1:], CONFIG_DIR)
     if problems:
-        lines = "\n".join(f"  - {p}" for p in problems)
-        print(f"xcal: error: the command line has {len(problems)} problem{'s' * (len(problems) > 1)}:\n{lines}",
+        print(f"xcal: error: the command line has {counted(len(problems), 'problem')}:\n{bullets(problems)}",
               file=sys.stderr)
         sys.exit(2)
     _job()

@@ -6,14 +6,13 @@ settings). Every target task and evaluation variant that shares those reuses one
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from xcal.integrity import sha256_file
+from xcal.utils.digest import file_digest, fingerprint
 
 MARKER = "xcal_stage1.json"  # written last: an entry without it is incomplete and never read
 # 2: encoders trained with dropout on (format 1 entries were trained in eval mode).
@@ -62,8 +61,7 @@ def stage1_identity(cfg: DictConfig) -> dict[str, Any]:
 
 
 def stage1_key(cfg: DictConfig) -> str:
-    blob = json.dumps(stage1_identity(cfg), sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
+    return fingerprint(json.dumps(stage1_identity(cfg), sort_keys=True, default=str), n=20)
 
 
 def encoders_root(cache_root: Path, cfg: DictConfig) -> Path:
@@ -81,7 +79,7 @@ def file_digests(entry: Path) -> dict[str, str]:
     """SHA-256 of every file of an entry (the marker excepted): its manifest."""
     digests = {}
     for path in sorted(p for p in entry.rglob("*") if p.is_file() and p.name != MARKER):
-        digests[str(path.relative_to(entry))] = sha256_file(path)
+        digests[str(path.relative_to(entry))] = file_digest(path)
     return digests
 
 

@@ -20,6 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from xcal.errors import XcalError
+from xcal.utils.messages import bullets, counted
 
 
 class GridError(XcalError, ValueError):
@@ -27,9 +28,8 @@ class GridError(XcalError, ValueError):
 
     def __init__(self, problems: list[str], jobs: int) -> None:
         self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"the sweep grid has {len(problems)} problem{'s' * (len(problems) > 1)} "
-                         f"(of {jobs} jobs; none was started):\n{lines}")
+        super().__init__(f"the sweep grid has {counted(len(problems), 'problem')} "
+                         f"(of {jobs} jobs; none was started):\n{bullets(problems)}")
 
 
 def grid_overrides(config: DictConfig) -> list[list[str]]:
@@ -127,8 +127,8 @@ class ValidateGrid(Callback):
         """Failed jobs do not stop a sweep; they are listed here and make the command exit non-zero."""
         failed = failed_jobs(Path(config.hydra.sweep.dir))
         if failed:
-            lines = "\n".join(f"  - {name}: {error}" for name, error in failed)
-            print(f"xcal: {len(failed)} job{'s' * (len(failed) > 1)} of the sweep failed (results.json has "
+            lines = bullets(f"{name}: {error}" for name, error in failed)
+            print(f"xcal: {counted(len(failed), 'job')} of the sweep failed (results.json has "
                   f"status \"failed\"; re-run the same command to retry only them):\n{lines}", file=sys.stderr)
             sys.exit(1)
 

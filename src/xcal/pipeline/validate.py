@@ -6,7 +6,6 @@ allowed, so a typo costs seconds rather than a failed job hours later.
 
 from __future__ import annotations
 
-import difflib
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -23,6 +22,7 @@ from xcal.data.sources import (
 )
 from xcal.data.tasks import EVALUABLE_HEADS, NO_TASK, TASKS
 from xcal.errors import XcalError
+from xcal.utils.messages import bullets, counted, did_you_mean
 
 
 class ConfigError(XcalError, ValueError):
@@ -30,13 +30,7 @@ class ConfigError(XcalError, ValueError):
 
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
-        lines = "\n".join(f"  - {p}" for p in problems)
-        super().__init__(f"invalid xcal config ({len(problems)} problem{'s' * (len(problems) > 1)}):\n{lines}")
-
-
-def _suggest(value: object, allowed: list[str]) -> str:
-    close = difflib.get_close_matches(str(value), allowed, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+        super().__init__(f"invalid xcal config ({counted(len(problems), 'problem')}):\n{bullets(problems)}")
 
 
 def _is_int(value: object) -> bool:
@@ -51,7 +45,7 @@ def config_problems(cfg: DictConfig) -> list[str]:
     inter = cfg.intermediate
     if inter.name != NO_TASK and inter.name not in TASKS:
         problems.append(f"intermediate.name={inter.name!r} is not a known task; allowed: none, "
-                        f"{', '.join(tasks)}{_suggest(inter.name, tasks)}")
+                        f"{', '.join(tasks)}{did_you_mean(inter.name, tasks)}")
     if inter.size is not None and (not _is_int(inter.size) or inter.size < 0):
         problems.append(f"intermediate.size={inter.size!r} must be an integer >= 0 (0 skips the stage) or null "
                         "(the full training set)")
@@ -63,13 +57,13 @@ def config_problems(cfg: DictConfig) -> list[str]:
     spec = TASKS.get(target.name)
     if spec is None:
         problems.append(f"target.name={target.name!r} is not a known task; allowed: {', '.join(tasks)}"
-                        f"{_suggest(target.name, tasks)}")
+                        f"{did_you_mean(target.name, tasks)}")
     else:
         langs = list(spec.languages)
         for lang in target.languages or []:
             if lang not in spec.languages:
                 problems.append(f"target.languages has {lang!r}, which task {spec.name!r} does not have; "
-                                f"allowed: {', '.join(langs)}{_suggest(lang, langs)}")
+                                f"allowed: {', '.join(langs)}{did_you_mean(lang, langs)}")
         if "en" not in spec.languages:
             problems.append(f"target {spec.name!r} has no English data to train and fit temperature on")
         for split in target.eval_splits or []:
