@@ -35,6 +35,7 @@ __all__ = ["DataSourceError", "Languages", "SourceSettings", "eval_languages", "
 # 2: hub NC integers read through the class names in the parquet schema metadata too (or refused), old column
 # spellings, labelled XGLUE test files.
 READER_VERSION = 2
+# The `<stage>.source` values that can read a task of each origin (``TaskSpec.origin``).
 SOURCE_KINDS = {"embedded": ("embedded",), "xglue": ("local", "hub"), "hub": ("hub",)}
 
 
@@ -47,7 +48,7 @@ def split_path(data_root: Path, task: TaskSpec, language: str, split: str) -> Pa
 class SourceSettings:
     """Where one stage's task is read from, as chosen in its config block (``target.source`` ...)."""
 
-    kind: str  # embedded | local | hub
+    kind: str  # the block's `source`: embedded | local | hub
     data_root: Path  # the embedded build (and, under it, the normalised copies)
     key: str = "target"  # the config block, for messages: target.data_dir=...
     data_dir: Path | None = None  # the official release (xglue_full_dataset/)
@@ -58,10 +59,10 @@ class SourceSettings:
     @classmethod
     def from_block(cls, task: TaskSpec, block: Any, data_root: Path, key: str) -> SourceSettings:
         """Read the source knobs of a task config block; embedded tasks ignore them."""
-        if task.source == "embedded":
+        if task.origin == "embedded":
             return cls("embedded", Path(data_root), key)
         get = block.get if hasattr(block, "get") else (lambda k, d=None: d)
-        kind = get("source", "hub" if task.source == "hub" else "local") or "hub"
+        kind = get("source", "hub" if task.origin == "hub" else "local") or "hub"
         data_dir = get("data_dir", None)
         return cls(kind, Path(data_root), key, Path(data_dir).expanduser() if data_dir else None,
                    get("hub_id", None) or task.hub_id, get("hub_config", None) or task.hub_config,
@@ -223,9 +224,9 @@ def say_missing_languages(settings: SourceSettings, task: TaskSpec, languages: L
 def source_problems(settings: SourceSettings, task: TaskSpec, languages: tuple[str, ...],
                     splits: tuple[str, ...]) -> list[str]:
     """Pre-flight: one message per missing or malformed (language, split), before any training."""
-    if settings.kind not in SOURCE_KINDS.get(task.source, ()):
+    if settings.kind not in SOURCE_KINDS.get(task.origin, ()):
         return [f"{settings.key}.source={settings.kind!r} cannot read task {task.name!r}; allowed: "
-                f"{', '.join(SOURCE_KINDS[task.source])}"]
+                f"{', '.join(SOURCE_KINDS[task.origin])}"]
     wanted = [("en", task.train_split)] + [(lang, split) for split in splits for lang in languages]
     wanted = list(dict.fromkeys(wanted))
     try:
