@@ -40,12 +40,11 @@ class ReleaseFiles:
 
     directory: str
     files: tuple[tuple[str, str], ...]  # (split, file name under directory; "{lang}" is filled in)
-    columns: tuple[str, ...]  # column names of a labelled line, for messages (token tasks: word, label)
+    columns: tuple[str, ...]  # column names of a labelled line, for messages (token heads: `word label` lines)
     header: tuple[str, ...] = ()  # the splits whose file starts with a header line
     skip_first: bool = False  # the first column is an id the canonical layout does not keep (PAWS-X)
     raw_labels: tuple[tuple[str, str], ...] = ()  # release spelling -> registry label name, beside the names
     numbered_labels: bool = False  # labels may also be written as their index ("0", "1"...)
-    token: bool = False  # `word label` lines, a blank line between sentences
 
     def file_name(self, split: str, language: str) -> str:
         return dict(self.files)[split].format(lang=language)

@@ -135,6 +135,7 @@ _EMBEDDED = (
              languages=("en",), description="wikiHow goal-step inference (BIG-bench), 4-option multiple choice"),
 )
 
+# Token tasks' release files hold `word label` lines, a blank line between sentences.
 # Hub columns: huggingface/datasets ``datasets/xglue/xglue.py`` (``_info``) and its ``dataset_infos.json``; an older
 # version of that loader spelled ``wed_page_title`` and ``annswer``. Release files: the same loader's ``_PATHS`` and
 # ``_generate_examples``; microsoft/Unicoder's XGLUE processors read the same files.
@@ -183,11 +184,11 @@ _XGLUE = (
     _xglue("ner", "ner", "token", NER_LABELS, "de en es nl", eval_splits=("dev", "test"), scores=("entity_f1",),
            description="Named entities (CoNLL 2002/2003), entity F1",
            columns=HubColumns(tokens="words", label="ner"),
-           release=ReleaseFiles("NER", _CONLL_FILES, _WORD_TAG, token=True)),
+           release=ReleaseFiles("NER", _CONLL_FILES, _WORD_TAG)),
     _xglue("pos", "pos", "token", POS_LABELS, "ar bg de el en es fr hi it nl pl pt ru th tr ur vi zh",
            eval_splits=("dev", "test"), description="Universal Dependencies part of speech, 17 tags",
            columns=HubColumns(tokens="words", label="pos"),
-           release=ReleaseFiles("POS", _CONLL_FILES, _WORD_TAG, token=True)),
+           release=ReleaseFiles("POS", _CONLL_FILES, _WORD_TAG)),
 )
 
 _GLUE_SPLITS = {"train": "train", "dev": "validation"}

@@ -188,10 +188,9 @@ def _token_columns(path: Path, spec: TaskSpec, layout: ReleaseFiles, split: str,
     return {"id": ids, "tokens": sentences, "tags": tag_lists}
 
 
-
 def read_columns(path: Path, spec: TaskSpec, split: str, tally: Tally, limit: int | None = None) -> dict[str, list]:
     """The canonical columns of one release file (the first ``limit`` data lines when given)."""
-    reader = _token_columns if spec.release.token else _sequence_columns
+    reader = _token_columns if spec.head == "token" else _sequence_columns
     return reader(path, spec, spec.release, split, tally, limit)
 
 
@@ -202,7 +201,7 @@ def _may_lack_labels(spec: TaskSpec, split: str) -> bool:
 
 def table_schema(spec: TaskSpec) -> pa.Schema:
     """The Arrow schema of a read file: the canonical columns of the task's head."""
-    if spec.release.token:
+    if spec.head == "token":
         return pa.schema([("id", pa.string()), ("tokens", pa.list_(pa.string())), ("tags", pa.list_(pa.int64()))])
     fields = [("id", pa.string()), ("text", pa.string()), ("text_pair", pa.string()), ("label", pa.int64())]
     if "ndcg" in spec.scores:
@@ -213,7 +212,7 @@ def table_schema(spec: TaskSpec) -> pa.Schema:
 def expected_lines(spec: TaskSpec, split: str) -> str:
     """What the lines of a task's file should hold, for messages."""
     layout = spec.release
-    if layout.token:
+    if spec.head == "token":
         labels = " ".join(spec.labels)
         return (f"one 'word label' per line (space- or tab-separated), a blank line between sentences, "
                 f"labels from: {labels}")
