@@ -87,16 +87,19 @@ def _packed(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 def export(out: Path) -> None:
     """Write the GPU step's inputs (settings resolved from conf/, real batches from xcal's loaders)."""
+    from dataclasses import replace
+
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
     from xcal.assets.cache import cache_dir
     from xcal.assets.fetch import ensure_embedded_assets
-    from xcal.data.datamodule import TaskDataModule
     from xcal.data.sources import SourceSettings
     from xcal.data.tasks import MULTIEMO_LANGUAGES, TASKS
     from xcal.models.encoder import load_tokenizer
     from xcal.pipeline.app import CONFIG_DIR
+    from xcal.pipeline.build import build_datamodule
+    from xcal.pipeline.spec import StageSpec
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=["trainer=gpu", "model=xlmr_base", "intermediate=vitaminc",
@@ -105,26 +108,26 @@ def export(out: Path) -> None:
     assets = ensure_embedded_assets(cache_dir(), verbose=False)
     tokenizer = load_tokenizer(str(assets.model_dir))
     data: dict[str, Any] = {"train": {}, "lr": {}, "num_labels": {}}
+    token_cache = assets.root / "tokenized"
     for task_name, block_name in (("vitaminc", "intermediate"), ("multiemo", "target")):
         spec, block = TASKS[task_name], cfg[block_name]
         source = SourceSettings.from_block(spec, block, assets.data_dir, block_name)
-        data["lr"][task_name], data["num_labels"][task_name] = float(block.lr), spec.num_labels
+        stage = StageSpec.from_config(cfg, block_name)
+        data["lr"][task_name], data["num_labels"][task_name] = stage.lr, spec.num_labels
         for size in TRAIN_BATCH_SIZES:
-            dm = TaskDataModule(spec, source, tokenizer, max_length=block.max_length, batch_size=size,
-                                train_size=size * TRAIN_STEPS, val_size=0, data_seed=cfg.data_seed,
-                                stratify=block.stratify, cache_dir=assets.root / "tokenized", shuffle_seed=cfg.seed)
+            dm = build_datamodule(cfg, replace(stage, batch_size=size, train_size=size * TRAIN_STEPS, val_size=0),
+                                  tokenizer, source, token_cache)
             dm.setup("fit")
             data["train"][f"{task_name}/{size}"] = [_packed(b) for b in dm.train_dataloader()][:TRAIN_STEPS]
             print(f"export: {task_name} batch {size}: {len(data['train'][f'{task_name}/{size}'])} batches", flush=True)
     block = cfg.target
     data["eval"] = {}
+    stage = replace(StageSpec.from_config(cfg, "target"), eval_size=EVAL_SIZE, val_size=0,
+                    eval_languages=tuple(MULTIEMO_LANGUAGES), eval_splits=("dev",))
     for examples, tokens in ((int(block.eval_batch_size), int(block.eval_tokens_per_batch)), GPU_EVAL_BUDGET):
-        dm = TaskDataModule(TASKS["multiemo"], SourceSettings.from_block(TASKS["multiemo"], block, assets.data_dir,
-                                                                         "target"),
-                            tokenizer, max_length=block.max_length, eval_batch_size=examples,
-                            eval_tokens_per_batch=tokens, eval_size=EVAL_SIZE, val_size=0, data_seed=cfg.data_seed,
-                            eval_languages=tuple(MULTIEMO_LANGUAGES), eval_splits=("dev",),
-                            cache_dir=assets.root / "tokenized")
+        dm = build_datamodule(cfg, replace(stage, eval_batch_size=examples, eval_tokens_per_batch=tokens), tokenizer,
+                              SourceSettings.from_block(TASKS["multiemo"], block, assets.data_dir, "target"),
+                              token_cache)
         dm.setup("predict")
         data["eval"][f"{examples}/{tokens}"] = [_packed(b) for b in dm.predict_dataloader()]
     data["eval_settings"] = {"target_budget": f"{block.eval_batch_size}/{block.eval_tokens_per_batch}",

@@ -45,8 +45,10 @@ def sweep(workdir: Path, name: str, *extra: str) -> float:
 
 def metrics(sweep_dir: Path) -> dict[str, dict[str, float]]:
     found = {}
-    for path in sorted(sweep_dir.glob("*/results.json")):
-        record = json.loads(path.read_text())
+    from xcal.pipeline.record import RESULTS_FILE, read_record
+
+    for path in sorted(sweep_dir.glob(f"*/{RESULTS_FILE}")):
+        record = read_record(path)
         found[path.parent.name] = {f"{lang}/{split}/{m}": entry[m] for lang, splits in record["zeroshot"].items()
                                    for split, entry in splits.items() for m in METRICS}
     return found

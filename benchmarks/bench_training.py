@@ -224,9 +224,14 @@ class Context:
     model_path: str
     tokenizer: Any
     source: Any
-    token_cache: Path
+    cache_root: Path
     output_dir: Path
-    spec: Any
+    spec: Any  # the task (xcal.data.tasks.TaskSpec)
+    stage: Any  # the target stage's settings (xcal.pipeline.spec.StageSpec), as a job reads them
+
+    @property
+    def token_cache(self) -> Path:
+        return self.cache_root / "tokenized"
 
 
 def context(params: dict[str, Any], output_dir: Path) -> Context:
@@ -241,6 +246,7 @@ def context(params: dict[str, Any], output_dir: Path) -> Context:
     from xcal.data.tasks import TASKS
     from xcal.models.encoder import load_tokenizer
     from xcal.pipeline.app import CONFIG_DIR
+    from xcal.pipeline.spec import StageSpec
 
     overrides = ["target=multiemo", f"target.train_size={params['train_size']}", "target.epochs=1", "logger=csv",
                  f"paths.output_dir={output_dir}", f"model.freeze_embeddings={params.get('freeze', True)}",
@@ -255,20 +261,17 @@ def context(params: dict[str, Any], output_dir: Path) -> Context:
     spec = TASKS["multiemo"]
     return Context(cfg, str(assets.model_dir), load_tokenizer(str(assets.model_dir)),
                    SourceSettings.from_block(spec, cfg.target, assets.data_dir, "target"),
-                   assets.root / "tokenized", output_dir, spec)
+                   assets.root, output_dir, spec, StageSpec.from_config(cfg, "target"))
 
 
-def datamodule(ctx: Context, **kwargs: Any):
-    """A TaskDataModule built exactly as :func:`xcal.pipeline.stages.train_stage` builds it."""
-    from xcal.data.datamodule import TaskDataModule
+def datamodule(ctx: Context, **changes: Any):
+    """The target stage's TaskDataModule, built by the builder a job uses (:mod:`xcal.pipeline.build`), with
+    ``changes`` to its :class:`~xcal.pipeline.spec.StageSpec` (eval sets, dev size)."""
+    from dataclasses import replace
 
-    block = ctx.cfg.target
-    settings = dict(max_length=block.max_length, batch_size=block.batch_size,
-                    eval_batch_size=block.get("eval_batch_size", 128), train_size=block.train_size,
-                    eval_tokens_per_batch=block.get("eval_tokens_per_batch", 4096),
-                    val_size=block.get("val_size", 500), data_seed=ctx.cfg.data_seed, stratify=block.stratify,
-                    cache_dir=ctx.token_cache, group_by_length=block.get("group_by_length", True))
-    return TaskDataModule(ctx.spec, ctx.source, ctx.tokenizer, **(settings | kwargs))
+    from xcal.pipeline.build import build_datamodule
+
+    return build_datamodule(ctx.cfg, replace(ctx.stage, **changes), ctx.tokenizer, ctx.source, ctx.token_cache)
 
 
 def lengths_of(ds) -> list[int]:
@@ -336,10 +339,10 @@ def materialised_batches(ctx: Context) -> list[dict[str, torch.Tensor]]:
 def fresh_module(ctx: Context):
     import pytorch_lightning as pl
 
-    from xcal.pipeline.stages import build_module
+    from xcal.pipeline.build import build_module
 
     pl.seed_everything(ctx.cfg.seed, workers=True, verbose=False)
-    return build_module(ctx.cfg, ctx.model_path, ctx.spec, "target", float(ctx.cfg.target.lr))
+    return build_module(ctx.cfg, ctx.model_path, ctx.stage)
 
 
 def batch_stats(batches: list[dict[str, torch.Tensor]]) -> dict[str, Any]:
@@ -354,8 +357,8 @@ def arm_overhead_xcal(params: dict[str, Any], out: Path) -> dict[str, Any]:
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader
 
+    from xcal.pipeline.build import build_trainer
     from xcal.pipeline.loggers import build_loggers
-    from xcal.pipeline.stages import build_trainer
 
     quiet_lightning()
     ctx = context(params, out)
@@ -577,20 +580,23 @@ def arm_recipe(params: dict[str, Any], out: Path) -> dict[str, Any]:
 def arm_xcal_train(params: dict[str, Any], out: Path) -> dict[str, Any]:
     """xcal's own train_stage (seeding, TaskDataModule, module, optional trimming, Lightning fit), then
     English dev accuracy through xcal's predict path."""
+    from dataclasses import replace
+
     import numpy as np
 
     from xcal.pipeline.evaluate import predict_logits
     from xcal.pipeline.loggers import build_loggers
+    from xcal.pipeline.spec import Workspace
     from xcal.pipeline.stages import train_stage
 
     quiet_lightning()
     ctx = context(params, out)
     t0 = time.perf_counter()
-    module, trainer, dm, outcome = train_stage(
-        ctx.cfg, "target", ctx.spec, ctx.cfg.target, ctx.cfg.target.train_size, ctx.model_path, ctx.tokenizer,
-        ctx.source, ctx.token_cache, build_loggers(ctx.cfg, out, "bench"), out,
-        datamodule_kwargs={"eval_size": params["dev_size"], "eval_languages": ("en",), "eval_splits": ("dev",)},
-    )
+    work = Workspace(ctx.cfg, ctx.cache_root, {"target": ctx.source}, ctx.model_path, ctx.tokenizer, out,
+                     build_loggers(ctx.cfg, out, "bench"))
+    outcome = train_stage(work, replace(ctx.stage, eval_size=params["dev_size"], eval_languages=("en",),
+                                        eval_splits=("dev",)), ctx.model_path)
+    module, trainer, dm = outcome.module, outcome.trainer, outcome.datamodule
     stage_seconds = time.perf_counter() - t0
     lengths = lengths_of(dm.train_set)
     pred = next(iter(predict_logits(trainer, module, dm).values()))
@@ -606,7 +612,7 @@ def arm_xcal_train(params: dict[str, Any], out: Path) -> dict[str, Any]:
 
 def _eval_setup(params: dict[str, Any], out: Path, callbacks: list[Any] | None = None):
     from xcal.data.tasks import MULTIEMO_LANGUAGES
-    from xcal.pipeline.stages import build_trainer
+    from xcal.pipeline.build import build_trainer
 
     quiet_lightning()
     ctx = context(params, out)

@@ -154,7 +154,7 @@ def test_pinned_memory_reaches_every_loader_and_is_on_only_for_a_cuda_trainer(em
                                                                                token_cache) -> None:
     from omegaconf import OmegaConf
 
-    from xcal.pipeline.stages import pin_memory
+    from xcal.pipeline.build import pin_memory
 
     for pinned in (False, True):
         dm = make_dm(embedded_data_dir, tokenizer, token_cache, train_size=16, val_size=8, eval_size=4,

@@ -4,12 +4,12 @@ keeps the best weights, the learning curve, and ``intermediate.seed`` as part of
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
 import torch
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from test_config import make_cfg as _config
@@ -19,6 +19,7 @@ from xcal.models.heads import SequenceClassificationHead
 from xcal.models.module import EncoderClassifier
 from xcal.pipeline.encoder_cache import stage1_identity, stage1_key
 from xcal.pipeline.history import ValidationHistory
+from xcal.pipeline.spec import StageSpec
 from xcal.pipeline.stages import _outcome_metrics, _restore_best, early_stopping, validation_interval
 from xcal.pipeline.validate import config_problems
 
@@ -69,9 +70,8 @@ def test_early_stopping_keeps_the_best_validations_weights(tiny_encoder_dir: Pat
     ``patience`` validations without improvement and the weights evaluated are the best validation's."""
     torch.manual_seed(0)
     module = _module(tiny_encoder_dir, lr=3e-3)
-    block = OmegaConf.create({"patience": 2})
     history = ValidationHistory("target")
-    stoppers, best = early_stopping("target", block, True, tmp_path / "ckpt")
+    stoppers, best = early_stopping("target", 2, True, tmp_path / "ckpt")
     trainer = _trainer(max_epochs=30, callbacks=[history, *stoppers], enable_checkpointing=True)
     train, dev = _batches(4, seed=2), _batches(2, seed=3)
     trainer.fit(module, train_dataloaders=DataLoader(train, batch_size=None),
@@ -95,22 +95,22 @@ def test_early_stopping_keeps_the_best_validations_weights(tiny_encoder_dir: Pat
 
 
 def test_no_patience_means_no_early_stopping(tmp_path: Path) -> None:
-    assert early_stopping("target", OmegaConf.create({"patience": None}), True, tmp_path) == ([], None)
-    assert early_stopping("target", OmegaConf.create({"patience": 2}), False, tmp_path) == ([], None)
+    assert early_stopping("target", None, True, tmp_path) == ([], None)
+    assert early_stopping("target", 2, False, tmp_path) == ([], None)
 
 
 def test_validation_interval_applies_only_to_longer_epochs() -> None:
-    block = OmegaConf.create({"val_every_n_steps": 125, "batch_size": 16})
-    assert validation_interval(block, 4000) == 125  # 250 steps an epoch: validate twice per epoch
-    assert validation_interval(block, 2000) is None  # exactly 125 steps: at the epoch's end
-    assert validation_interval(block, 800) is None
-    assert validation_interval(OmegaConf.create({"val_every_n_steps": None, "batch_size": 16}), 4000) is None
+    spec = replace(StageSpec.from_config(_config(), "target"), val_every_n_steps=125, batch_size=16)
+    assert validation_interval(spec, 4000) == 125  # 250 steps an epoch: validate twice per epoch
+    assert validation_interval(spec, 2000) is None  # exactly 125 steps: at the epoch's end
+    assert validation_interval(spec, 800) is None
+    assert validation_interval(replace(spec, val_every_n_steps=None), 4000) is None
     # regression: a step cap inside the first epoch (make run's stage 1: 50 of 63 steps) validated never, and
     # early stopping failed for want of a dev loss
-    capped = OmegaConf.create({"val_every_n_steps": 250, "batch_size": 16, "max_steps": 50})
+    capped = replace(spec, val_every_n_steps=250, max_steps=50)
     assert validation_interval(capped, 1000) == 50
-    assert validation_interval(OmegaConf.create({**capped, "val_every_n_steps": 20}), 1000) == 20
-    assert validation_interval(OmegaConf.create({**capped, "max_steps": 2000}), 4000) is None  # epochs of 250
+    assert validation_interval(replace(capped, val_every_n_steps=20), 1000) == 20
+    assert validation_interval(replace(capped, max_steps=2000), 4000) is None  # epochs of 250
 
 
 def test_history_survives_a_checkpoint_round_trip() -> None:

@@ -20,7 +20,7 @@ from xcal.models.heads import build_head
 from xcal.models.module import EncoderClassifier
 from xcal.models.unpadded import unpadded_hidden_states, unpadded_unsupported
 from xcal.models.vocab import keep_ids_for, trim_vocabulary
-from xcal.pipeline.stages import unpad_tokens
+from xcal.pipeline.build import unpad_tokens
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +169,7 @@ def test_real_tokens_on_every_device_and_in_the_cache_key(monkeypatch) -> None:
 
 @pytest.mark.parametrize("enabled", [False, True])
 def test_cudnn_attention_follows_the_model_config(tmp_path: Path, enabled: bool) -> None:
-    from xcal.pipeline.stages import build_trainer
+    from xcal.pipeline.build import build_trainer
 
     cfg = OmegaConf.create({"model": {"cudnn_attention": enabled},
                             "trainer": {"_target_": "pytorch_lightning.Trainer", "accelerator": "cpu",

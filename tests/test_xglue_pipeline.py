@@ -213,8 +213,8 @@ def test_results_json_names_the_missing_languages(tmp_path, monkeypatch) -> None
     class Stop(Exception):
         pass
 
-    def target_stage(*args, datamodule_kwargs=None, **kwargs):
-        handed.update(datamodule_kwargs)
+    def target_stage(work, spec, *args, **kwargs):
+        handed.update(eval_languages=spec.eval_languages, eval_splits=spec.eval_splits)
         raise Stop
 
     monkeypatch.setattr(run_module, "load_tokenizer", lambda path: None)

@@ -15,7 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from xcal.errors import XcalError
 from xcal.pipeline.launchers import launcher_problem, requested_launcher
 from xcal.pipeline.overrides import override_problems
-from xcal.pipeline.resume import finished_record
+from xcal.pipeline.record import RESULTS_FILE, JobRecord
+from xcal.pipeline.resume import ConfigHashes, finished_record
 from xcal.pipeline.validate import validate_config
 from xcal.utils.digest import fingerprint
 from xcal.utils.messages import bullets, counted
@@ -63,13 +64,15 @@ def _job(cfg: DictConfig) -> float | None:
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
         validate_config(cfg)  # before the heavy imports: a typo costs a second, not a minute
-        done = finished_record(output_dir, cfg)
+        hashes = ConfigHashes.of(cfg)  # validated and hashed once per job: run() is handed both
+        done = finished_record(output_dir, hashes)
         if done is not None:  # re-running a sweep skips what finished with the same config
-            print(f"[xcal] already finished, skipped: {output_dir / 'results.json'}")
+            print(f"[xcal] already finished, skipped: {output_dir / RESULTS_FILE}")
             return _objective(done)
         from xcal.pipeline.run import run
 
-        record = run(cfg, output_dir, run_name=run_name(cfg, HydraConfig.get().job.override_dirname))
+        record = run(cfg, output_dir, run_name=run_name(cfg, HydraConfig.get().job.override_dirname),
+                     hashes=hashes)
     except Exception as exc:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             # results.json records the failure; the other jobs of the sweep go on (the end-of-sweep
@@ -84,11 +87,11 @@ def _job(cfg: DictConfig) -> float | None:
         wandb = sys.modules.get("wandb")
         if wandb is not None and wandb.run is not None:
             wandb.finish()  # between multirun jobs, or every job lands in one W&B run
-    print(f"[xcal] done in {record['seconds']:.0f}s: {output_dir / 'results.json'}")
+    print(f"[xcal] done in {record['seconds']:.0f}s: {output_dir / RESULTS_FILE}")
     return _objective(record)
 
 
-def _objective(record: dict) -> float | None:
+def _objective(record: JobRecord) -> float | None:
     """What a Hydra sweeper optimises: mean ECE over languages on the primary split."""
     return record["mean_over_languages"].get(record["primary_split"], {}).get("ece")
 

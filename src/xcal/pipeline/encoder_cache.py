@@ -1,17 +1,24 @@
-"""The stage-1 checkpoint cache: an intermediate-trained encoder, keyed by what determines it.
+"""Stage 1 and its cache: an intermediate-trained encoder, keyed by what determines it.
 
 Stage 1 depends only on (model, intermediate task, size, data seed, seed, its optimisation
-settings). Every target task and evaluation variant that shares those reuses one training.
+settings). Every target task and evaluation variant that shares those reuses one training:
+:func:`get_or_train` returns the cached encoder, or trains stage 1 and stores it.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
+from xcal.atomic import atomic_directory, atomic_write_json
+from xcal.pipeline.spec import StageSpec, Workspace, stage1_seed, wants_unpadded
 from xcal.utils.digest import file_digest, fingerprint
 
 MARKER = "xcal_stage1.json"  # written last: an entry without it is incomplete and never read
@@ -25,19 +32,11 @@ CACHE_FORMAT = 6
 # evaluation, never the trained weights; leaving them out lets more jobs share one entry. The dev set
 # decides the weights kept under early stopping, so ``val_size`` counts then.
 NOT_WEIGHTS = ("eval_batch_size", "eval_tokens_per_batch")
-
-
-def stage1_seed(cfg: DictConfig) -> int:
-    """``intermediate.seed`` (default ``${seed}``, the job's): fixing it shares one stage-1 encoder across
-    the seeds of the target stage."""
-    seed = cfg.intermediate.get("seed")
-    return int(cfg.seed if seed is None else seed)
+log = logging.getLogger(__name__)
 
 
 def stage1_identity(cfg: DictConfig) -> dict[str, Any]:
     """Exactly the config values that determine the stage-1 encoder weights."""
-    from xcal.pipeline.stages import wants_unpadded  # torch and transformers: only when a key is needed
-
     skip = {*NOT_WEIGHTS, "seed", *(("val_size",) if cfg.intermediate.get("patience") is None else ())}
     inter = {k: v for k, v in OmegaConf.to_container(cfg.intermediate, resolve=True).items() if k not in skip}
     identity = {
@@ -103,3 +102,79 @@ def verify(entry: Path) -> str | None:
         changed = sorted(set(found) ^ set(manifest) | {k for k in found if manifest.get(k) != found[k]})
         return f"{entry} does not match its manifest ({', '.join(changed)})"
     return None
+
+
+@dataclass(frozen=True)
+class Stage1:
+    """Where the target stage's encoder comes from, and stage 1's entry in results.json (``intermediate``)."""
+
+    encoder_path: str
+    record: dict[str, Any]
+
+
+def get_or_train(work: Workspace) -> Stage1:
+    """Train the intermediate stage, or reuse the cached encoder trained with identical settings.
+
+    Jobs on the same key serialise on a file lock: one trains, the others wait and reuse. The lock is
+    an OS lock (fcntl), released by the kernel when its holder dies, so a crashed job never blocks the
+    rest; the next holder resumes the crashed one's checkpoint (kept beside the entry). With
+    ``stage1_cache=false`` the encoder is trained into the job's own directory."""
+    cfg = work.cfg
+    if "intermediate" not in work.sources:
+        return Stage1(work.model_path, {"skipped": True})
+    if not cfg.stage1_cache:
+        target = work.output_dir / "intermediate_encoder"
+        info = _train(work, target, work.output_dir / "checkpoints" / "intermediate")
+        return Stage1(str(target), {**info, "reused": False, "cache_dir": None})
+    entry = entry_dir(work.cache_root, cfg)
+    entry.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(entry) + ".lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        log.info("another job is training stage 1 for %s; waiting for it to reuse its encoder", entry.name)
+        lock.acquire()
+    try:
+        cached = _reusable(entry)
+        if cached is not None:
+            return Stage1(str(entry), {**cached, "reused": True, "cache_dir": str(entry)})
+        info = _train(work, entry, entry.with_name(entry.name + ".checkpoints"))
+    finally:
+        lock.release()
+    return Stage1(str(entry), {**info, "reused": False, "cache_dir": str(entry)})
+
+
+def _reusable(entry: Path) -> dict[str, Any] | None:
+    """The marker of a complete entry that matches its manifest (less the manifest), else None; a damaged
+    entry is removed, to be rebuilt. Called under the entry's lock."""
+    if not is_complete(entry):
+        return None
+    problem = verify(entry)
+    if problem is None:
+        info = json.loads((entry / MARKER).read_text())
+        info.pop("files", None)
+        return info
+    log.warning("stage-1 cache entry rebuilt: %s", problem)
+    shutil.rmtree(entry, ignore_errors=True)
+    return None
+
+
+def _train(work: Workspace, target: Path, checkpoint_dir: Path) -> dict[str, Any]:
+    """Train stage 1 and write the encoder to ``target`` atomically (built under a temporary name, marker last,
+    then renamed into place). Called under the entry's (or the job's) lock, so a temporary directory left by a
+    killed attempt is nobody's and is removed."""
+    from xcal.models.vocab import TrimmedEmbedding, original_embedding, restore_vocabulary
+    from xcal.pipeline.stages import train_stage  # torch and transformers: only when stage 1 trains
+
+    cfg = work.cfg
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):
+        shutil.rmtree(stale, ignore_errors=True)
+    result = train_stage(work, StageSpec.from_config(cfg, "intermediate"), work.model_path, checkpoint_dir)
+    encoder = result.module.encoder
+    if isinstance(encoder.get_input_embeddings(), TrimmedEmbedding):  # the cache serves any data
+        restore_vocabulary(encoder, original_embedding(work.model_path))
+    info = {"skipped": False, "key": stage1_key(cfg), **result.as_dict(), "identity": stage1_identity(cfg)}
+    with atomic_directory(target) as tmp:
+        encoder.save_pretrained(tmp, safe_serialization=True)
+        atomic_write_json(tmp / MARKER, {**info, "files": file_digests(tmp)})
+    return info

@@ -20,6 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from xcal.errors import XcalError
+from xcal.pipeline.record import RESULTS_FILE, RecordError, read_record
 from xcal.utils.messages import bullets, counted
 
 
@@ -136,12 +137,12 @@ class ValidateGrid(Callback):
 def failed_jobs(sweep_dir: Path) -> list[tuple[str, str]]:
     """(job name, error) of every job under ``sweep_dir`` whose results.json says it failed."""
     failed = []
-    for path in sorted(sweep_dir.glob("*/results.json")):
+    for path in sorted(sweep_dir.glob(f"*/{RESULTS_FILE}")):
         try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            failed.append((path.parent.name, "results.json is unreadable"))
+            record = read_record(path)
+        except RecordError:
+            failed.append((path.parent.name, f"{RESULTS_FILE} is unreadable"))
             continue
-        if isinstance(record, dict) and record.get("status") == "failed":
+        if record.get("status") == "failed":
             failed.append((path.parent.name, str(record.get("error", "")).splitlines()[0][:300]))
     return failed

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
+
+from xcal.pipeline.record import RESULTS_FILE, JobRecord, read_record_or_none
 
 # Keys that change where and how a job reports, not what it computes.
 NOT_HASHED = ("paths", "logger", "tags", "sweep_name", "hydra")
@@ -45,36 +48,42 @@ def config_hash(cfg: DictConfig) -> str:
 
 def recorded_hashes(cfg: DictConfig) -> set[str]:
     """Today's hash, and the one the same computation was recorded under while the retired keys existed."""
-    resolved = _hashed(cfg)
-    hashes = {_digest(resolved)}
-    for (group, key), value in RETIRED.items():
-        if isinstance(resolved.get(group), dict) and key not in resolved[group]:
-            resolved[group][key] = value
-    hashes.add(_digest(resolved))
-    return hashes
+    return set(ConfigHashes.of(cfg).recorded)
 
 
-def finished_record(output_dir: Path, cfg: DictConfig) -> dict[str, Any] | None:
-    """The job's results if it already finished with this config, else None (run it)."""
-    path = output_dir / "results.json"
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    if record.get("status") != "ok" or record.get("config_hash") not in recorded_hashes(cfg):
+@dataclass(frozen=True)
+class ConfigHashes:
+    """A job's config hash (written into its results.json) and every hash a finished result of the same
+    computation may carry (:data:`RETIRED`): computed once per job, from one resolve of the config."""
+
+    current: str
+    recorded: frozenset[str]
+
+    @classmethod
+    def of(cls, cfg: DictConfig) -> ConfigHashes:
+        resolved = _hashed(cfg)
+        current = _digest(resolved)
+        for (group, key), value in RETIRED.items():
+            if isinstance(resolved.get(group), dict) and key not in resolved[group]:
+                resolved[group][key] = value
+        return cls(current, frozenset({current, _digest(resolved)}))
+
+
+def finished_record(output_dir: Path, config: DictConfig | ConfigHashes) -> JobRecord | None:
+    """The job's results if it already finished with this config (or its :class:`ConfigHashes`, when the
+    caller has them already), else None (run it)."""
+    hashes = config if isinstance(config, ConfigHashes) else ConfigHashes.of(config)
+    record = read_record_or_none(output_dir / RESULTS_FILE)
+    if record is None or record.get("status") != "ok" or record.get("config_hash") not in hashes.recorded:
         return None
     return record
 
 
 def keep_previous_result(output_dir: Path, current_hash: str) -> Path | None:
     """A finished result of a *different* config in this directory is moved aside, never overwritten."""
-    path = output_dir / "results.json"
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
-        return None
-    if record.get("status") != "ok" or record.get("config_hash") == current_hash:
+    record = read_record_or_none(output_dir / RESULTS_FILE)
+    if record is None or record.get("status") != "ok" or record.get("config_hash") == current_hash:
         return None
     kept = output_dir / f"results.{record.get('config_hash', 'unhashed')}.json"
-    path.replace(kept)
+    (output_dir / RESULTS_FILE).replace(kept)
     return kept

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from xcal.errors import XcalError
+from xcal.pipeline.record import RESULTS_FILE, RecordError, read_record, read_record_or_none
 
-RESULTS_FILE = "results.json"
 EXPECTED_LAYOUT = "multirun/<sweep>/<job>/results.json"
 PRODUCED_BY = "`xcal -m ...` (a Hydra multirun) writes one per job"
 
@@ -234,12 +234,9 @@ def _read_job(job_dir: Path, source: Path) -> _Job:
         job.record = _started_config(job_dir)
         return job
     try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        job.status, job.error = "corrupt", f"unreadable {RESULTS_FILE} (truncated or not JSON: {exc})"
-        return job
-    if not isinstance(record, dict):
-        job.status, job.error = "corrupt", f"{RESULTS_FILE} holds a {type(record).__name__}, not a JSON object"
+        record = read_record(path)
+    except RecordError as exc:
+        job.status, job.error = "corrupt", str(exc)
         return job
     job.record = record
     status = record.get("status")
@@ -471,12 +468,7 @@ def load_predictions(
         ReportError: the npz file exists but cannot be read (truncated copy, wrong arrays).
     """
     job_dir = Path(job_dir)
-    record: dict[str, Any] = {}
-    try:
-        loaded = json.loads((job_dir / RESULTS_FILE).read_text(encoding="utf-8"))
-        record = loaded if isinstance(loaded, dict) else {}
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        record = {}
+    record = read_record_or_none(job_dir / RESULTS_FILE) or {}
     folder = record.get("predictions") or "predictions"
     path = job_dir / str(folder) / f"{language}_{split}.npz"
     if not path.is_file():

@@ -1,0 +1,93 @@
+"""The one place a stage's objects are built from the config (the lightning-hydra-template's ``instantiate``
+step): the DataModule, the LightningModule and the Trainer. The pipeline and the benchmarks both call these,
+so a benchmark measures exactly what a job runs."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.loggers import Logger
+from torch import nn
+from transformers import PreTrainedTokenizerBase
+
+from xcal.data.datamodule import TaskDataModule
+from xcal.data.sources import SourceSettings
+from xcal.models.encoder import load_encoder
+from xcal.models.heads import build_head
+from xcal.models.module import EncoderClassifier
+from xcal.models.unpadded import unpadded_unsupported
+from xcal.pipeline.spec import StageSpec, wants_unpadded
+
+log = logging.getLogger(__name__)
+
+
+def pin_memory(cfg: DictConfig) -> bool:
+    """Page-locked loader batches when the Trainer runs on a CUDA GPU (``trainer=gpu``, or ``accelerator=auto``
+    with one); pointless elsewhere."""
+    return torch.cuda.is_available() and str(cfg.trainer.accelerator) in ("gpu", "cuda", "auto")
+
+
+def build_datamodule(cfg: DictConfig, spec: StageSpec, tokenizer: PreTrainedTokenizerBase, source: SourceSettings,
+                     token_cache: Path | None) -> TaskDataModule:
+    """The stage's task: its nested English training prefix, English dev, and (target stage) every eval set."""
+    return TaskDataModule(
+        spec.task, source, tokenizer,
+        max_length=spec.max_length, batch_size=spec.batch_size, eval_batch_size=spec.eval_batch_size,
+        train_size=spec.train_size, eval_tokens_per_batch=spec.eval_tokens_per_batch, val_size=spec.val_size,
+        data_seed=cfg.data_seed, stratify=spec.stratify, cache_dir=token_cache, group_by_length=spec.group_by_length,
+        shuffle_seed=spec.seed, pin_memory=pin_memory(cfg), eval_size=spec.eval_size,
+        eval_languages=spec.eval_languages, eval_splits=spec.eval_splits,
+    )
+
+
+def unpad_tokens(cfg: DictConfig, encoder: nn.Module) -> bool:
+    """:func:`wants_unpadded`, if this encoder's architecture supports it (else a warning, padded forward)."""
+    if not wants_unpadded(cfg):
+        return False
+    reason = unpadded_unsupported(encoder)
+    if reason is not None:
+        log.warning("model.unpad_tokens=true, but %s: using the model's own (padded) forward", reason)
+    return reason is None
+
+
+def build_module(cfg: DictConfig, encoder_path: str, spec: StageSpec) -> EncoderClassifier:
+    """The encoder at ``encoder_path`` with a fresh head for the stage's task, its optimizer and scheduler."""
+    task = spec.task
+    encoder = load_encoder(encoder_path, freeze_embeddings=cfg.model.freeze_embeddings)
+    head = build_head(task.head, encoder.config.hidden_size, task.num_labels, cfg.model.head_dropout,
+                      cfg.model.pooling)
+    scheduler_cfg = OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None
+    warmup_ratio = 0.0
+    scheduler = None
+    if scheduler_cfg:
+        warmup_ratio = float(scheduler_cfg.pop("warmup_ratio", 0.0))
+        scheduler = instantiate(scheduler_cfg)
+    return EncoderClassifier(
+        encoder, head, task.num_labels, stage=spec.stage, lr=spec.lr, optimizer=instantiate(cfg.optimizer),
+        scheduler=scheduler, warmup_ratio=warmup_ratio, label_smoothing=cfg.calibration.label_smoothing,
+        head_kind=task.head, unpad_tokens=unpad_tokens(cfg, encoder), n_bins=cfg.calibration.n_bins,
+    )
+
+
+def build_trainer(cfg: DictConfig, max_epochs: int, loggers: list[Logger], output_dir: Path,
+                  callbacks: list[pl.Callback] | None = None, val_every_n_steps: int | None = None,
+                  max_steps: int | None = None) -> pl.Trainer:
+    """``cfg.trainer`` with the stage's epochs, validation interval and step cap (``<stage>.max_steps`` wins
+    over ``trainer.max_steps``)."""
+    # cuDNN's attention builds an execution plan for every new (batch, length) shape: with variable-length
+    # batches the first epoch ran up to 8x slower on an H200; warm it ranged from 1.19x slower to 1.24x faster
+    # (model.cudnn_attention; benchmarks/results/gpu.json).
+    torch.backends.cuda.enable_cudnn_sdp(bool(cfg.model.cudnn_attention))
+    # Lightning refuses a ModelCheckpoint when checkpointing is off, and adds its own when it is on.
+    keeps_best = any(isinstance(c, ModelCheckpoint) for c in callbacks or [])
+    caps = {} if val_every_n_steps is None else {"val_check_interval": val_every_n_steps}
+    if max_steps is not None:
+        caps["max_steps"] = max_steps
+    return instantiate(cfg.trainer, max_epochs=max_epochs, logger=loggers or False, enable_checkpointing=keeps_best,
+                       default_root_dir=str(output_dir), callbacks=callbacks or None, **caps)

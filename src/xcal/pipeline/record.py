@@ -1,0 +1,95 @@
+"""``results.json``: one file per job, written atomically, the unit every report reads.
+
+:class:`JobRecord` is its layout; :func:`write_record` writes one and :func:`read_record` is the one reader
+(the resume check, the end-of-sweep list of failed jobs, the report and the benchmarks all go through it).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal, TypedDict
+
+from xcal.atomic import atomic_write_json
+
+RESULTS_FILE = "results.json"
+HEADLINE_METRICS = ("accuracy", "ece", "brier", "nll")
+
+
+class JobRecord(TypedDict, total=False):
+    """What ``results.json`` holds. Every record has the first four keys; a finished one (``status: ok``) has
+    the evaluation keys, a failed one ``error`` and ``traceback``. JSON all the way down."""
+
+    status: Literal["running", "ok", "failed"]
+    xcal_version: str
+    config_hash: str  # :func:`xcal.pipeline.resume.config_hash` of ``config``
+    config: dict[str, Any]  # the resolved Hydra config
+    intermediate: dict[str, Any]  # stage 1: ``skipped``, or its outcome and cache entry (reused or trained)
+    languages: dict[str, list[str]]  # ``evaluated`` and ``missing`` target languages
+    target: dict[str, Any]  # stage 2: sizes, speed, English dev numbers, ``stopping``, ``history``
+    predictions: str  # the folder of ``<lang>_<split>.npz`` logits, when saved
+    temperature: float | None  # fitted on English dev; None without temperature scaling
+    primary_split: str
+    zeroshot: dict[str, dict[str, dict[str, Any]]]  # language -> split -> metric (``ts``: temperature-scaled)
+    mean_over_languages: dict[str, dict[str, float]]  # split -> headline metric
+    evaluation: dict[str, float]  # seconds, examples, labelled_positions
+    error: str
+    traceback: str
+    seconds: float
+    peak_rss_mb: float
+
+
+class RecordError(ValueError):
+    """A ``results.json`` that is missing, not JSON, or not a JSON object; the message says which."""
+
+
+def read_record(path: Path) -> JobRecord:
+    """The record in ``path`` (a ``results.json``). Says nothing about its status or completeness: that is
+    each reader's business (a report wants the metrics, resume only the status and the hash).
+
+    Raises:
+        RecordError: the file is missing, unreadable, truncated, not JSON or not a JSON object.
+    """
+    try:
+        record = json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise RecordError(f"no {RESULTS_FILE}") from exc
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise RecordError(f"unreadable {RESULTS_FILE} (truncated or not JSON: {exc})") from exc
+    if not isinstance(record, dict):
+        raise RecordError(f"{RESULTS_FILE} holds a {type(record).__name__}, not a JSON object")
+    return record  # type: ignore[return-value]
+
+
+def read_record_or_none(path: Path) -> JobRecord | None:
+    """:func:`read_record`, or None when there is no usable record."""
+    try:
+        return read_record(path)
+    except RecordError:
+        return None
+
+
+def write_record(output_dir: Path, record: JobRecord) -> Path:
+    return atomic_write_json(output_dir / RESULTS_FILE, record)
+
+
+def language_means(zeroshot: dict[str, dict[str, dict[str, Any]]], split: str) -> dict[str, float]:
+    """Mean of each headline metric over languages for one split (the sweeper's objective)."""
+    rows = [splits[split] for splits in zeroshot.values() if split in splits]
+    return {m: sum(r[m] for r in rows) / len(rows) for m in HEADLINE_METRICS if rows}
+
+
+def flat_metrics(zeroshot: dict[str, dict[str, dict[str, Any]]], primary_split: str) -> dict[str, float]:
+    """Logger keys: ``zeroshot/<lang>/<metric>`` for the primary split, ``zeroshot/<lang>/<split>/<metric>``
+    for every split, ``..._ts`` for the temperature-scaled values."""
+    flat: dict[str, float] = {}
+    for lang, splits in zeroshot.items():
+        for split, entry in splits.items():
+            for variant, values in (("", entry), ("_ts", entry.get("ts", {}))):
+                for metric, value in values.items():
+                    if not isinstance(value, (int, float)):
+                        continue
+                    flat[f"zeroshot/{lang}/{split}/{metric}{variant}"] = float(value)
+                    if split == primary_split:
+                        flat[f"zeroshot/{lang}/{metric}{variant}"] = float(value)
+    return flat
