@@ -39,9 +39,13 @@ def _is_int(value: object) -> bool:
 
 def config_problems(cfg: DictConfig) -> list[str]:
     """Everything wrong with ``cfg`` that can be known without touching data."""
+    return [*_task_problems(cfg), *_stage_problems(cfg), *_setting_problems(cfg)]
+
+
+def _task_problems(cfg: DictConfig) -> list[str]:
+    """The tasks named, the target's languages, splits and head, and its sizes."""
     problems: list[str] = []
     tasks = sorted(TASKS)
-
     inter = cfg.intermediate
     if inter.name != NO_TASK and inter.name not in TASKS:
         problems.append(f"intermediate.name={inter.name!r} is not a known task; allowed: none, "
@@ -79,7 +83,12 @@ def config_problems(cfg: DictConfig) -> list[str]:
         value = target.get(key)
         if value is not None and (not _is_int(value) or value < 1):
             problems.append(f"target.{key}={value!r} must be a positive integer or null (= all)")
+    return problems
 
+
+def _stage_problems(cfg: DictConfig) -> list[str]:
+    """Each stage's data source and optimisation numbers, and stage 1's seed."""
+    problems: list[str] = []
     for stage in ("intermediate", "target"):
         problems += _source_problems(cfg[stage], stage)
     for stage in ("intermediate", "target"):
@@ -97,10 +106,15 @@ def config_problems(cfg: DictConfig) -> list[str]:
             value = block.get(key)
             if value is not None and (not _is_int(value) or value < 1):
                 problems.append(f"{stage}.{key}={value!r} must be an integer >= 1 or null (off)")
-    stage1_seed = inter.get("seed")
+    stage1_seed = cfg.intermediate.get("seed")
     if stage1_seed is not None and (not _is_int(stage1_seed) or stage1_seed < 0):
         problems.append(f"intermediate.seed={stage1_seed!r} must be an integer >= 0 (default ${{seed}}, the job's)")
+    return problems
 
+
+def _setting_problems(cfg: DictConfig) -> list[str]:
+    """Model, calibration and seed settings."""
+    problems: list[str] = []
     if cfg.model.pooling not in ("cls", "mean"):
         problems.append(f"model.pooling={cfg.model.pooling!r}; allowed: cls, mean")
     if cfg.model.get("unpad_tokens", True) not in (True, False):
