@@ -93,7 +93,6 @@ def available_languages(spec: TaskSpec, hub_id: str, splits: Sequence[str], *, c
     return _languages_present(spec, resolve_repo(hub_id, config, revision, cache_dir, key=key), config, splits)
 
 
-
 # ---------------------------------------------------------------------------------------------- reading
 
 
