@@ -175,6 +175,8 @@ def _train(work: Workspace, target: Path, checkpoint_dir: Path) -> dict[str, Any
         restore_vocabulary(encoder, original_embedding(work.model_path))
     info = {"skipped": False, "key": stage1_key(cfg), **result.as_dict(), "identity": stage1_identity(cfg)}
     with atomic_directory(target) as tmp:
+        # mkdtemp makes it owner-only; an entry on shared storage is readable as its parent folder is
+        tmp.chmod(target.parent.stat().st_mode & 0o777)
         encoder.save_pretrained(tmp, safe_serialization=True)
         atomic_write_json(tmp / MARKER, {**info, "files": file_digests(tmp)})
     return info
