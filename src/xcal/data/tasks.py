@@ -221,6 +221,7 @@ _INTERMEDIATE = (
 
 TASKS: dict[str, TaskSpec] = {spec.name: spec for spec in (*_EMBEDDED, *_XGLUE, *_INTERMEDIATE)}
 XGLUE_TASKS = tuple(spec.name for spec in _XGLUE)
+EMBEDDED_TASKS = tuple(spec.name for spec in _EMBEDDED)  # what xcal-fetch builds from the BIG-bench sdist
 
 NO_TASK = "none"
 

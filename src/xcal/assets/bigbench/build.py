@@ -10,19 +10,11 @@ from xcal.assets.bigbench.archive import licence_note, read_members
 from xcal.assets.bigbench.intermediate import CHOICE_TASKS, PAIR_TASKS, build_choice_task, build_pair_task
 from xcal.assets.bigbench.multiemo import MULTIEMO_LANGUAGES, build_multiemo, multiemo_member
 from xcal.atomic import atomic_directory
+from xcal.data.tasks import EMBEDDED_TASKS
 from xcal.integrity import directory_is_intact, write_directory_manifest
 
 MANIFEST_NAME = "xcal_manifest.json"
 FORMAT_VERSION = 1  # bump when the output changes, so old builds are rebuilt rather than trusted
-
-EMBEDDED_TASKS: tuple[str, ...] = (
-    "multiemo",
-    "vitaminc",
-    "epistemic_reasoning",
-    "presuppositions_as_nli",
-    "social_iqa",
-    "goal_step_wikihow",
-)
 
 
 def is_built(out_dir: Path) -> bool:

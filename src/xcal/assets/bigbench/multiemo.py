@@ -20,9 +20,9 @@ from xcal.assets.artifacts import AssetError
 from xcal.assets.bigbench.archive import target_index, task_examples
 from xcal.assets.bigbench.tables import MULTIEMO_SPLITS, SEQUENCE_SCHEMA, assign_split, write_parquet
 from xcal.atomic import atomic_write_json
+from xcal.data.tasks import MULTIEMO_LANGUAGES, TASKS
 
-MULTIEMO_LANGUAGES: tuple[str, ...] = ("de", "en", "es", "fr", "it", "ja", "nl", "pl", "pt", "ru", "zh")
-MULTIEMO_LABELS: tuple[str, ...] = ("negative", "neutral", "positive", "ambivalent")
+MULTIEMO_LABELS = TASKS["multiemo"].labels
 MULTIEMO_REFERENCE = "en"
 MULTIEMO_MIN_AGREEMENT = 0.999
 
