@@ -65,11 +65,6 @@ class TaskSpec:
     train_split: str = "train"
 
     @property
-    def source(self) -> str:
-        """The old name of :attr:`origin`, still read by ``xcal.pipeline`` (validate.py, run.py); to be removed."""
-        return self.origin
-
-    @property
     def num_labels(self) -> int:
         return len(self.labels)
 

@@ -66,7 +66,7 @@ def stage_sources(cfg: DictConfig, data_root: Path) -> dict[str, SourceSettings]
 def ensure_assets(cfg: DictConfig, root: Path) -> None:
     """Fetch and convert the embedded model and data once, if this job uses any of them."""
     uses_embedded = cfg.model.name_or_path.startswith(EMBEDDED_PREFIX) or any(
-        TASKS[name].source == "embedded" for name in (cfg.intermediate.name, cfg.target.name) if name != NO_TASK
+        TASKS[name].origin == "embedded" for name in (cfg.intermediate.name, cfg.target.name) if name != NO_TASK
     )
     if uses_embedded:
         from xcal.assets.fetch import ensure_embedded_assets

@@ -134,9 +134,9 @@ def _setting_problems(cfg: DictConfig) -> list[str]:
 def _source_problems(block: DictConfig, stage: str) -> list[str]:
     """The source knobs of a stage: a kind the task can be read from, and a data_dir where one is needed."""
     spec = TASKS.get(block.name)
-    if spec is None or spec.source == "embedded" or (stage == "intermediate" and block.size == 0):
+    if spec is None or spec.origin == "embedded" or (stage == "intermediate" and block.size == 0):
         return []
-    allowed = SOURCE_KINDS[spec.source]
+    allowed = SOURCE_KINDS[spec.origin]
     kind = block.get("source") or allowed[0]
     if kind not in allowed:
         return [f"{stage}.source={kind!r} cannot read task {spec.name!r}; allowed: {', '.join(allowed)}"]
@@ -167,7 +167,7 @@ def data_problems(cfg: DictConfig, sources: dict[str, SourceSettings]) -> list[s
             say_missing_languages(settings, spec, chosen)
             languages, splits = chosen.evaluated, chosen.splits
         else:
-            languages, splits = ("en",), (("dev",) if block.get("val_size", 500) != 0 else ())
+            languages, splits = ("en",), (("dev",) if block.val_size != 0 else ())
         found = source_problems(settings, spec, languages, splits)
         problems += found
         key = "size" if stage == "intermediate" else "train_size"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,25 +20,30 @@ import numpy as np
 import pandas as pd
 
 from xcal.errors import XcalError
-from xcal.pipeline.record import RESULTS_FILE, RecordError, read_record, read_record_or_none
+from xcal.pipeline.record import RESULTS_FILE, read_record_or_none
+from xcal.report.jobs import (
+    METRIC_COLUMNS,
+    TASK_SCORE_COLUMNS,
+    TRAINING_LANGUAGE,
+    Job,
+    grid_cell,
+    read_job,
+    started_config,
+)
+
+# Re-exported: the report modules take the layout's names from here.
+__all__ = ["METRIC_COLUMNS", "NO_INTERMEDIATE", "TRAINING_LANGUAGE", "ReportError", "Sweep", "load_predictions",
+           "load_sweep", "write_tidy"]
 
 EXPECTED_LAYOUT = "multirun/<sweep>/<job>/results.json"
 PRODUCED_BY = "`xcal -m ...` (a Hydra multirun) writes one per job"
 
-#: Metric columns of the tidy table, in order (each one only when some row has it).
-METRIC_COLUMNS = (
-    "accuracy", "ece", "mce", "rmsce", "adaptive_ece", "classwise_ece", "brier", "brier_top_label", "nll",
-    "debiased_ece", "smooth_ece", "ece_ci_low", "ece_ci_high", "brier_ci_low", "brier_ci_high",
-)
-#: Task scores reported next to the calibration suite (NER: entity F1; WPR: nDCG).
-TASK_SCORE_COLUMNS = ("entity_f1", "entity_precision", "entity_recall", "ndcg")
 ID_COLUMNS = (
     "sweep", "job", "job_dir", "intermediate", "size", "size_label", "target", "model", "seed", "data_seed",
     "language", "zero_shot", "split", "calibrated",
 )
 #: Appended after ``n`` and ``reliability_diagram``: the job's primary split, temperature and bin count.
 EXTRA_COLUMNS = ("primary", "temperature", "n_bins")
-TRAINING_LANGUAGE = "en"
 NO_INTERMEDIATE = "none"
 #: Settings that change what a number means: results that differ in one must not be averaged together.
 COMPATIBILITY_KEYS = (("model", "name_or_path"), ("calibration", "n_bins"), ("target", "eval_size"))
@@ -59,22 +63,6 @@ class Sweep:
     jobs: pd.DataFrame  # one row per job directory found: job, job_dir, sweep, status, error, used
     problems: list[str] = field(default_factory=list)  # failed/corrupt/missing jobs, missing cells, mixed sweeps
     sources: list[Path] = field(default_factory=list)  # the sweep directories read
-
-
-class _Corrupt(Exception):
-    """A results.json that parses but lacks what a finished job writes."""
-
-
-@dataclass
-class _Job:
-    name: str
-    job_dir: Path
-    source: Path
-    status: str
-    error: str = ""
-    record: dict[str, Any] | None = None
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    used: bool = False
 
 
 def _expected() -> str:
@@ -114,151 +102,6 @@ def _find_jobs(path: Path) -> list[Path]:
                       f"multirun wrote, or wait until its jobs finish.")
 
 
-def _get(record: dict[str, Any], *keys: str) -> Any:
-    """``record[k1][k2]...`` or a _Corrupt naming the missing dotted key."""
-    node: Any = record
-    for i, key in enumerate(keys):
-        if not isinstance(node, dict) or key not in node:
-            raise _Corrupt(f"missing key {'.'.join(keys[: i + 1])!r}")
-        node = node[key]
-    return node
-
-
-def _as_int(value: Any, key: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
-        raise _Corrupt(f"{key} is {value!r}, not an integer")
-    return int(value)
-
-
-def _size(record: dict[str, Any]) -> tuple[int, str]:
-    """Numeric intermediate size and its label: ``null`` (the full set) counts its training examples."""
-    size = _get(record, "config", "intermediate", "size")
-    if size is None:
-        examples = (record.get("intermediate") or {}).get("train_examples")
-        if examples is None:
-            raise _Corrupt("intermediate.size is null (the full set) but intermediate.train_examples is missing")
-        return _as_int(examples, "intermediate.train_examples"), "full"
-    value = _as_int(size, "config.intermediate.size")
-    return value, str(value)
-
-
-def _cell(record: dict[str, Any]) -> tuple[str, str, str, str, int] | None:
-    """(model, intermediate, size label, target, seed) from a config, or None when the config is unusable."""
-    try:
-        cfg = record["config"]
-        size = cfg["intermediate"]["size"]
-        return (str(cfg["model"]["name"]), str(cfg["intermediate"]["name"]),
-                "full" if size is None else str(int(size)), str(cfg["target"]["name"]), int(cfg["seed"]))
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def _number(value: Any) -> float:
-    if value is None:
-        return math.nan
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _Corrupt(f"metric value {value!r} is not a number")
-    return float(value)
-
-
-def _rows(record: dict[str, Any], job_dir: Path, sweep_dir: Path) -> list[dict[str, Any]]:
-    """The tidy rows of one finished job (raises _Corrupt on a malformed record)."""
-    cfg = _get(record, "config")
-    size, size_label = _size(record)
-    seed = _as_int(_get(cfg, "seed"), "config.seed")
-    data_seed = cfg.get("data_seed", seed)
-    temperature = record.get("temperature")
-    n_bins = (cfg.get("calibration") or {}).get("n_bins")
-    base = {
-        "sweep": str(cfg.get("sweep_name") or sweep_dir.name),
-        "job": job_dir.name,
-        "job_dir": str(job_dir),
-        "intermediate": str(_get(cfg, "intermediate", "name")),
-        "size": size,
-        "size_label": size_label,
-        "target": str(_get(cfg, "target", "name")),
-        "model": str(_get(cfg, "model", "name")),
-        "seed": seed,
-        "data_seed": _as_int(data_seed, "config.data_seed"),
-    }
-    primary = record.get("primary_split")
-    zeroshot = _get(record, "zeroshot")
-    if not isinstance(zeroshot, dict) or not zeroshot:
-        raise _Corrupt("'zeroshot' is empty or not an object")
-    rows = []
-    for language, splits in zeroshot.items():
-        if not isinstance(splits, dict):
-            raise _Corrupt(f"zeroshot.{language} is not an object")
-        for split, entry in splits.items():
-            if not isinstance(entry, dict):
-                raise _Corrupt(f"zeroshot.{language}.{split} is not an object")
-            variants = [(False, entry)]
-            if isinstance(entry.get("ts"), dict):
-                variants.append((True, entry["ts"]))
-            for calibrated, values in variants:
-                row = {**base, "language": str(language), "zero_shot": language != TRAINING_LANGUAGE,
-                       "split": str(split), "calibrated": calibrated}
-                for metric in (*METRIC_COLUMNS, *TASK_SCORE_COLUMNS):
-                    if metric in values:
-                        row[metric] = _number(values[metric])
-                if "n" not in values:
-                    raise _Corrupt(f"missing key 'zeroshot.{language}.{split}{'.ts' if calibrated else ''}.n'")
-                row["n"] = _as_int(values["n"], f"zeroshot.{language}.{split}.n")
-                diagram = values.get("reliability_diagram") if not calibrated else None
-                plot = job_dir / "plots" / str(diagram) if diagram else None
-                row["reliability_diagram"] = str(plot.resolve()) if plot is not None and plot.is_file() else ""
-                row["primary"] = split == primary
-                row["temperature"] = math.nan if temperature is None else _number(temperature)
-                row["n_bins"] = -1 if n_bins is None else _as_int(n_bins, "config.calibration.n_bins")
-                rows.append(row)
-    return rows
-
-
-def _started_config(job_dir: Path) -> dict[str, Any] | None:
-    """``{"config": ...}`` from the ``.hydra/config.yaml`` Hydra writes when a job starts, so an unfinished
-    job still names its grid cell; None when there is none or it cannot be read."""
-    import yaml
-
-    try:
-        config = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None
-    return {"config": config} if isinstance(config, dict) else None
-
-
-def _read_job(job_dir: Path, source: Path) -> _Job:
-    path = job_dir / RESULTS_FILE
-    job = _Job(name=job_dir.name, job_dir=job_dir.resolve(), source=source, status="missing")
-    if not path.is_file():
-        job.error = f"no {RESULTS_FILE} (the job did not finish, is still running, or was killed)"
-        job.record = _started_config(job_dir)
-        return job
-    try:
-        record = read_record(path)
-    except RecordError as exc:
-        job.status, job.error = "corrupt", str(exc)
-        return job
-    job.record = record
-    status = record.get("status")
-    if status == "failed":
-        error = str(record.get("error") or "no error message recorded").strip().splitlines()
-        job.status, job.error = "failed", error[0] if error else "no error message recorded"
-        return job
-    if status == "running":
-        job.error = "results.json says status 'running' (the job is still running or was killed)"
-        return job
-    if status != "ok":
-        job.status, job.error = "corrupt", f"unknown status {status!r} (expected 'ok' or 'failed')"
-        return job
-    try:
-        job.rows = _rows(record, job.job_dir, source)
-    except _Corrupt as exc:
-        job.status, job.error = "corrupt", f"{RESULTS_FILE} is incomplete: {exc}"
-        return job
-    job.status = "ok"
-    return job
-
-
 def _first_difference(a: dict[str, Any], b: dict[str, Any], prefix: str = "") -> str:
     """Where two zeroshot dicts first differ, e.g. ``de.test.ece 0.1 vs 0.2``."""
     for key in sorted(set(a) | set(b), key=str):
@@ -272,7 +115,7 @@ def _first_difference(a: dict[str, Any], b: dict[str, Any], prefix: str = "") ->
     return ""
 
 
-def _deduplicate(jobs: list[_Job], problems: list[str]) -> None:
+def _deduplicate(jobs: list[Job], problems: list[str]) -> None:
     """Mark the copies to use when a job name appears in several sweep dirs.
 
     Finished copies of the same configuration (same ``config_hash``) are one job: the first given is kept and
@@ -280,7 +123,7 @@ def _deduplicate(jobs: list[_Job], problems: list[str]) -> None:
     share a directory name are different jobs and all kept. A failed, corrupt or unfinished copy is used only
     when no copy of that name finished.
     """
-    by_name: dict[str, list[_Job]] = defaultdict(list)
+    by_name: dict[str, list[Job]] = defaultdict(list)
     for job in jobs:
         by_name[job.name].append(job)
     for name, copies in by_name.items():
@@ -289,7 +132,7 @@ def _deduplicate(jobs: list[_Job], problems: list[str]) -> None:
             rank = {"failed": 0, "corrupt": 1, "missing": 2}
             min(copies, key=lambda j: rank[j.status]).used = True  # min is stable: the first given wins ties
             continue
-        by_config: dict[Any, list[_Job]] = defaultdict(list)
+        by_config: dict[Any, list[Job]] = defaultdict(list)
         for job in finished:
             by_config[(job.record or {}).get("config_hash")].append(job)
         for same in by_config.values():
@@ -304,7 +147,7 @@ def _deduplicate(jobs: list[_Job], problems: list[str]) -> None:
                                     f"{kept.source}")
 
 
-def _job_problems(jobs: list[_Job]) -> list[str]:
+def _job_problems(jobs: list[Job]) -> list[str]:
     notes = []
     for job in jobs:
         if job.used and job.status != "ok":
@@ -312,17 +155,17 @@ def _job_problems(jobs: list[_Job]) -> list[str]:
     return notes
 
 
-def _grid_problems(jobs: list[_Job]) -> list[str]:
+def _grid_problems(jobs: list[Job]) -> list[str]:
     """Cells of the grid ((intermediate, its sizes) x target x seed, per model) that have no finished result."""
     done: Counter[tuple[str, str, str, str, int]] = Counter()
-    tried: dict[tuple[str, str, str, str, int], list[_Job]] = defaultdict(list)
+    tried: dict[tuple[str, str, str, str, int], list[Job]] = defaultdict(list)
     for job in jobs:
         if not job.used:
             continue
-        cell = _cell(job.record) if job.record is not None else None
+        cell = grid_cell(job.record) if job.record is not None else None
         if cell is None:  # unreadable or incomplete results.json: the config Hydra wrote at the start
-            started = _started_config(job.job_dir)
-            cell = _cell(started) if started is not None else None
+            started = started_config(job.job_dir)
+            cell = grid_cell(started) if started is not None else None
         if cell is None:
             continue
         if job.status == "ok":
@@ -355,7 +198,8 @@ def _grid_problems(jobs: list[_Job]) -> list[str]:
                          f"{where}: {why or 'no job directory for it'}")
     for cell, count in sorted(done.items(), key=lambda kv: tuple(map(_sort_key, kv[0]))):
         if count > 1:
-            names = sorted(j.name for j in jobs if j.used and j.status == "ok" and _cell(j.record or {}) == cell)
+            names = sorted(j.name for j in jobs
+                           if j.used and j.status == "ok" and grid_cell(j.record or {}) == cell)
             notes.append(f"grid cell intermediate={cell[1]} size={cell[2]} target={cell[3]} seed={cell[4]} has "
                          f"{count} finished jobs ({', '.join(names)}); all are kept and averaged like extra seeds")
     if len(notes) > _MAX_CELL_NOTES:
@@ -371,7 +215,7 @@ def _sort_key(value: Any) -> tuple[int, Any]:
     return (0, int(text)) if text.isdigit() else (1, text)
 
 
-def _mixed_problems(jobs: list[_Job]) -> list[str]:
+def _mixed_problems(jobs: list[Job]) -> list[str]:
     notes = []
     ok = [j for j in jobs if j.used and j.status == "ok" and j.record is not None]
     for keys in COMPATIBILITY_KEYS:
@@ -416,13 +260,13 @@ def load_sweep(paths: Path | str | list[Path] | list[str]) -> Sweep:
     if not given:
         raise ReportError(f"no sweep directory given; {_expected()}.")
     sources: list[Path] = []
-    jobs: list[_Job] = []
+    jobs: list[Job] = []
     for raw in given:
         path = Path(raw).expanduser()
         job_dirs = _find_jobs(path)
         source = path.resolve() if job_dirs != [path] else path.resolve().parent
         sources.append(source)
-        jobs.extend(_read_job(job_dir, source) for job_dir in job_dirs)
+        jobs.extend(read_job(job_dir, source) for job_dir in job_dirs)
     problems: list[str] = []
     _deduplicate(jobs, problems)
     good = [j for j in jobs if j.used and j.status == "ok"]

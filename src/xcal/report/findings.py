@@ -8,7 +8,6 @@ predictions alone, deterministically (seeded bootstraps), so a test can regenera
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -16,6 +15,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sstats
 
+from xcal.pipeline.record import RESULTS_FILE, read_record
 from xcal.report import plots
 from xcal.report.collect import NO_INTERMEDIATE, TRAINING_LANGUAGE, Sweep
 from xcal.report.effects import size_effects
@@ -116,7 +116,7 @@ def load_histories(scores: StudyScores) -> pd.DataFrame:
     """Every job's learning curves (results.json ``history``), with the validation whose weights were kept."""
     rows = []
     for job in scores.sets.drop_duplicates("job_dir").itertuples(index=False):
-        record = json.loads((Path(job.job_dir) / "results.json").read_text(encoding="utf-8"))
+        record = read_record(Path(job.job_dir) / RESULTS_FILE)
         for stage in ("intermediate", "target"):
             block = record.get(stage) or {}
             kept = (block.get("stopping") or {}).get("kept_step")
@@ -137,8 +137,7 @@ def _size(config: dict) -> str:
 
 
 def _records(scores: StudyScores) -> list[dict]:
-    return [json.loads((Path(d) / "results.json").read_text(encoding="utf-8"))
-            for d in scores.sets["job_dir"].unique()]
+    return [read_record(Path(d) / RESULTS_FILE) for d in scores.sets["job_dir"].unique()]
 
 
 def training_table(scores: StudyScores) -> pd.DataFrame:

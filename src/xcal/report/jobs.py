@@ -1,0 +1,186 @@
+"""One job directory of a sweep read into tidy rows: its status, and what is wrong with its results.json.
+
+Everything comes from the JSON (a directory's name is never parsed); a record that parses but lacks what a
+finished job writes makes the job ``corrupt`` with the missing key named, never an exception.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from xcal.pipeline.record import RESULTS_FILE, RecordError, read_record
+
+TRAINING_LANGUAGE = "en"
+#: Metric columns of the tidy table, in order (each one only when some row has it).
+METRIC_COLUMNS = (
+    "accuracy", "ece", "mce", "rmsce", "adaptive_ece", "classwise_ece", "brier", "brier_top_label", "nll",
+    "debiased_ece", "smooth_ece", "ece_ci_low", "ece_ci_high", "brier_ci_low", "brier_ci_high",
+)
+#: Task scores reported next to the calibration suite (NER: entity F1; WPR: nDCG).
+TASK_SCORE_COLUMNS = ("entity_f1", "entity_precision", "entity_recall", "ndcg")
+
+
+class _Corrupt(Exception):
+    """A results.json that parses but lacks what a finished job writes."""
+
+
+@dataclass
+class Job:
+    """One job directory as read: its status, the reason when not ok, its record and tidy rows."""
+
+    name: str
+    job_dir: Path
+    source: Path
+    status: str
+    error: str = ""
+    record: dict[str, Any] | None = None
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    used: bool = False
+
+
+def _get(record: dict[str, Any], *keys: str) -> Any:
+    """``record[k1][k2]...`` or a _Corrupt naming the missing dotted key."""
+    node: Any = record
+    for i, key in enumerate(keys):
+        if not isinstance(node, dict) or key not in node:
+            raise _Corrupt(f"missing key {'.'.join(keys[: i + 1])!r}")
+        node = node[key]
+    return node
+
+
+def _as_int(value: Any, key: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not float(value).is_integer():
+        raise _Corrupt(f"{key} is {value!r}, not an integer")
+    return int(value)
+
+
+def _size(record: dict[str, Any]) -> tuple[int, str]:
+    """Numeric intermediate size and its label: ``null`` (the full set) counts its training examples."""
+    size = _get(record, "config", "intermediate", "size")
+    if size is None:
+        examples = (record.get("intermediate") or {}).get("train_examples")
+        if examples is None:
+            raise _Corrupt("intermediate.size is null (the full set) but intermediate.train_examples is missing")
+        return _as_int(examples, "intermediate.train_examples"), "full"
+    value = _as_int(size, "config.intermediate.size")
+    return value, str(value)
+
+
+def grid_cell(record: dict[str, Any]) -> tuple[str, str, str, str, int] | None:
+    """(model, intermediate, size label, target, seed) from a config, or None when the config is unusable."""
+    try:
+        cfg = record["config"]
+        size = cfg["intermediate"]["size"]
+        return (str(cfg["model"]["name"]), str(cfg["intermediate"]["name"]),
+                "full" if size is None else str(int(size)), str(cfg["target"]["name"]), int(cfg["seed"]))
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _number(value: Any) -> float:
+    if value is None:
+        return math.nan
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _Corrupt(f"metric value {value!r} is not a number")
+    return float(value)
+
+
+def _rows(record: dict[str, Any], job_dir: Path, sweep_dir: Path) -> list[dict[str, Any]]:
+    """The tidy rows of one finished job (raises _Corrupt on a malformed record)."""
+    cfg = _get(record, "config")
+    size, size_label = _size(record)
+    seed = _as_int(_get(cfg, "seed"), "config.seed")
+    data_seed = cfg.get("data_seed", seed)
+    temperature = record.get("temperature")
+    n_bins = (cfg.get("calibration") or {}).get("n_bins")
+    base = {
+        "sweep": str(cfg.get("sweep_name") or sweep_dir.name),
+        "job": job_dir.name,
+        "job_dir": str(job_dir),
+        "intermediate": str(_get(cfg, "intermediate", "name")),
+        "size": size,
+        "size_label": size_label,
+        "target": str(_get(cfg, "target", "name")),
+        "model": str(_get(cfg, "model", "name")),
+        "seed": seed,
+        "data_seed": _as_int(data_seed, "config.data_seed"),
+    }
+    primary = record.get("primary_split")
+    zeroshot = _get(record, "zeroshot")
+    if not isinstance(zeroshot, dict) or not zeroshot:
+        raise _Corrupt("'zeroshot' is empty or not an object")
+    rows = []
+    for language, splits in zeroshot.items():
+        if not isinstance(splits, dict):
+            raise _Corrupt(f"zeroshot.{language} is not an object")
+        for split, entry in splits.items():
+            if not isinstance(entry, dict):
+                raise _Corrupt(f"zeroshot.{language}.{split} is not an object")
+            variants = [(False, entry)]
+            if isinstance(entry.get("ts"), dict):
+                variants.append((True, entry["ts"]))
+            for calibrated, values in variants:
+                row = {**base, "language": str(language), "zero_shot": language != TRAINING_LANGUAGE,
+                       "split": str(split), "calibrated": calibrated}
+                for metric in (*METRIC_COLUMNS, *TASK_SCORE_COLUMNS):
+                    if metric in values:
+                        row[metric] = _number(values[metric])
+                if "n" not in values:
+                    raise _Corrupt(f"missing key 'zeroshot.{language}.{split}{'.ts' if calibrated else ''}.n'")
+                row["n"] = _as_int(values["n"], f"zeroshot.{language}.{split}.n")
+                diagram = values.get("reliability_diagram") if not calibrated else None
+                plot = job_dir / "plots" / str(diagram) if diagram else None
+                row["reliability_diagram"] = str(plot.resolve()) if plot is not None and plot.is_file() else ""
+                row["primary"] = split == primary
+                row["temperature"] = math.nan if temperature is None else _number(temperature)
+                row["n_bins"] = -1 if n_bins is None else _as_int(n_bins, "config.calibration.n_bins")
+                rows.append(row)
+    return rows
+
+
+def started_config(job_dir: Path) -> dict[str, Any] | None:
+    """``{"config": ...}`` from the ``.hydra/config.yaml`` Hydra writes when a job starts, so an unfinished
+    job still names its grid cell; None when there is none or it cannot be read."""
+    import yaml
+
+    try:
+        config = yaml.safe_load((job_dir / ".hydra" / "config.yaml").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    return {"config": config} if isinstance(config, dict) else None
+
+
+def read_job(job_dir: Path, source: Path) -> Job:
+    path = job_dir / RESULTS_FILE
+    job = Job(name=job_dir.name, job_dir=job_dir.resolve(), source=source, status="missing")
+    if not path.is_file():
+        job.error = f"no {RESULTS_FILE} (the job did not finish, is still running, or was killed)"
+        job.record = started_config(job_dir)
+        return job
+    try:
+        record = read_record(path)
+    except RecordError as exc:
+        job.status, job.error = "corrupt", str(exc)
+        return job
+    job.record = record
+    status = record.get("status")
+    if status == "failed":
+        error = str(record.get("error") or "no error message recorded").strip().splitlines()
+        job.status, job.error = "failed", error[0] if error else "no error message recorded"
+        return job
+    if status == "running":
+        job.error = "results.json says status 'running' (the job is still running or was killed)"
+        return job
+    if status != "ok":
+        job.status, job.error = "corrupt", f"unknown status {status!r} (expected 'ok' or 'failed')"
+        return job
+    try:
+        job.rows = _rows(record, job.job_dir, source)
+    except _Corrupt as exc:
+        job.status, job.error = "corrupt", f"{RESULTS_FILE} is incomplete: {exc}"
+        return job
+    job.status = "ok"
+    return job
