@@ -120,9 +120,8 @@ def _projections(attention: nn.Module, hidden: torch.Tensor) -> torch.Tensor:
     return torch.cat([m(hidden) for m in modules], dim=-1)
 
 
-# Padded length x head size up to which the written-out attention beats SDPA's fused CPU kernel in evaluation
-# (torch 2.13, 2 threads, the MultiEmo eval batches' shapes with 32-dim heads: 1.3-1.6x at T=22-49, 1.1-1.2x at
-# T=92-96; from T=64 with 64-dim heads and T=256 with 32-dim heads the fused kernel wins, by up to 3.8x at T=512).
+# Padded length x head size up to which the written-out attention beats SDPA's fused CPU kernel in evaluation;
+# above it the fused kernel wins (the measured shapes are in docs/performance.md).
 WRITTEN_OUT_ATTENTION_MAX = 3072
 
 

@@ -80,9 +80,8 @@ def build_trainer(cfg: DictConfig, max_epochs: int, loggers: list[Logger], outpu
                   max_steps: int | None = None) -> pl.Trainer:
     """``cfg.trainer`` with the stage's epochs, validation interval and step cap (``<stage>.max_steps`` wins
     over ``trainer.max_steps``)."""
-    # cuDNN's attention builds an execution plan for every new (batch, length) shape: with variable-length
-    # batches the first epoch ran up to 8x slower on an H200; warm it ranged from 1.19x slower to 1.24x faster
-    # (model.cudnn_attention; benchmarks/results/gpu.json).
+    # cuDNN's attention builds an execution plan for every new (batch, length) shape, which variable-length
+    # batches keep paying for (model.cudnn_attention; docs/performance.md).
     torch.backends.cuda.enable_cudnn_sdp(bool(cfg.model.cudnn_attention))
     # Lightning refuses a ModelCheckpoint when checkpointing is off, and adds its own when it is on.
     keeps_best = any(isinstance(c, ModelCheckpoint) for c in callbacks or [])
