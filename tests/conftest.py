@@ -89,7 +89,7 @@ def tiny_encoder_dir(tmp_path: Path) -> Path:
     return tmp_path / "tiny"
 
 
-# Fault-injection bookkeeping (tests/test_faults.py): how many faults were injected and how many
+# Fault-injection bookkeeping (tests/pipeline/test_faults.py): how many faults were injected and how many
 # finished results were lost (must stay 0), printed at the end of the session.
 FAULTS = {"injected": 0, "results_lost": 0}
 

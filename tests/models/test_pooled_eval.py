@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import pytorch_lightning as pl
 import torch
-
 from test_heads import make_module, tokenizer  # noqa: F401  (the in-memory tokenizer fixture)
+
 from xcal.data.datamodule import EvalSet, TaskDataModule, column, token_budget_batches
 from xcal.data.pooled import PooledEvalSets
 from xcal.data.tasks import MULTIEMO_LANGUAGES, TASKS

@@ -16,7 +16,7 @@ from xcal.data.tasks import MULTIEMO_LANGUAGES
 from xcal.pipeline.app import CONFIG_DIR
 from xcal.pipeline.resume import finished_record
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "multirun" / "embedded_study"
 FINDINGS = ROOT / "docs" / "findings.md"
 JOBS = sorted(p.parent for p in STUDY.glob("*/results.json"))

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from test_config import make_cfg as _config
 from torch.utils.data import DataLoader
 
-from test_config import make_cfg as _config
 from xcal.metrics import brier_score, expected_calibration_error, negative_log_likelihood
 from xcal.models.encoder import load_encoder
 from xcal.models.heads import SequenceClassificationHead

@@ -109,7 +109,7 @@ def test_every_target_from_the_official_release(target, tiny_model, release, hub
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("target", ["xnli", "wpr", "pos"])  # every task's hub columns: tests/test_hub.py
+@pytest.mark.parametrize("target", ["xnli", "wpr", "pos"])  # every task's hub columns: tests/data/test_hub.py
 def test_targets_from_a_hub_parquet_repo(target, tiny_model, hub_repos, tmp_path) -> None:
     cfg = job_config(tiny_model, tmp_path, target, "sst2", "target.source=hub", f"target.hub_id={hub_repos[target]}",
                      f"intermediate.hub_id={hub_repos['sst2']}")

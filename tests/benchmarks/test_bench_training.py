@@ -16,7 +16,7 @@ from transformers import BertConfig, BertModel
 
 from conftest import load_benchmark
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_training.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_training.py"
 
 
 @pytest.fixture(scope="module")

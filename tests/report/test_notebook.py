@@ -8,10 +8,9 @@ from pathlib import Path
 import nbformat
 import pytest
 from nbclient import NotebookClient
-
 from test_report_html import LANGUAGES, SEEDS, SIZES, build_real_sweep
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "analysis.ipynb"
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "analysis.ipynb"
 FIGURES = 4  # metric vs size, reliability grid, accuracy vs ECE, raw vs scaled ECE
 
 
