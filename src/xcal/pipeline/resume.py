@@ -7,7 +7,6 @@ that failed or was killed, runs again; its stage checkpoints let it resume rathe
 
 from __future__ import annotations
 
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from xcal.pipeline.record import RESULTS_FILE, JobRecord, read_record_or_none
+from xcal.utils.digest import fingerprint
 
 # Keys that change where and how a job reports, not what it computes.
 NOT_HASHED = ("paths", "logger", "tags", "sweep_name", "hydra")
@@ -37,18 +37,12 @@ def _hashed(cfg: DictConfig) -> dict[str, Any]:
 
 
 def _digest(resolved: dict[str, Any]) -> str:
-    blob = json.dumps(resolved, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:20]
+    return fingerprint(json.dumps(resolved, sort_keys=True, default=str), n=20)
 
 
 def config_hash(cfg: DictConfig) -> str:
     """A stable hash of everything that determines a job's numbers."""
     return _digest(_hashed(cfg))
-
-
-def recorded_hashes(cfg: DictConfig) -> set[str]:
-    """Today's hash, and the one the same computation was recorded under while the retired keys existed."""
-    return set(ConfigHashes.of(cfg).recorded)
 
 
 @dataclass(frozen=True)
