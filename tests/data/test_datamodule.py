@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import make_datamodule
 from xcal.data.datamodule import EvalSet, TaskDataModule, token_budget_batches
 from xcal.data.resumable import EpochSeededSampler
-from xcal.data.tasks import TASKS
 from xcal.data.tokenize import CACHE_VERSION
 from xcal.integrity import manifest_path, problem
 from xcal.models.encoder import load_tokenizer
@@ -29,7 +29,7 @@ def token_cache(xcal_cache: Path) -> Path:
 
 
 def make_dm(embedded_data_dir: Path, tokenizer, cache: Path, task: str = "multiemo", **kwargs) -> TaskDataModule:
-    return TaskDataModule(TASKS[task], embedded_data_dir, tokenizer, cache_dir=cache, **kwargs)
+    return make_datamodule(task, embedded_data_dir, tokenizer, cache_dir=cache, **kwargs)
 
 
 def test_train_sizes_are_nested(embedded_data_dir, tokenizer, token_cache) -> None:
@@ -161,7 +161,7 @@ def test_pinned_memory_reaches_every_loader_and_is_on_only_for_a_cuda_trainer(em
                      eval_languages=("en", "de"), eval_splits=("dev",), pin_memory=pinned)
         dm.setup("fit")
         dm.setup("predict")
-        loaders = [dm.train_dataloader(), dm.val_dataloader(), dm.predict_dataloader()]
-        assert len(loaders) == 3 and all(loader.pin_memory is pinned for loader in loaders)
+        loaders = [dm.train_dataloader(), dm.val_dataloader(), *dm.predict_dataloader()]
+        assert len(loaders) == 4 and all(loader.pin_memory is pinned for loader in loaders)
     assert pin_memory(OmegaConf.create({"trainer": {"accelerator": "cpu"}})) is False
     assert pin_memory(OmegaConf.create({"trainer": {"accelerator": "gpu"}})) is torch.cuda.is_available()

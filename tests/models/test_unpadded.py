@@ -12,8 +12,7 @@ import torch
 from omegaconf import OmegaConf
 from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
 
-from xcal.data.datamodule import TaskDataModule
-from xcal.data.tasks import TASKS
+from conftest import make_datamodule
 from xcal.models import unpadded as unpadded_module
 from xcal.models.encoder import load_encoder, load_tokenizer
 from xcal.models.heads import build_head
@@ -28,12 +27,12 @@ def batches(e5_model_dir: Path, embedded_data_dir: Path, xcal_cache: Path) -> li
     """Real MultiEmo batches in four languages (length-sorted eval batches, shuffled training batches) with
     half or more of their positions padding, and one with none."""
     tokenizer = load_tokenizer(str(e5_model_dir))
-    dm = TaskDataModule(TASKS["multiemo"], embedded_data_dir, tokenizer, cache_dir=xcal_cache / "tokenized",
+    dm = make_datamodule("multiemo", embedded_data_dir, tokenizer, cache_dir=xcal_cache / "tokenized",
                         train_size=48, eval_size=12, eval_languages=("en", "de", "ja", "ru"), eval_splits=("dev",),
                         batch_size=16, val_size=0, group_by_length=False, eval_tokens_per_batch=2048)
     dm.setup("fit")
     dm.setup("predict")
-    out = list(dm.predict_dataloader()) + list(dm.train_dataloader())
+    out = [batch for loader in dm.predict_dataloader() for batch in loader] + list(dm.train_dataloader())
     first = out[0]
     n = int(first["attention_mask"][0].sum())  # and one sentence alone: no padding at all
     out.append({"input_ids": first["input_ids"][:1, :n], "attention_mask": first["attention_mask"][:1, :n],

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import make_datamodule
 from xcal.data.datamodule import TaskDataModule
-from xcal.data.tasks import TASKS
 from xcal.models.encoder import load_encoder, load_tokenizer
 from xcal.models.heads import build_head
 from xcal.models.module import EncoderClassifier
@@ -25,7 +25,7 @@ from xcal.models.vocab import (
 @pytest.fixture(scope="module")
 def data(e5_model_dir: Path, embedded_data_dir: Path, xcal_cache: Path):
     tokenizer = load_tokenizer(str(e5_model_dir))
-    dm = TaskDataModule(TASKS["multiemo"], embedded_data_dir, tokenizer, cache_dir=xcal_cache / "tokenized",
+    dm = make_datamodule("multiemo", embedded_data_dir, tokenizer, cache_dir=xcal_cache / "tokenized",
                         train_size=32, eval_size=8, eval_languages=("en", "de", "ja", "ru"), eval_splits=("dev",),
                         batch_size=8, val_size=0)
     dm.setup("fit")
@@ -43,7 +43,7 @@ def make_module(model_dir: Path, freeze: bool) -> EncoderClassifier:
 def eval_logits(module: EncoderClassifier, dm: TaskDataModule) -> list[torch.Tensor]:
     module.eval()
     with torch.no_grad():
-        return [module(b["input_ids"], b["attention_mask"]) for b in dm.predict_dataloader()]
+        return [module(b["input_ids"], b["attention_mask"]) for loader in dm.predict_dataloader() for b in loader]
 
 
 def train_steps(module: EncoderClassifier, dm: TaskDataModule, steps: int) -> None:

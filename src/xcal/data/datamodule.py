@@ -12,7 +12,6 @@ from torch.utils.data import DataLoader, Sampler
 from transformers import PreTrainedTokenizerBase
 
 from xcal.data.collate import build_collator
-from xcal.data.pooled import PooledEvalSets
 from xcal.data.resumable import EpochSeededSampler
 from xcal.data.sources import SourceSettings, load_split, source_fingerprint
 from xcal.data.subsample import nested_order, nested_subset
@@ -72,7 +71,9 @@ class TaskDataModule(pl.LightningDataModule):
     ``eval_size`` picks, for aligned tasks, the same ids in every language, so languages are compared
     on translations of the same sentences; for other tasks a seeded subset per language, and for
     ranking tasks whole queries (nDCG needs every candidate of a query).
-    ``source`` is where the task is read from; a bare path means the embedded build.
+    ``source`` is where the task is read from; a bare path means the embedded build. The sizes and batching
+    settings have no defaults here: ``conf/<stage>_base.yaml`` is their one home
+    (:func:`xcal.pipeline.build.build_datamodule` passes them).
     """
 
     def __init__(
@@ -81,20 +82,20 @@ class TaskDataModule(pl.LightningDataModule):
         source: SourceSettings | Path,
         tokenizer: PreTrainedTokenizerBase,
         *,
-        max_length: int = 128,
-        batch_size: int = 16,
-        eval_batch_size: int = 128,
-        eval_tokens_per_batch: int = 4096,
+        max_length: int,
+        batch_size: int,
+        eval_batch_size: int,
+        eval_tokens_per_batch: int,
+        val_size: int | None,
+        stratify: bool,
+        group_by_length: bool,
         train_size: int | None = None,
         eval_size: int | None = None,
-        val_size: int | None = 500,
         data_seed: int = 0,
-        stratify: bool = True,
         eval_languages: tuple[str, ...] = (),
         eval_splits: tuple[str, ...] = (),
         cache_dir: Path | None = None,
         num_workers: int = 0,
-        group_by_length: bool = True,
         shuffle_seed: int = 0,
         pin_memory: bool = False,
     ) -> None:
@@ -179,8 +180,8 @@ class TaskDataModule(pl.LightningDataModule):
                 for language in self.eval_languages:
                     ds = self._tokenized(language, split)
                     rows = self._eval_rows(ds, keep)
-                    # Sorted by length, the order predictions are saved in (the pooled loader sorts all sets
-                    # together again for batching). Order is irrelevant to the metrics.
+                    # Sorted by length (the order predictions are saved in), so consecutive rows make
+                    # evaluation batches with little padding. Order is irrelevant to the metrics.
                     lengths = np.asarray(column(ds, "length"))[rows]
                     self.eval_sets[EvalSet(language, split)] = ds.select(rows[np.argsort(lengths, kind="stable")])
 
@@ -210,19 +211,18 @@ class TaskDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader | list:
         return [] if self.val_set is None else self._loader(self.val_set, self.eval_batch_size)
 
-    def predict_dataloader(self) -> DataLoader:
-        """One loader over every eval set (:class:`xcal.data.pooled.PooledEvalSets`): all sets' examples
-        sorted by length together and cut by a token budget (at most ``eval_batch_size`` each), so a batch
-        may mix languages; :func:`xcal.pipeline.evaluate.predict_logits` splits the predictions back."""
+    def predict_dataloader(self) -> list[DataLoader]:
+        """One loader per eval set, in :attr:`eval_keys` order: consecutive rows of the length-sorted set cut by a
+        token budget (at most ``eval_batch_size`` examples and ``eval_tokens_per_batch`` padded tokens)."""
         assert self.eval_sets, "call setup('predict') first"
         width = self.task.num_labels if self.task.head == "multiple_choice" else 1  # sequences per example
-        flat = np.concatenate([np.asarray(column(ds, "length"), dtype=np.int64) * width
-                               for ds in self.eval_sets.values()])
-        order = np.argsort(flat, kind="stable")  # every set's examples by length; ties keep set, then row order
-        batches = [order[b].tolist() for b in
-                   token_budget_batches(flat[order].tolist(), self.eval_tokens_per_batch, self.eval_batch_size)]
-        return DataLoader(PooledEvalSets(list(self.eval_sets.values())), batch_sampler=PrecomputedBatches(batches),
-                          **self._loader_settings())
+        loaders = []
+        for ds in self.eval_sets.values():
+            lengths = [length * width for length in column(ds, "length")]
+            batches = token_budget_batches(lengths, self.eval_tokens_per_batch, self.eval_batch_size)
+            loaders.append(DataLoader(ds.with_format("torch", columns=list(MODEL_INPUTS)),
+                                      batch_sampler=PrecomputedBatches(batches), **self._loader_settings()))
+        return loaders
 
     def token_ids(self) -> np.ndarray:
         """Every token id in the loaded splits (train, validation, evaluation): the rows a trimmed

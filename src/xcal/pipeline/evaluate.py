@@ -35,16 +35,24 @@ class Predictions:
 
 
 def predict_logits(trainer: pl.Trainer, model: pl.LightningModule, dm: TaskDataModule) -> dict[EvalSet, Predictions]:
-    """Logits and labels for every evaluation set, in the datamodule's order (each set's rows in its own
-    order), from the one loader whose batches mix the sets (:meth:`TaskDataModule.predict_dataloader`)."""
+    """Logits and labels for every evaluation set, in the datamodule's order, each set's rows in its own order
+    (:meth:`TaskDataModule.predict_dataloader`: one loader per set)."""
     dm.setup("predict")
-    loader = dm.predict_dataloader()
+    loaders = dm.predict_dataloader()
     with warnings.catch_warnings():
         # Lightning cannot inject drop_last=False into a custom batch sampler; ours drops nothing.
         warnings.filterwarnings("ignore", message=".*custom batch sampler.*")
-        outputs = trainer.predict(model, dataloaders=loader)
-    pooled = [i for batch in loader.batch_sampler.batches for i in batch]  # the examples in output order
-    return split_pooled(outputs, *loader.dataset.locate(pooled), dm)
+        outputs = trainer.predict(model, dataloaders=loaders)
+    per_loader = outputs if len(loaders) > 1 else [outputs]  # Lightning unwraps a single loader's list
+    result = {}
+    for key, batches in zip(dm.eval_keys, per_loader, strict=True):
+        ds = dm.eval_sets[key]
+        result[key] = Predictions(
+            logits=torch.cat(_same_width([b["logits"] for b in batches])),
+            labels=torch.cat([b["labels"] for b in batches]), counts=torch.cat([b["counts"] for b in batches]),
+            groups=column(ds, "group") if "group" in ds.column_names else None,
+        )
+    return result
 
 
 def _same_width(logits: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -53,35 +61,6 @@ def _same_width(logits: list[torch.Tensor]) -> list[torch.Tensor]:
     width = max((x.shape[-1] for x in logits), default=0)
     return [x if x.shape[-1] == width else
             torch.nn.functional.pad(x, (0, width - x.shape[-1]), value=torch.finfo(x.dtype).min) for x in logits]
-
-
-def split_pooled(outputs: list[dict[str, torch.Tensor]], which: np.ndarray, rows: np.ndarray,
-                 dm: TaskDataModule) -> dict[EvalSet, Predictions]:
-    """Per-set predictions from batches that mix sets. Example ``e`` of the concatenated outputs is row
-    ``rows[e]`` of set ``which[e]`` and owns ``counts[e]`` consecutive logit rows (one per labelled position);
-    each set's examples are put back in row order, each example's positions kept in their order."""
-    logits = torch.cat(_same_width([b["logits"] for b in outputs]))
-    labels = torch.cat([b["labels"] for b in outputs])
-    counts = torch.cat([b["counts"] for b in outputs])
-    if counts.numel() != len(which) or int(counts.sum()) != len(labels):
-        raise RuntimeError(f"predictions cover {counts.numel()} examples and {len(labels)} positions; the loader "
-                           f"served {len(which)} examples")
-    which_t, rows_t = torch.from_numpy(which), torch.from_numpy(rows)
-    position_set = which_t.repeat_interleave(counts)
-    position_row = rows_t.repeat_interleave(counts)
-    result = {}
-    for k, key in enumerate(dm.eval_keys):
-        ds = dm.eval_sets[key]
-        examples = (which_t == k).nonzero().squeeze(1)
-        positions = (position_set == k).nonzero().squeeze(1)
-        # Stable sorts: rows come back in set order, an example's positions keep theirs.
-        positions = positions[torch.sort(position_row[positions], stable=True).indices]
-        examples = examples[torch.sort(rows_t[examples], stable=True).indices]
-        result[key] = Predictions(
-            logits=logits[positions], labels=labels[positions], counts=counts[examples],
-            groups=column(ds, "group") if "group" in ds.column_names else None,
-        )
-    return result
 
 
 def task_scores(task: TaskSpec | None, pred: Predictions, probs: torch.Tensor) -> dict[str, float]:
@@ -143,8 +122,6 @@ def save_predictions(predictions: dict[EvalSet, Predictions], directory: Path) -
     """Logits and labels per language and split (``<lang>_<split>.npz``), so a report can bootstrap over
     examples and re-fit calibrators without re-running the model. Returns the directory name."""
     import io
-
-    import numpy as np
 
     from xcal.atomic import atomic_write_bytes
 
