@@ -50,7 +50,7 @@ def synthetic(n: int, c: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor
     return torch.softmax(logits, -1), labels
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1_000_000, help="predictions for the all-metrics figure")
     parser.add_argument("--classes", type=int, default=10, help="number of classes")
@@ -58,8 +58,22 @@ def main() -> None:
     parser.add_argument("--resamples", type=int, default=1000, help="bootstrap resamples")
     parser.add_argument("--repeats", type=int, default=5, help="timed repetitions (median reported)")
     parser.add_argument("--out", type=Path, default=RESULT, help="JSON output path")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def machine() -> dict:
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "loadavg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+    }
+
+
+def main() -> None:
+    args = parse_args()
     from torchmetrics.classification import MulticlassCalibrationError
 
     probs, labels = synthetic(args.n, args.classes)
@@ -84,14 +98,7 @@ def main() -> None:
     )
 
     result = {
-        "machine": {
-            "python": platform.python_version(),
-            "torch": torch.__version__,
-            "torch_threads": torch.get_num_threads(),
-            "cpu_count": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "loadavg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        },
+        "machine": machine(),
         "settings": vars(args) | {"out": str(args.out), "dtype": "float32", "n_bins": 15},
         "report_1m_s": t_report,
         "report_1m_target_s": 1.0,
