@@ -48,8 +48,12 @@ sweep: fetch
 report: $(RUNTIME_STAMP)
 	$(VENV)/bin/xcal-report multirun/$(SWEEP)
 
+# Two pytest-xdist workers: most of the suite's time is single-threaded (imports, Hydra, data loading in the
+# jobs the tests start), so two run side by side on two cores (tests/conftest.py gives each one a core).
+# One file per worker at a time: a module's shared fixtures are built once, by the worker that runs it.
+TEST_WORKERS ?= 2
 test: $(DEV_STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

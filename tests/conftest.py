@@ -4,7 +4,9 @@ they live under $XCAL_CACHE (CI sets it inside the clone) or ~/.cache/xcal."""
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 
@@ -14,12 +16,44 @@ from xcal.assets.artifacts import ARTIFACTS, ensure_artifact
 from xcal.assets.cache import cache_dir, downloads_dir
 from xcal.assets.fetch import EmbeddedAssets, ensure_embedded_assets
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+#: The TaskDataModule settings that conf/<stage>_base.yaml holds (their one home; the module has no defaults).
+DATAMODULE_KEYS = ("max_length", "batch_size", "eval_batch_size", "eval_tokens_per_batch", "val_size", "stratify",
+                   "group_by_length")
+
+
+def once_per_run(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
+    """``basetemp/name``, filled by ``build`` once per test run and shared by every pytest-xdist worker (the
+    pytest-xdist recipe: the workers' basetemps share a parent; a file lock lets one build while the others wait)."""
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        root = root.parent
+    out, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.is_file():
+            build(out)
+            done.touch()
+    return out
+
+
+def make_datamodule(task: str, source, tokenizer, stage: str = "target", **changes):
+    """A TaskDataModule with ``conf/<stage>_base.yaml``'s settings, as a job of that stage gets them, and
+    ``changes`` (sizes, languages, cache) on top."""
+    from omegaconf import OmegaConf
+
+    from xcal.data.datamodule import TaskDataModule
+    from xcal.data.tasks import TASKS
+
+    base = OmegaConf.load(ROOT / "conf" / f"{stage}_base.yaml")
+    return TaskDataModule(TASKS[task], source, tokenizer, **{**{k: base[k] for k in DATAMODULE_KEYS}, **changes})
 
 
 def load_benchmark(name: str) -> ModuleType:
     """A script of benchmarks/ (not a package) imported as a module, registered under its own name so that
-    scripts importing each other (bench_gpu imports bench_training) and dataclasses resolve."""
+    scripts and the packages they import (benchmarks/training, benchmarks/gpu) and dataclasses resolve."""
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
@@ -89,9 +123,32 @@ def tiny_encoder_dir(tmp_path: Path) -> Path:
     return tmp_path / "tiny"
 
 
+def pytest_configure(config) -> None:
+    """Under pytest-xdist (``make test`` runs ``-n 2``), each worker and the jobs it starts get an equal share
+    of the cores: two workers of two threads each on two cores would spin against each other in OpenMP."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
+    if workers > 1:
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        os.environ["OMP_NUM_THREADS"] = os.environ["MKL_NUM_THREADS"] = threads
+        import torch
+
+        torch.set_num_threads(int(threads))
+
+
 # Fault-injection bookkeeping (tests/pipeline/test_faults.py): how many faults were injected and how many
-# finished results were lost (must stay 0), printed at the end of the session.
+# finished results were lost (must stay 0), printed at the end of the session (summed over xdist workers).
 FAULTS = {"injected": 0, "results_lost": 0}
+
+
+def pytest_sessionfinish(session) -> None:
+    if hasattr(session.config, "workeroutput"):  # an xdist worker: hand the counts to the controller
+        session.config.workeroutput["faults"] = dict(FAULTS)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error) -> None:
+    for key, count in getattr(node, "workeroutput", {}).get("faults", {}).items():
+        FAULTS[key] += count
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -130,8 +130,8 @@ def test_unknown_section_is_refused() -> None:
 def test_quick_overhead_run(embedded_assets, tmp_path) -> None:
     out = tmp_path / "training.json"
     env = {**os.environ, "XCAL_CACHE": str(embedded_assets.root)}
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--only", "overhead", "--train-size", "64",
-                           "--threads", "1", "--out", str(out)], capture_output=True, text=True, env=env, timeout=900)
+    proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--only", "overhead", "--train-size", "32",
+                           "--batch-size", "16", "--threads", "1", "--out", str(out)], capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     result = json.loads(out.read_text())
     assert set(result) >= {"machine", "settings", "roofline", "overhead", "goals"}
@@ -142,8 +142,8 @@ def test_quick_overhead_run(embedded_assets, tmp_path) -> None:
     assert roof["matmul_params"] == roof["matmul_params_counted_from_model"] == 21_233_664
     assert roof["peak_gflops"] > 0 and 5 < roof["train_mean_length"] < 128
     over = result["overhead"]
-    assert over["train_examples"] == 64 and over["steps"] == 2 and over["identical_batches"] is True
-    assert over["real_tokens"] < over["padded_tokens"] <= 64 * 128
+    assert over["train_examples"] == 32 and over["steps"] == 2 and over["identical_batches"] is True
+    assert over["real_tokens"] < over["padded_tokens"] <= 32 * 128
     assert over["ratio_xcal_over_bare"] > 0
     assert over["ratio_xcal_over_bare"] == pytest.approx(over["xcal_tokens_per_s"] / over["bare_tokens_per_s"])
     # same init, batches and RNG: both arms compute the same losses

@@ -140,31 +140,6 @@ def test_bad_grid_is_refused_whole_before_any_job(tiny_xlmr_dir, embedded_assets
     assert not list((tmp_path / "multirun" / "bad").glob("*/results.json"))
 
 
-@pytest.mark.slow
-def test_killed_job_resumes_from_its_last_checkpoint(tiny_xlmr_dir, embedded_assets, tmp_path) -> None:
-    args = [*tiny_overrides(tiny_xlmr_dir, tmp_path / "encoders"), "intermediate.size=0", "target.train_size=1200",
-            "target.batch_size=4", "checkpoint.every_n_steps=5", "logger=csv", f"hydra.run.dir={tmp_path / 'job'}"]
-    env = {**os.environ, "WANDB_MODE": "offline"}
-    proc = subprocess.Popen([*XCAL, *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
-    last = tmp_path / "job" / "checkpoints" / "target" / "last.ckpt"
-    deadline = time.monotonic() + 300
-    while not last.is_file() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert last.is_file(), "no checkpoint was written before the job ended"
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (tmp_path / "job" / "results.json").is_file() or \
-        json.loads((tmp_path / "job" / "results.json").read_text())["status"] != "ok"
-
-    again = xcal(*args, cwd=tmp_path)
-    assert again.returncode == 0, again.stderr[-3000:]
-    record = json.loads((tmp_path / "job" / "results.json").read_text())
-    assert record["status"] == "ok" and record["target"]["resumed_from"] == str(last)
-    assert record["target"]["steps"] == 300  # the full schedule (1200 / 4), counted across both attempts
-    assert not last.parent.exists()  # a finished stage leaves no checkpoint behind
-
-
 def test_a_crashed_lock_holder_does_not_block(tmp_path) -> None:
     """Stage-1 jobs serialise on an OS file lock; the kernel releases it when its holder is killed."""
     lock = tmp_path / "entry.lock"

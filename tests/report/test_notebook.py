@@ -32,7 +32,7 @@ def test_committed_notebook_is_clean_and_parameterised() -> None:
 @pytest.mark.slow
 def test_notebook_runs_on_a_real_sweep(tiny_xlmr_dir, embedded_assets, tmp_path_factory, tmp_path,
                                        monkeypatch) -> None:
-    sweep = build_real_sweep(tmp_path_factory.getbasetemp() / "report-real-sweep", tiny_xlmr_dir)
+    sweep = build_real_sweep(tmp_path_factory, tiny_xlmr_dir)
     monkeypatch.setenv("XCAL_SWEEP", str(sweep))
     nb = nbformat.read(NOTEBOOK, as_version=4)
     # papermill-style: a cell after the parameters cell overrides the defaults (fewer resamples, figures here)

@@ -20,6 +20,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from conftest import once_per_run
 from report_fixtures import write_synthetic_sweep
 from xcal.report import canvas, plots
 from xcal.report.cli import main
@@ -31,35 +32,33 @@ EFFECT_METRICS = ("ece", "mce", "adaptive_ece", "brier", "nll")
 APT_HINT = "headless Chromium is not installed: apt-get update && apt-get install -y chromium"
 
 
-def build_real_sweep(base: Path, model: Path) -> Path:
-    """The grid of /tmp/notes/make_sweep.sh on ``model`` under ``base/multirun/report_sweep``, trained once per
-    session (a marker file says it finished, so a second test module reuses it)."""
-    sweep = base / "multirun" / SWEEP_NAME
-    done = base / "sweep.done"
-    if done.is_file():
-        return sweep
-    base.mkdir(parents=True, exist_ok=True)
-    overrides = [
-        f"model.name_or_path={model}", "model.pooling=cls", "intermediate=epistemic_reasoning",
-        "intermediate.epochs=1", "intermediate.batch_size=8", "intermediate.val_size=8", "target.train_size=32",
-        "target.epochs=1", "target.batch_size=8", "target.val_size=8", "target.eval_size=16",
-        f"target.languages=[{','.join(LANGUAGES)}]", "target.eval_splits=[dev]", "calibration.bootstrap=10",
-        "calibration.reliability_diagrams=true", "trainer.enable_progress_bar=false",
-        f"paths.encoder_cache_dir={base / 'encoders'}", "logger=csv", f"sweep_name={SWEEP_NAME}",
-        f"intermediate.size={','.join(map(str, SIZES))}", f"seed={','.join(map(str, SEEDS))}",
-    ]
-    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "1"}
-    proc = subprocess.run([sys.executable, "-m", "xcal.pipeline.app", "-m", *overrides], cwd=base, env=env,
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    assert len(list(sweep.glob("*/results.json"))) == len(SIZES) * len(SEEDS)
-    done.touch()
-    return sweep
+def build_real_sweep(tmp_path_factory, model: Path) -> Path:
+    """A grid on ``model`` under ``<run>/report-real-sweep/multirun/report_sweep``, trained once per test run
+    (:func:`conftest.once_per_run`) for this module and ``test_notebook.py``, whichever worker gets there first."""
+
+    def train(base: Path) -> None:
+        base.mkdir(parents=True, exist_ok=True)
+        overrides = [
+            f"model.name_or_path={model}", "model.pooling=cls", "intermediate=epistemic_reasoning",
+            "intermediate.epochs=1", "intermediate.batch_size=8", "intermediate.val_size=8", "target.train_size=32",
+            "target.epochs=1", "target.batch_size=8", "target.val_size=8", "target.eval_size=16",
+            f"target.languages=[{','.join(LANGUAGES)}]", "target.eval_splits=[dev]", "calibration.bootstrap=10",
+            "calibration.reliability_diagrams=true", "trainer.enable_progress_bar=false",
+            f"paths.encoder_cache_dir={base / 'encoders'}", "logger=csv", f"sweep_name={SWEEP_NAME}",
+            f"intermediate.size={','.join(map(str, SIZES))}", f"seed={','.join(map(str, SEEDS))}",
+        ]
+        env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "1"}
+        proc = subprocess.run([sys.executable, "-m", "xcal.pipeline.app", "-m", *overrides], cwd=base, env=env,
+                              capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stderr[-4000:]
+        assert len(list((base / "multirun" / SWEEP_NAME).glob("*/results.json"))) == len(SIZES) * len(SEEDS)
+
+    return once_per_run(tmp_path_factory, "report-real-sweep", train) / "multirun" / SWEEP_NAME
 
 
 @pytest.fixture(scope="session")
 def real_sweep(tiny_xlmr_dir, embedded_assets, tmp_path_factory) -> Path:
-    return build_real_sweep(tmp_path_factory.getbasetemp() / "report-real-sweep", tiny_xlmr_dir)
+    return build_real_sweep(tmp_path_factory, tiny_xlmr_dir)
 
 
 @pytest.fixture(scope="module")
