@@ -131,7 +131,8 @@ def test_quick_overhead_run(embedded_assets, tmp_path) -> None:
     out = tmp_path / "training.json"
     env = {**os.environ, "XCAL_CACHE": str(embedded_assets.root)}
     proc = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--only", "overhead", "--train-size", "32",
-                           "--batch-size", "16", "--threads", "1", "--out", str(out)], capture_output=True, text=True, env=env, timeout=900)
+                           "--batch-size", "16", "--threads", "1", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=900)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
     result = json.loads(out.read_text())
     assert set(result) >= {"machine", "settings", "roofline", "overhead", "goals"}
