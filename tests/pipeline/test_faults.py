@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import json
+import logging
 import os
 import random
 import resource
@@ -132,18 +133,16 @@ def test_a_resume_from_a_mid_training_checkpoint_is_bit_identical(tiny_xlmr_dir,
 
 
 @pytest.mark.slow
-def test_truncated_cache_entry_is_detected_and_rebuilt(tiny_xlmr_dir, embedded_assets, tmp_path) -> None:
+def test_truncated_cache_entry_is_detected_and_rebuilt(tiny_xlmr_dir, embedded_assets, tmp_path, caplog) -> None:
     run_here(tiny(tiny_xlmr_dir, tmp_path / "encoders"), tmp_path / "a")
     [entry] = [p for p in (tmp_path / "encoders").iterdir() if p.is_dir()]
     weights = entry / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     FAULTS["injected"] += 1
-    second = xcal([*tiny(tiny_xlmr_dir, tmp_path / "encoders", "target.lr=1e-4"), f"hydra.run.dir={tmp_path / 'b'}"],
-                  tmp_path)
-    assert second.returncode == 0, second.stderr[-3000:]
-    record = json.loads((tmp_path / "b" / "results.json").read_text())
-    assert record["status"] == "ok" and record["intermediate"]["reused"] is False  # rebuilt, not read
-    assert "stage-1 cache entry rebuilt" in second.stdout + second.stderr
+    with caplog.at_level(logging.WARNING, logger="xcal.pipeline.encoder_cache"):
+        record = run_here(tiny(tiny_xlmr_dir, tmp_path / "encoders", "target.lr=1e-4"), tmp_path / "b")
+    assert record["intermediate"]["reused"] is False  # rebuilt, not read
+    assert "stage-1 cache entry rebuilt" in caplog.text
     from xcal.pipeline.encoder_cache import verify
 
     assert verify(entry) is None

@@ -1,8 +1,9 @@
 """``xcal-report`` end to end: a real sweep trained by ``xcal -m`` becomes a tidy table, a markdown report and a
 self-contained HTML page whose every figure a real headless Chromium decodes; bad input gives one error line.
+The analysis notebook runs top to bottom on the same sweep.
 
 The real sweep (3 sizes x 2 seeds on the tiny XLM-R, English + 2 zero-shot languages) takes about a minute and
-is built once per session (``build_real_sweep``, also used by ``test_notebook.py``). Fast tests use the planted
+is built once per test run (``build_real_sweep``). Fast tests use the planted
 synthetic sweep of ``report_fixtures`` (a known size effect) and hand-made bad directories.
 """
 
@@ -17,8 +18,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import nbformat
 import pandas as pd
 import pytest
+from nbclient import NotebookClient
 
 from conftest import once_per_run
 from report_fixtures import write_synthetic_sweep
@@ -320,3 +323,53 @@ def test_only_failed_jobs_is_an_error(tmp_path: Path, capsys) -> None:
     assert rc == 2 and stdout == ""
     line = one_error_line(stderr)
     assert "no finished job" in line and "CUDA out of memory" in line
+
+
+# -- the analysis notebook, on the same real sweep (one module, so one pytest-xdist worker trains it and no other
+# waits for it); the committed file carries no outputs ----------------------------------------------------------
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "analysis.ipynb"
+FIGURES = 4  # metric vs size, reliability grid, accuracy vs ECE, raw vs scaled ECE
+
+
+def code_cells(nb) -> list:
+    return [cell for cell in nb.cells if cell.cell_type == "code"]
+
+
+def test_committed_notebook_is_clean_and_parameterised() -> None:
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    nbformat.validate(nb)
+    cells = code_cells(nb)
+    assert all(cell.outputs == [] and cell.execution_count is None for cell in cells)
+    tagged = [cell for cell in cells if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    # by default the committed study, which every clone has
+    assert 'os.environ.get("XCAL_SWEEP", "../multirun/embedded_study")' in tagged[0].source
+
+
+@pytest.mark.slow
+def test_notebook_runs_on_a_real_sweep(tiny_xlmr_dir, embedded_assets, tmp_path_factory, tmp_path,
+                                       monkeypatch) -> None:
+    sweep = build_real_sweep(tmp_path_factory, tiny_xlmr_dir)
+    monkeypatch.setenv("XCAL_SWEEP", str(sweep))
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    # papermill-style: a cell after the parameters cell overrides the defaults (fewer resamples, figures here)
+    at = next(i for i, cell in enumerate(nb.cells) if "parameters" in cell.metadata.get("tags", []))
+    nb.cells.insert(at + 1, nbformat.v4.new_code_cell(f"n_boot = 50\nfigures_dir = {str(tmp_path)!r}",
+                                                      metadata={"tags": ["injected-parameters"]}))
+    client = NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": str(NOTEBOOK.parent)}})
+    client.execute()
+
+    outputs = [out for cell in code_cells(nb) for out in cell.outputs]
+    assert not [out for out in outputs if out.output_type == "error"]
+    images = [out for out in outputs if "image/png" in out.get("data", {})]
+    assert len(images) == FIGURES
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == [
+        "accuracy_vs_ece.png", "metric_vs_size.png", "raw_vs_scaled_ece.png", "reliability.png"]
+    printed = "".join(out.get("text", "") for out in outputs if out.output_type == "stream")
+    rows = len(SIZES) * len(SEEDS) * len(LANGUAGES) * 2
+    assert f"{rows} rows from {sweep.resolve()}" in printed  # the sweep came from XCAL_SWEEP
+    assert "on the zero-shot languages of multiemo" in printed  # the effect sentences
+    tables = [out["data"]["text/markdown"] for out in outputs if "text/markdown" in out.get("data", {})]
+    assert len(tables) == 1 and tables[0].count("| epistemic_reasoning | multiemo |") == len(SIZES)
