@@ -39,10 +39,8 @@ from pathlib import Path
 
 import torch
 
-# The parts live in packages beside this script (benchmarks/gpu/, benchmarks/training/); a script run directly has
-# its folder on sys.path already, one loaded by path (the tests' conftest.load_benchmark) does not. src/: the GPU
-# machine may run this from a copy of the repository without xcal installed.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# src/: the GPU machine may run this from a copy of the repository without xcal installed. (The parts live in
+# packages beside this script, benchmarks/gpu/ and benchmarks/training/: on sys.path as the script's own folder.)
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from gpu.batches import stats, train_batches, unpack

@@ -57,13 +57,7 @@ to back. The Trainer recipe needs ``accelerate`` (``pip install accelerate``), w
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# The parts live in the package beside this script (benchmarks/training/); a script run directly has its folder
-# on sys.path already, one loaded by path (the tests' conftest.load_benchmark) does not.
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
+# The parts live in the package beside this script (benchmarks/training/), on sys.path as the script's own folder.
 from training import cli
 from training.flops import (
     EncoderShape,

@@ -18,9 +18,6 @@ from xcal.assets.fetch import EmbeddedAssets, ensure_embedded_assets
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCHMARKS = ROOT / "benchmarks"
-#: The TaskDataModule settings that conf/<stage>_base.yaml holds (their one home; the module has no defaults).
-DATAMODULE_KEYS = ("max_length", "batch_size", "eval_batch_size", "eval_tokens_per_batch", "val_size", "stratify",
-                   "group_by_length")
 
 
 def once_per_run(tmp_path_factory, name: str, build: Callable[[Path], None]) -> Path:
@@ -41,19 +38,27 @@ def once_per_run(tmp_path_factory, name: str, build: Callable[[Path], None]) -> 
 
 def make_datamodule(task: str, source, tokenizer, stage: str = "target", **changes):
     """A TaskDataModule with ``conf/<stage>_base.yaml``'s settings, as a job of that stage gets them, and
-    ``changes`` (sizes, languages, cache) on top."""
+    ``changes`` (sizes, languages, cache) on top. The settings taken are the module's keywords without a default
+    (those the yaml is the one home of)."""
+    import inspect
+
     from omegaconf import OmegaConf
 
     from xcal.data.datamodule import TaskDataModule
     from xcal.data.tasks import TASKS
 
     base = OmegaConf.load(ROOT / "conf" / f"{stage}_base.yaml")
-    return TaskDataModule(TASKS[task], source, tokenizer, **{**{k: base[k] for k in DATAMODULE_KEYS}, **changes})
+    required = [name for name, p in inspect.signature(TaskDataModule).parameters.items()
+                if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    return TaskDataModule(TASKS[task], source, tokenizer, **{**{k: base[k] for k in required}, **changes})
 
 
 def load_benchmark(name: str) -> ModuleType:
     """A script of benchmarks/ (not a package) imported as a module, registered under its own name so that
-    scripts and the packages they import (benchmarks/training, benchmarks/gpu) and dataclasses resolve."""
+    dataclasses resolve; benchmarks/ goes on sys.path, as it is for a script run directly, so that the packages
+    the scripts import (benchmarks/training, benchmarks/gpu) resolve."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.insert(0, str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
