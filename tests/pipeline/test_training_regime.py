@@ -113,6 +113,16 @@ def test_validation_interval_applies_only_to_longer_epochs() -> None:
     assert validation_interval(replace(capped, max_steps=2000), 4000) is None  # epochs of 250
 
 
+def test_trainer_max_steps_caps_a_stage_that_sets_none() -> None:
+    """regression: ``trainer.max_steps=2`` stopped the target stage before its first validation and early
+    stopping failed for want of a dev loss; the stage now validates by its cap. ``<stage>.max_steps`` wins."""
+    spec = StageSpec.from_config(_config("trainer.max_steps=2"), "target")
+    assert spec.max_steps == 2 and validation_interval(spec, 800) == 2
+    assert StageSpec.from_config(_config(), "target").max_steps is None  # trainer.max_steps=-1: no cap
+    own = StageSpec.from_config(_config("trainer.max_steps=2", "intermediate=vitaminc"), "intermediate")
+    assert own.max_steps == 2000  # conf/intermediate/vitaminc.yaml's own cap
+
+
 def test_history_survives_a_checkpoint_round_trip() -> None:
     history = ValidationHistory("target")
     history.rows = [{"step": 5, "epoch": 0, "val_loss": 1.2}, {"step": 10, "epoch": 0, "val_loss": math.nan},

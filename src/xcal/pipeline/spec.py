@@ -74,11 +74,20 @@ class StageSpec:
             val_size=block.val_size, eval_batch_size=block.eval_batch_size,
             eval_tokens_per_batch=block.eval_tokens_per_batch, group_by_length=block.group_by_length,
             stratify=block.stratify, patience=block.patience, val_every_n_steps=block.val_every_n_steps,
-            max_steps=block.get("max_steps"),  # absent from every target's yaml (and intermediate=none)
+            max_steps=_step_cap(cfg, block),
             seed=int(cfg.seed) if target else stage1_seed(cfg),
             eval_size=block.eval_size if target else None, eval_languages=tuple(eval_languages) if target else (),
             eval_splits=tuple(block.eval_splits) if target else (),
         )
+
+
+def _step_cap(cfg: DictConfig, block: DictConfig) -> int | None:
+    """``<stage>.max_steps`` (absent from every target's yaml and from intermediate=none), else a positive
+    ``trainer.max_steps``: the stage must know its cap to validate before it (else early stopping has nothing)."""
+    cap = block.get("max_steps")
+    if cap is None and cfg.trainer.get("max_steps", -1) > 0:
+        cap = int(cfg.trainer.max_steps)
+    return cap
 
 
 @dataclass
