@@ -50,10 +50,11 @@ report: $(RUNTIME_STAMP)
 
 # Two pytest-xdist workers: most of the suite's time is single-threaded (imports, Hydra, data loading in the
 # jobs the tests start), so two run side by side on two cores (tests/conftest.py gives each one a core).
-# One file per worker at a time: a module's shared fixtures are built once, by the worker that runs it.
+# One file per worker at a time: a module's shared fixtures are built once, by the worker that runs it. Files in
+# collection order, where tests/conftest.py puts the longest first (LONGEST_FIRST).
 TEST_WORKERS ?= 2
 test: $(DEV_STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 lint: $(DEV_STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

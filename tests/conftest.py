@@ -140,6 +140,20 @@ def pytest_configure(config) -> None:
         torch.set_num_threads(int(threads))
 
 
+# The modules that run whole jobs, longest first (``--durations``, two workers: 250 s down to 60 s). pytest-xdist
+# hands out files in collection order (``make test`` passes ``--no-loadscope-reorder``, else files with the most
+# tests, the fast tables, go first), so the long files start first and the short ones fill the end: one worker
+# does not run a long file alone while the other is done (longest-processing-time-first scheduling).
+LONGEST_FIRST = ("pipeline/test_faults.py", "pipeline/test_sweeps.py", "pipeline/test_end_to_end.py",
+                 "models/test_unpadded.py", "pipeline/test_xglue_pipeline.py", "benchmarks/test_bench_training.py",
+                 "report/test_report_html.py", "models/test_vocab.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {ROOT / "tests" / name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path, len(rank)))  # stable: the rest keep their order
+
+
 # Fault-injection bookkeeping (tests/pipeline/test_faults.py): how many faults were injected and how many
 # finished results were lost (must stay 0), printed at the end of the session (summed over xdist workers).
 FAULTS = {"injected": 0, "results_lost": 0}

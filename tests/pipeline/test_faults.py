@@ -221,23 +221,26 @@ def test_a_failed_write_leaves_the_previous_file_intact(tmp_path, monkeypatch) -
 
 
 @pytest.mark.slow
-def test_same_seed_same_numbers_and_no_secret_in_any_output(tiny_xlmr_dir, embedded_assets, tmp_path) -> None:
-    """Determinism on CPU (two runs, bit for bit) and an API key in the environment reaches no file."""
+def test_same_seed_same_numbers_and_no_secret_in_any_output(tiny_xlmr_dir, embedded_assets, tmp_path, monkeypatch,
+                                                             capfd) -> None:
+    """Determinism on CPU (two runs, bit for bit: one in this process, one a fresh command) and an API key in
+    the environment reaches no output and no file of either."""
     secret = "wandb-key-0123456789abcdef0123456789abcdef"
-    runs = []
-    for name in ("one", "two"):
-        out = tmp_path / name
-        proc = subprocess.run([*XCAL, *tiny(tiny_xlmr_dir, tmp_path / f"enc-{name}", "logger=default"),
-                               f"hydra.run.dir={out}"], cwd=tmp_path, env={**env(), "WANDB_API_KEY": secret,
-                                                                            "WANDB_MODE": "offline"},
-                              capture_output=True, text=True, timeout=900)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-        assert secret not in proc.stdout + proc.stderr
-        runs.append(json.loads((out / "results.json").read_text()))
-        for path in out.rglob("*"):
-            if path.is_file():
-                assert secret.encode() not in path.read_bytes(), path
-    assert runs[0]["zeroshot"] == runs[1]["zeroshot"] and runs[0]["temperature"] == runs[1]["temperature"]
+    monkeypatch.setenv("WANDB_API_KEY", secret)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    args = tiny(tiny_xlmr_dir, tmp_path / "enc-one", "logger=default")
+    one = run_here(args, tmp_path / "one")
+    proc = subprocess.run([*XCAL, *args, f"hydra.run.dir={tmp_path / 'two'}"], cwd=tmp_path, env=env(),
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    here = capfd.readouterr()
+    assert secret not in here.out + here.err + proc.stdout + proc.stderr
+    for path in tmp_path.rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+    two = json.loads((tmp_path / "two" / "results.json").read_text())
+    assert list((tmp_path / "two" / "wandb").glob("offline-run-*/run-*.wandb"))  # W&B saw the environment
+    assert one["zeroshot"] == two["zeroshot"] and one["temperature"] == two["temperature"]
 
 
 def test_a_second_job_on_the_same_output_directory_stops_at_once(tmp_path) -> None:
