@@ -229,6 +229,7 @@ def test_same_seed_same_numbers_and_no_secret_in_any_output(tiny_xlmr_dir, embed
     monkeypatch.setenv("WANDB_MODE", "offline")
     args = tiny(tiny_xlmr_dir, tmp_path / "enc-one", "logger=default")
     one = run_here(args, tmp_path / "one")
+    assert sys.modules["wandb"].run is None  # the job's W&B run ended with it: the next one in this process is new
     proc = subprocess.run([*XCAL, *args, f"hydra.run.dir={tmp_path / 'two'}"], cwd=tmp_path, env=env(),
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]

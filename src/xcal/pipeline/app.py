@@ -83,10 +83,6 @@ def _job(cfg: DictConfig) -> float | None:
             print(f"xcal: error: {exc}", file=sys.stderr)
             sys.exit(2)
         raise
-    finally:
-        wandb = sys.modules.get("wandb")
-        if wandb is not None and wandb.run is not None:
-            wandb.finish()  # between multirun jobs, or every job lands in one W&B run
     print(f"[xcal] done in {record['seconds']:.0f}s: {output_dir / RESULTS_FILE}")
     return _objective(record)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import resource
+import sys
 import time
 import traceback
 from pathlib import Path
@@ -143,6 +144,9 @@ def _run(cfg: DictConfig, output_dir: Path, run_name: str, hashes: ConfigHashes 
         write_record(output_dir, record)
         for logger in loggers:
             logger.finalize("success" if record["status"] == "ok" else "failed")
+        wandb = sys.modules.get("wandb")
+        if wandb is not None and wandb.run is not None:
+            wandb.finish()  # the job's W&B run ends with the job: the next job in this process starts its own
     return record
 
 
