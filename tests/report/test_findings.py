@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -14,6 +15,7 @@ from report_fixtures import write_synthetic_sweep
 from xcal.metrics import brier_score, expected_calibration_error
 from xcal.report.collect import load_sweep
 from xcal.report.compare import compare_cells, comparison_sentence
+from xcal.report.findings import capped_sentences
 from xcal.report.findings_page import quote_in_readme, render
 from xcal.report.study import cell_estimate, resampled, score_study, set_scores
 
@@ -121,3 +123,17 @@ def test_live_cells_beside_the_study(study: Path, tmp_path: Path) -> None:
     sentence = comparison_sentence(table, "test")
     assert sentence.startswith("Zero-shot mean (test) of this sweep's cells beside the committed study's: none 0:")
     assert sentence.endswith("does not have the study's sign (this sweep's scale is much smaller).")
+
+
+def test_a_stage_that_ran_to_its_cap_is_named() -> None:
+    """Only the cells where some run did not stop early get a sentence, with how many and the epochs."""
+    training = pd.DataFrame({"intermediate": ["none", "vitaminc", "vitaminc"], "size": ["0", "16,000", "16,000"],
+                             "stage": ["target", "intermediate", "target"], "runs": [3, 1, 3],
+                             "stopped_early": [3, 0, 2], "epochs": [3.75, 2.0, 4.0],
+                             "dev_acc": [0.72, 0.668, 0.73], "dev_confidence": [0.8, 0.7, 0.8], "minutes": [1, 2, 3]})
+    assert capped_sentences(training) == [
+        "vitaminc 16,000, intermediate stage: ran to its cap (2 epochs) without stopping early in 1 of 1 run(s), so "
+        "English dev loss may still have been falling (kept dev accuracy 0.668).",
+        "vitaminc 16,000, target stage: ran to its cap (4 epochs) without stopping early in 1 of 3 run(s), so "
+        "English dev loss may still have been falling (kept dev accuracy 0.730)."]
+    assert capped_sentences(training[training["intermediate"] == "none"]) == []

@@ -163,6 +163,21 @@ def training_table(scores: StudyScores) -> pd.DataFrame:
         minutes=("minutes", "mean")).reset_index()
 
 
+def capped_sentences(training: pd.DataFrame) -> list[str]:
+    """The cells whose stage ran to its cap (``epochs`` or ``max_steps``) in some run without stopping early
+    (rows of :func:`training_table`): the plateau criterion did not decide where they stopped, which a reader
+    comparing sizes must know."""
+    out = []
+    for row in training.itertuples():
+        capped = int(row.runs - row.stopped_early)
+        if capped:
+            cell = "no intermediate stage" if row.intermediate == NO_INTERMEDIATE else f"{row.intermediate} {row.size}"
+            out.append(f"{cell}, {row.stage} stage: ran to its cap ({row.epochs:g} epochs) without stopping early in "
+                       f"{capped} of {int(row.runs)} run(s), so English dev loss may still have been falling (kept "
+                       f"dev accuracy {row.dev_acc:.3f}).")
+    return out
+
+
 def cost_table(scores: StudyScores) -> pd.DataFrame:
     """Measured minutes per job: stage 1 (when this job trained it), target training, evaluation, total."""
     rows = []

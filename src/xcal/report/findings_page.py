@@ -86,7 +86,10 @@ def render(sweep: Sweep, doc: Path, *, n_boot: int = 2000, seed: int = 0) -> str
               "Every stage stops once English dev loss has not improved for `patience` validations and keeps the "
               "best validation's weights (`epochs` is a cap). Stage 1 uses one seed (`intermediate.seed=0`) for all "
               "three target seeds: the seeds measure the target fine-tuning's variance at a third of stage 1's cost.",
-              "", md(f.training_table(scores).round(3)), ""]
+              ""]
+    training = f.training_table(scores)
+    capped = [f"- {s}" for s in f.capped_sentences(training)]
+    lines += [md(training.round(3)), "", *capped, *([""] if capped else [])]
     lines += _image(figures, "learning_curves", doc, "English dev accuracy and mean confidence against steps; "
                     "dots mark the validation whose weights were kept.")
     lines += ["## Over- or under-confident: mean confidence − accuracy", "",
