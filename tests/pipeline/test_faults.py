@@ -64,7 +64,7 @@ def metrics(path: Path) -> dict:
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_points_then_the_same_command(tiny_xlmr_dir, embedded_assets, tmp_path) -> None:
+def test_sigkill_at_random_points_then_run_again(tiny_xlmr_dir, embedded_assets, tmp_path) -> None:
     """Killed anywhere in stage 1, stage 2 or evaluation, a job run again finishes with the numbers of a job
     that was never interrupted; no partial results.json and no incomplete cache entry is ever read. (The runs
     again are in-process; the resume test below runs its job again as a command.)"""
