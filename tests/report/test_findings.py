@@ -4,6 +4,7 @@ the README quote and the live-versus-study comparison."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -15,9 +16,9 @@ from report_fixtures import write_synthetic_sweep
 from xcal.metrics import brier_score, expected_calibration_error
 from xcal.report.collect import load_sweep
 from xcal.report.compare import compare_cells, comparison_sentence
-from xcal.report.findings import capped_sentences
+from xcal.report.findings import capped_sentences, cost_table
 from xcal.report.findings_page import quote_in_readme, render
-from xcal.report.study import cell_estimate, resampled, score_study, set_scores
+from xcal.report.study import StudyScores, cell_estimate, resampled, score_study, set_scores
 
 LANGUAGES = ("en", "de", "ja")
 COMMON = {"languages": LANGUAGES, "name": "study", "target": "multiemo", "model": "me5_small", "n": 200,
@@ -137,3 +138,25 @@ def test_a_stage_that_ran_to_its_cap_is_named() -> None:
         "vitaminc 16,000, target stage: ran to its cap (4 epochs) without stopping early in 1 of 3 run(s), so "
         "English dev loss may still have been falling (kept dev accuracy 0.730)."]
     assert capped_sentences(training[training["intermediate"] == "none"]) == []
+
+
+def test_cost_table_counts_stage_one_once_and_takes_medians(tmp_path: Path) -> None:
+    """Stage 1 is charged to the job that trained it (not the seeds that reused it); a job slowed by a shared
+    machine moves the median, not the cell's typical cost."""
+    def job(name: str, stage1: dict, target_s: float, job_s: float) -> str:
+        directory = tmp_path / name
+        directory.mkdir()
+        record = {"config": {"intermediate": {"name": "vitaminc", "size": 4000}}, "intermediate": stage1,
+                  "target": {"seconds": target_s}, "evaluation": {"seconds": 240.0}, "seconds": job_s}
+        (directory / "results.json").write_text(json.dumps(record), encoding="utf-8")
+        return str(directory)
+
+    dirs = [job("s0", {"skipped": False, "reused": False, "seconds": 1500.0, "steps": 1000}, 600.0, 2400.0),
+            job("s1", {"skipped": False, "reused": True}, 660.0, 900.0),
+            job("s2", {"skipped": False, "reused": True}, 3000.0, 3240.0)]
+    scores = StudyScores(sets=pd.DataFrame({"job_dir": dirs}), replicates={}, split="test", n_resamples=0)
+    row = cost_table(scores).iloc[0]
+    assert (row["size"], row["jobs"], row["stage1_steps"]) == ("4,000", 3, 1000)
+    assert row["stage1"] == pytest.approx(25.0) and row["stage1_s_per_step"] == pytest.approx(1.5)
+    assert row["target"] == pytest.approx(11.0) and row["job"] == pytest.approx(40.0)
+    assert row["all_jobs"] == pytest.approx((2400 + 900 + 3240) / 60)

@@ -179,21 +179,25 @@ def capped_sentences(training: pd.DataFrame) -> list[str]:
 
 
 def cost_table(scores: StudyScores) -> pd.DataFrame:
-    """Measured minutes per job: stage 1 (when this job trained it), target training, evaluation, total."""
+    """Measured minutes per cell: stage 1 in the job that trained it (with its steps and seconds a step, which
+    show when the machine was shared), then the median over jobs of target training, evaluation and the job."""
     rows = []
     for record in _records(scores):
         inter = record.get("intermediate") or {}
+        trained = not (inter.get("skipped") or inter.get("reused"))
+        stage1 = inter.get("seconds", math.nan) if trained else math.nan
+        steps = inter.get("steps", math.nan) if trained else math.nan
         rows.append({"intermediate": record["config"]["intermediate"]["name"],
                      "size": _size(record["config"]),
-                     "stage 1": 0.0 if inter.get("skipped") or inter.get("reused") else
-                     inter.get("seconds", math.nan) / 60,
+                     "stage1": stage1 / 60, "stage1_steps": steps, "stage1_s_per_step": stage1 / steps,
                      "target": record["target"].get("seconds", math.nan) / 60,
                      "evaluation": record["evaluation"].get("seconds", math.nan) / 60,
                      "job": record.get("seconds", math.nan) / 60})
     frame = pd.DataFrame(rows)
     return frame.groupby(["intermediate", "size"], sort=False).agg(
-        jobs=("job", "size"), stage1_total=("stage 1", "sum"), target=("target", "mean"),
-        evaluation=("evaluation", "mean"), job=("job", "mean")).reset_index()
+        jobs=("job", "size"), stage1=("stage1", "sum"), stage1_steps=("stage1_steps", "sum"),
+        stage1_s_per_step=("stage1_s_per_step", "max"), target=("target", "median"),
+        evaluation=("evaluation", "median"), job=("job", "median"), all_jobs=("job", "sum")).reset_index()
 
 
 def per_language_table(scores: StudyScores) -> pd.DataFrame:

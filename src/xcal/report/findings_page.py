@@ -113,8 +113,14 @@ def render(sweep: Sweep, doc: Path, *, n_boot: int = 2000, seed: int = 0) -> str
               "the same 10 bins.", "", md(f.published_table(scores).round(1)), "",
               "Desai & Durrett (2020), RoBERTa in domain, ECE × 100 before → after temperature scaling: "
               + "; ".join(f"{k} {a} → {b}" for k, (a, b) in f.DESAI_DURRETT.items()) + ".", ""]
-    lines += ["## Cost per job", "", "Measured minutes on the 2-core CPU (stage 1 counted in the job that trained "
-              "it; the others reuse its cached encoder).", "", md(f.cost_table(scores).round(2)), ""]
+    cost = f.cost_table(scores)
+    lines += ["## Cost per job", "", "Measured wall-clock minutes on the 2-core CPU. Stage 1 is counted in the job "
+              "that trained it (the others reuse its cached encoder); its seconds a step (validations included, so "
+              "a small size pays more a step) show where the machine was shared with other work. Target, "
+              "evaluation and job are medians over the cell's jobs; `all_jobs` is their sum.", "",
+              md(cost.round(2)), "",
+              f"The study's {int(cost['jobs'].sum())} jobs took {cost['all_jobs'].sum() / 60:.1f} h of wall time "
+              "together.", ""]
     return "\n".join(lines).rstrip() + "\n"
 
 
