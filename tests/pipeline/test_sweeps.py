@@ -15,9 +15,11 @@ from pathlib import Path
 import pytest
 from filelock import FileLock, Timeout
 from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
 
 from wandb_records import read_offline_run
 from xcal.pipeline.app import CONFIG_DIR, job_name
+from xcal.pipeline.grid import grid_overrides, grid_problems
 from xcal.pipeline.launchers import LAUNCHERS, launcher_problem, requested_launcher
 from xcal.pipeline.resume import config_hash, finished_record, keep_previous_result
 
@@ -138,6 +140,25 @@ def test_bad_grid_is_refused_whole_before_any_job(tiny_xlmr_dir, embedded_assets
     assert message.count("intermediate.size=1000 exceeds the 648 English training examples") == 2
     assert "epistemic_reasoning" not in message  # its 1790 examples hold every size
     assert not list((tmp_path / "multirun" / "bad").glob("*/results.json"))
+
+
+def test_the_grid_check_leaves_out_the_data_of_finished_jobs(embedded_assets, tmp_path) -> None:
+    """The launcher skips a finished job, so the grid check does not load its data: re-running a finished
+    sweep imports no training stack. The same job unfinished is checked and refused."""
+    overrides = ["intermediate=presuppositions_as_nli", "intermediate.size=1000", "seed=0",
+                 f"hydra.sweep.dir={tmp_path}"]
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        config = compose("config", overrides=overrides, return_hydra_config=True)
+        problems, jobs = grid_problems(config)
+        assert jobs == 1 and len(problems) == 1
+        assert "intermediate.size=1000 exceeds the 648 English training examples" in problems[0]
+
+        [job_overrides] = grid_overrides(config)
+        job = GlobalHydra.instance().config_loader().load_sweep_config(config, job_overrides)
+        job_dir = tmp_path / job.hydra.sweep.subdir
+        job_dir.mkdir()
+        (job_dir / "results.json").write_text(json.dumps({"status": "ok", "config_hash": config_hash(job)}))
+        assert grid_problems(config) == ([], 1)
 
 
 def test_a_crashed_lock_holder_does_not_block(tmp_path) -> None:

@@ -18,6 +18,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf.errors import OmegaConfBaseException
 
 from xcal.errors import XcalError
 from xcal.pipeline.record import RESULTS_FILE, RecordError, read_record
@@ -80,12 +81,26 @@ def grid_problems(config: DictConfig, check_data: bool = True) -> tuple[list[str
         if not found:
             composed.append((name, job))
     if check_data:
-        problems += _data_problems(composed)
+        problems += _data_problems([(name, job) for name, job in composed if not _finished(job)])
     return problems, len(jobs)
+
+
+def _finished(job: DictConfig) -> bool:
+    """The launcher will skip this job (it finished with this config), so its data need not be checked:
+    re-running a finished sweep then loads neither the data nor the training stack."""
+    from xcal.pipeline.resume import finished_record
+
+    try:
+        output_dir = Path(job.hydra.sweep.dir) / str(job.hydra.sweep.subdir)
+    except OmegaConfBaseException:  # a sweep directory that only resolves inside a running job
+        return False
+    return finished_record(output_dir, job) is not None
 
 
 def _data_problems(composed: list[tuple[str, DictConfig]]) -> list[str]:
     """Sizes against the data and the data files, checked once per distinct (stage, task, source, size)."""
+    if not composed:
+        return []
     from xcal.assets.cache import cache_dir, data_dir
     from xcal.pipeline.run import ensure_assets, stage_sources
     from xcal.pipeline.validate import data_problems
