@@ -189,15 +189,17 @@ def cost_table(scores: StudyScores) -> pd.DataFrame:
         steps = inter.get("steps", math.nan) if trained else math.nan
         rows.append({"intermediate": record["config"]["intermediate"]["name"],
                      "size": _size(record["config"]),
-                     "stage1": stage1 / 60, "stage1_steps": steps, "stage1_s_per_step": stage1 / steps,
+                     "stage1": stage1 / 60, "stage1_steps": steps,
                      "target": record["target"].get("seconds", math.nan) / 60,
                      "evaluation": record["evaluation"].get("seconds", math.nan) / 60,
                      "job": record.get("seconds", math.nan) / 60})
-    frame = pd.DataFrame(rows)
-    return frame.groupby(["intermediate", "size"], sort=False).agg(
+    table = pd.DataFrame(rows).groupby(["intermediate", "size"], sort=False).agg(
         jobs=("job", "size"), stage1=("stage1", "sum"), stage1_steps=("stage1_steps", "sum"),
-        stage1_s_per_step=("stage1_s_per_step", "max"), target=("target", "median"),
-        evaluation=("evaluation", "median"), job=("job", "median"), all_jobs=("job", "sum")).reset_index()
+        target=("target", "median"), evaluation=("evaluation", "median"), job=("job", "median"),
+        all_jobs=("job", "sum")).reset_index()
+    # n/a for a cell that trained no stage 1 (0 steps)
+    table.insert(5, "stage1_s_per_step", table["stage1"] * 60 / table["stage1_steps"].where(table["stage1_steps"] > 0))
+    return table
 
 
 def per_language_table(scores: StudyScores) -> pd.DataFrame:
