@@ -95,7 +95,8 @@ class LastCheckpoint(pl.Callback):
     def save(self, trainer: pl.Trainer) -> None:
         self.dirpath.mkdir(parents=True, exist_ok=True)
         tmp = self.dirpath / f".{LAST}.tmp"
-        trainer.save_checkpoint(tmp)
+        # The whole trainer state (optimizer, scheduler, loops, callbacks): a resume continues the run exactly.
+        trainer.save_checkpoint(tmp, weights_only=False)
         if trainer.is_global_zero:
             os.replace(tmp, self.path)  # a reader never sees half a checkpoint
         self._last_save = time.monotonic()
