@@ -189,7 +189,7 @@ def test_planted_slope_recovered_with_interval(main_effects: pd.DataFrame) -> No
         assert abs(row.slope - -0.01) < width, row.language
         assert row.slope_ci_low < -0.01 < row.slope_ci_high and row.slope_ci_high < 0, row.language
         assert row.spearman_rho < -0.9 and row.spearman_p < 1e-4
-        assert (row.n_sizes, row.n_seeds, row.bootstrap) == (4, 3, "seeds+examples")
+        assert (row.n_sizes, row.n_seeds, row.n_runs, row.bootstrap) == (4, 3, 12, "seeds+examples")
     pooled = effect(main_effects, POOLED)
     # pooled = per-job mean over de/fr/zh, and OLS is linear: its slope is the mean of theirs
     assert pooled["slope"] == pytest.approx(ece[ece["language"].isin(["de", "fr", "zh"])]["slope"].mean(), abs=1e-12)
@@ -268,6 +268,8 @@ def test_effect_sentence_edge_cases() -> None:
         "NLL (temperature-scaled) rises by 0.00040 per doubling of the qqp training set on paws-x in fr (95% CI "
         "0.00010 to 0.00080; Spearman rho 0.50, 3 sizes x 3 seeds); the English effect (-0.00200) has the opposite "
         "sign.")
+    row.update(n_runs=8)  # one size short of a seed: the design says what the fit had, not 3 x 3
+    assert "(95% CI 0.00010 to 0.00080; Spearman rho 0.50, 3 sizes, 8 runs)" in effect_sentence(row)
 
 
 # ----------------------------------------------------------------------------------------------- bad sweeps

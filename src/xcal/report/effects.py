@@ -38,8 +38,8 @@ from xcal.report.sentences import effect_sentence
 
 EFFECT_COLUMNS = (
     "intermediate", "target", "metric", "language", "calibrated", "slope", "slope_ci_low", "slope_ci_high",
-    "spearman_rho", "spearman_p", "n_sizes", "n_seeds", "baseline", "english_slope", "english_predicts",
-    "english_zero_shot_rho", "bootstrap", "sentence",
+    "spearman_rho", "spearman_p", "n_sizes", "n_seeds", "n_runs", "baseline", "english_slope",
+    "english_predicts", "english_zero_shot_rho", "bootstrap", "sentence",
 )
 
 #: One language's (or the pooled row's) per-job values, indexed by job_dir, and their centred example
@@ -147,7 +147,7 @@ def _fit(values: pd.Series, reps: np.ndarray | None, x_all: np.ndarray, jobs: pd
     rho, p = _spearman(x, y)
     return {
         "slope": slope, "slope_ci_low": low, "slope_ci_high": high, "spearman_rho": rho, "spearman_p": p,
-        "n_sizes": n_sizes, "n_seeds": int(jobs.loc[ok, "seed"].nunique()),
+        "n_sizes": n_sizes, "n_seeds": int(jobs.loc[ok, "seed"].nunique()), "n_runs": int(ok.sum()),
         "baseline": float(base.mean()) if len(base) else math.nan,
         "bootstrap": "none" if n_boot == 0 or n_sizes < 2 else ("seeds+examples" if reps is not None else "seeds"),
         "_values": values,

@@ -54,6 +54,16 @@ def _english_clause(row: Mapping[str, Any] | pd.Series, digits: int) -> str:
     return f"; the English effect ({_num(english, digits)}) does not settle the direction (an interval covers 0)"
 
 
+def _design(row: Mapping[str, Any] | pd.Series) -> str:
+    """"3 sizes x 3 seeds" when every size has every seed; else the runs the fit had ("3 sizes, 8 runs"), so a
+    partial or unbalanced grid is not read as a full one."""
+    sizes, seeds = int(row["n_sizes"]), int(row["n_seeds"])
+    runs = row.get("n_runs")
+    if runs is None or not np.isfinite(runs) or int(runs) == sizes * seeds:
+        return f"{sizes} sizes x {seeds} seeds"
+    return f"{sizes} sizes, {int(runs)} runs"
+
+
 def effect_sentence(row: Mapping[str, Any] | pd.Series) -> str:
     """One plain-English sentence for a :func:`~xcal.report.effects.size_effects` row."""
     metric = str(row["metric"])
@@ -66,7 +76,7 @@ def effect_sentence(row: Mapping[str, Any] | pd.Series) -> str:
     digits = _decimals(slope)
     rho = row.get("spearman_rho", math.nan)
     rho_text = f"Spearman rho {rho:.2f}" if rho is not None and np.isfinite(rho) else "Spearman rho n/a"
-    design = f"{int(row['n_sizes'])} sizes x {int(row['n_seeds'])} seeds"
+    design = _design(row)
     over = " over seeds only (no saved predictions)" if row.get("bootstrap") == "seeds" else ""
     ci = f"95% CI{over} {_num(low, digits)} to {_num(high, digits)}" if np.isfinite(low) else \
         "no bootstrap interval"
