@@ -3,6 +3,7 @@ keeps the best weights, the learning curve, and ``intermediate.seed`` as part of
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import replace
 from pathlib import Path
@@ -65,7 +66,8 @@ def test_validation_logs_the_functional_calibration_metrics(tiny_encoder_dir: Pa
     assert logged["target/val_loss"] == pytest.approx(float(expected["nll"]), abs=1e-5)  # equal-size batches
 
 
-def test_early_stopping_keeps_the_best_validations_weights(tiny_encoder_dir: Path, tmp_path: Path) -> None:
+def test_early_stopping_keeps_the_best_validations_weights(tiny_encoder_dir: Path, tmp_path: Path,
+                                                            caplog: pytest.LogCaptureFixture) -> None:
     """Random labels: the model memorises train and English dev loss rises, so the run stops after
     ``patience`` validations without improvement and the weights evaluated are the best validation's."""
     torch.manual_seed(0)
@@ -74,10 +76,17 @@ def test_early_stopping_keeps_the_best_validations_weights(tiny_encoder_dir: Pat
     stoppers, best = early_stopping("target", 2, True, tmp_path / "ckpt")
     trainer = _trainer(max_epochs=30, callbacks=[history, *stoppers], enable_checkpointing=True)
     train, dev = _batches(4, seed=2), _batches(2, seed=3)
-    trainer.fit(module, train_dataloaders=DataLoader(train, batch_size=None),
-                val_dataloaders=DataLoader(dev, batch_size=None))
+    with caplog.at_level(logging.INFO, logger="xcal.pipeline.history"):
+        trainer.fit(module, train_dataloaders=DataLoader(train, batch_size=None),
+                    val_dataloaders=DataLoader(dev, batch_size=None))
     losses = [row["val_loss"] for row in history.rows]
     kept = history.best()
+    # one log line a validation, so a job's log shows the stage's progress without a terminal
+    lines = [r.getMessage() for r in caplog.records if r.name == "xcal.pipeline.history"]
+    assert len(lines) == len(losses)
+    assert lines[0].startswith(f"target step 4, epoch 0: English dev loss {losses[0]:.4f}, acc ")
+    assert lines[0].endswith("(best so far)")
+    assert lines[-1].endswith(f"(best loss {kept['val_loss']:.4f} at step {kept['step']})")
     assert len(history.rows) < 30 and trainer.should_stop
     assert kept["val_loss"] == min(losses)
     assert len(losses) == losses.index(min(losses)) + 1 + 2  # stopped after exactly `patience` worse checks

@@ -7,10 +7,13 @@ callback state, so it is saved in the mid-stage checkpoint and survives a killed
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
 import pytorch_lightning as pl
+
+log = logging.getLogger(__name__)
 
 #: The validation keys recorded (each ``<stage>/val_<name>``), when the module logs them.
 CURVE_KEYS = ("loss", "acc", "ece", "brier", "nll", "confidence")
@@ -32,6 +35,19 @@ class ValidationHistory(pl.Callback):
             if value is not None:
                 row[f"val_{name}"] = round(float(value), 6)
         self.rows.append(row)
+        log.info(self.describe(row, trainer.max_steps))
+
+    def describe(self, row: dict[str, float], max_steps: int = -1) -> str:
+        """One log line a validation: a job's log (a cluster's, nohup's) then shows a stage of hours progress,
+        where the progress bar only draws on a terminal."""
+        of = f"/{max_steps}" if max_steps and max_steps > 0 else ""
+        numbers = ", ".join(f"{name} {row[f'val_{name}']:.4f}" for name in CURVE_KEYS if f"val_{name}" in row)
+        best, mark = self.best(), ""
+        if best is row:
+            mark = " (best so far)"
+        elif best is not None:
+            mark = f" (best loss {best['val_loss']:.4f} at step {best['step']})"
+        return f"{self.stage} step {row['step']}{of}, epoch {row['epoch']}: English dev {numbers}{mark}"
 
     def best(self, key: str = "val_loss") -> dict[str, float] | None:
         """The row with the lowest ``key`` (the first of equals: what early stopping keeps)."""
