@@ -5,6 +5,7 @@ the README quote and the live-versus-study comparison."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from xcal.metrics import brier_score, expected_calibration_error
 from xcal.report.collect import load_sweep
 from xcal.report.compare import compare_cells, comparison_sentence
 from xcal.report.findings import capped_sentences, cost_table
-from xcal.report.findings_page import quote_in_readme, render
+from xcal.report.findings_page import _study_line, quote_in_readme, render
 from xcal.report.study import StudyScores, cell_estimate, resampled, score_study, set_scores
 
 LANGUAGES = ("en", "de", "ja")
@@ -96,6 +97,7 @@ def test_findings_page_leads_with_the_answer_and_the_readme_quotes_it(study: Pat
     assert bullets[0].startswith("- With 16,000 English vitaminc examples before MultiEmo, zero-shot ECE")
     assert "a clear change of -0." in bullets[0]
     assert "over-confident" in bullets[1]  # the fixture plants over-confidence everywhere
+    assert "; 8 jobs: 4 cells × 2 target seeds, 3 languages, split `test`" in text.split("## The answer")[0]
     assert (doc.parent / "findings" / "size_effect.png").stat().st_size > 5000
     assert "![size_effect](findings/size_effect.png)" in answer
     for section in ("## How the models were trained", "## The Brier score's parts", "## One temperature against",
@@ -110,6 +112,16 @@ def test_findings_page_leads_with_the_answer_and_the_readme_quotes_it(study: Pat
     readme.write_text("no markers")
     with pytest.raises(ValueError, match="no '<!-- findings: begin -->'"):
         quote_in_readme(text, readme)
+
+
+def test_an_unbalanced_study_does_not_claim_cells_times_seeds(study: Path, tmp_path: Path) -> None:
+    partial = tmp_path / "study"
+    shutil.copytree(study, partial)
+    dropped = next(p for p in partial.iterdir() if p.name.startswith("vitaminc-16000") and p.name.endswith("seed1"))
+    shutil.rmtree(dropped)
+    sweep = load_sweep(partial)
+    line = _study_line(sweep, score_study(sweep, split="test"))
+    assert line.startswith("7 jobs: 4 cells over 2 target seeds, not every cell with every seed, 3 languages")
 
 
 def test_live_cells_beside_the_study(study: Path, tmp_path: Path) -> None:

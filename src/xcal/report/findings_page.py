@@ -52,7 +52,11 @@ def _study_line(sweep: Sweep, scores) -> str:
     n = int(sets.groupby(["job_dir", "language"]).size().shape[0])
     examples = sorted({int(x) for x in sweep.table.loc[sweep.table["split"] == scores.split, "n"]})
     jobs = sets["job_dir"].nunique()
-    return (f"{jobs} job{'s' * (jobs != 1)}: {len(cells)} cells × {sets['seed'].nunique()} target seeds, "
+    seeds = sets["seed"].nunique()
+    # "7 cells × 3 seeds" would claim a balanced grid that 20 jobs are not
+    design = (f"{len(cells)} cells × {seeds} target seeds" if jobs == len(cells) * seeds
+              else f"{len(cells)} cells over {seeds} target seeds, not every cell with every seed")
+    return (f"{jobs} job{'s' * (jobs != 1)}: {design}, "
             f"{sets['language'].nunique()} languages, split `{scores.split}` ({examples[0]:,}"
             f"{'' if len(examples) == 1 else f'–{examples[-1]:,}'} sentences per language; {n} evaluation sets).")
 
