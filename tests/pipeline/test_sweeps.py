@@ -89,12 +89,16 @@ def test_joblib_grid_wandb_files_and_a_rerun_that_trains_nothing(tiny_xlmr_dir, 
 
     # The same command again: every job is found finished and skipped; nothing is rewritten.
     stamps = {p: p.stat().st_mtime_ns for p in sweep.glob("*/results.json")}
+    for config in sweep.glob("*/.hydra/config.yaml"):  # as an older xcal, with other keys, recorded it
+        config.write_text("# recorded by an older xcal\n" + config.read_text())
+    hydra_files = {p: p.read_bytes() for p in sweep.glob("*/.hydra/*")}
     start = time.perf_counter()
     again = xcal(*grid, cwd=tmp_path)
     seconds = time.perf_counter() - start
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("already finished, skipped") == 4 and "done in" not in again.stdout
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
+    assert {p: p.read_bytes() for p in hydra_files} == hydra_files  # .hydra/ put back as it was
     assert seconds < 30, f"re-running a finished sweep took {seconds:.1f} s"
 
 
@@ -215,6 +219,37 @@ def test_a_result_recorded_under_a_retired_key_with_the_kept_behaviour_stays_fin
         assert config_hash(legacy) != config_hash(cfg)
         (tmp_path / "results.json").write_text(json.dumps({"status": "ok", "config_hash": config_hash(legacy)}))
         assert (finished_record(tmp_path, cfg) is not None) is finished, recorded
+
+
+def test_a_rerun_puts_back_the_hydra_files_of_jobs_it_skipped_and_keeps_those_of_jobs_it_ran(tmp_path) -> None:
+    """Hydra rewrites every job's .hydra/ before the job starts; a committed study must not change when its
+    command is re-run, while a job that ran again must keep the record of the config it ran with."""
+    from omegaconf import OmegaConf
+
+    from xcal.pipeline.resume import KeepFinishedJobs
+
+    jobs = {name: tmp_path / name for name in ("skipped", "ran_again", "failed")}
+    for name, job in jobs.items():
+        (job / ".hydra").mkdir(parents=True)
+        (job / ".hydra" / "config.yaml").write_text(f"recorded: {name}\n")
+        (job / ".hydra" / "overrides.yaml").write_text("- seed=0\n")
+        status = "failed" if name == "failed" else "ok"
+        (job / "results.json").write_text(json.dumps({"status": status, "config_hash": "h"}))
+    keep = KeepFinishedJobs()
+    sweep = OmegaConf.create({"hydra": {"sweep": {"dir": str(tmp_path)}, "output_subdir": ".hydra"}})
+    keep.on_multirun_start(sweep)
+    for job in jobs.values():  # what Hydra does before each job starts
+        (job / ".hydra" / "config.yaml").write_text("recorded: today\n")
+        (job / ".hydra" / "hydra.yaml").write_text("hydra: {}\n")
+    (jobs["ran_again"] / "results.json").write_text(json.dumps({"status": "ok", "config_hash": "new"}))
+    job_end = OmegaConf.create({"hydra": {"runtime": {"output_dir": str(jobs["skipped"])}, "output_subdir": ".hydra"}})
+    keep.on_job_end(job_end, job_return=None)
+    assert (jobs["skipped"] / ".hydra" / "config.yaml").read_text() == "recorded: skipped\n"
+    assert sorted(p.name for p in (jobs["skipped"] / ".hydra").iterdir()) == ["config.yaml", "overrides.yaml"]
+    keep.on_multirun_end(sweep)  # the jobs a launcher ran in other processes
+    for name in ("ran_again", "failed"):
+        assert (jobs[name] / ".hydra" / "config.yaml").read_text() == "recorded: today\n", name
+        assert (jobs[name] / ".hydra" / "hydra.yaml").is_file(), name
 
 
 def test_job_names_are_the_grid_coordinates() -> None:

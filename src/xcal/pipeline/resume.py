@@ -2,7 +2,8 @@
 
 A job is finished when its ``results.json`` says ``status: ok`` and was written for the same config
 (its hash, which leaves out where outputs go and how they are logged). A job whose config changed, or
-that failed or was killed, runs again; its stage checkpoints let it resume rather than restart.
+that failed or was killed, runs again; its stage checkpoints let it resume rather than restart. A skipped
+job's directory is left as it was (:class:`KeepFinishedJobs`).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from xcal.pipeline.record import RESULTS_FILE, JobRecord, read_record_or_none
@@ -81,3 +83,47 @@ def keep_previous_result(output_dir: Path, current_hash: str) -> Path | None:
     kept = output_dir / f"results.{record.get('config_hash', 'unhashed')}.json"
     (output_dir / RESULTS_FILE).replace(kept)
     return kept
+
+
+class KeepFinishedJobs(Callback):
+    """Hydra callback: re-running a sweep leaves each finished job's ``.hydra/`` as it was.
+
+    Hydra writes a job's config, overrides and hydra.yaml before the job starts, so a skipped job's record
+    of the config it ran with would be replaced by today's (keys reordered, retired keys gone): a committed
+    study would show a diff of every job after a no-op re-run. The files are read before the sweep and put
+    back once the job has ended with its results.json untouched; a job that ran again keeps Hydra's new ones.
+    """
+
+    def __init__(self) -> None:
+        self._kept: dict[Path, tuple[bytes, dict[str, bytes]]] = {}
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        subdir = config.hydra.output_subdir
+        if subdir is None:
+            return
+        for results in Path(config.hydra.sweep.dir).glob(f"*/{RESULTS_FILE}"):
+            record = read_record_or_none(results)
+            if record is not None and record.get("status") == "ok":
+                files = {p.name: p.read_bytes() for p in (results.parent / subdir).glob("*") if p.is_file()}
+                self._kept[results.parent / subdir] = (results.read_bytes(), files)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        """In-process launchers (the basic one): restored as soon as the job is skipped."""
+        if config.hydra.output_subdir is not None:
+            self._restore(Path(config.hydra.runtime.output_dir) / config.hydra.output_subdir)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Launchers whose jobs run in other processes (joblib, submitit, Ray): restored after the sweep."""
+        for hydra_dir in list(self._kept):
+            self._restore(hydra_dir)
+
+    def _restore(self, hydra_dir: Path) -> None:
+        kept = self._kept.pop(hydra_dir, None)
+        results = hydra_dir.parent / RESULTS_FILE
+        if kept is None or not results.is_file() or results.read_bytes() != kept[0]:
+            return
+        for path in hydra_dir.glob("*"):
+            if path.is_file() and path.name not in kept[1]:
+                path.unlink()
+        for name, content in kept[1].items():
+            (hydra_dir / name).write_bytes(content)
