@@ -54,7 +54,7 @@ def size_effect_figure(estimates: pd.DataFrame, path: str | Path, metrics: Seque
         ax.set_xlabel("intermediate training examples", fontsize=8)
         ax.grid(True, axis="y", alpha=0.3)
     if tasks:
-        fig.legend(loc="lower center", ncol=2 * len(tasks), fontsize=7, frameon=False)
+        fig.legend(loc="lower center", ncol=2 * len(tasks), fontsize=7, frameon=False, handlelength=4)  # dashes show
     fig.tight_layout(rect=(0, 0.1, 1, 1))
     return save(fig, path)
 
