@@ -104,8 +104,7 @@ class KeepFinishedJobs(Callback):
         for results in Path(config.hydra.sweep.dir).glob(f"*/{RESULTS_FILE}"):
             record = read_record_or_none(results)
             if record is not None and record.get("status") == "ok":
-                files = {p.name: p.read_bytes() for p in (results.parent / subdir).glob("*") if p.is_file()}
-                self._kept[results.parent / subdir] = (results.read_bytes(), files)
+                self._kept[results.parent / subdir] = (results.read_bytes(), _files(results.parent / subdir))
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         """In-process launchers (the basic one): restored as soon as the job is skipped."""
@@ -122,8 +121,13 @@ class KeepFinishedJobs(Callback):
         results = hydra_dir.parent / RESULTS_FILE
         if kept is None or not results.is_file() or results.read_bytes() != kept[0]:
             return
-        for path in hydra_dir.glob("*"):
-            if path.is_file() and path.name not in kept[1]:
-                path.unlink()
+        now = _files(hydra_dir)  # jobs outside this sweep's grid were not touched: left as they are
+        for name in now.keys() - kept[1].keys():
+            (hydra_dir / name).unlink()
         for name, content in kept[1].items():
-            (hydra_dir / name).write_bytes(content)
+            if now.get(name) != content:
+                (hydra_dir / name).write_bytes(content)
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.glob("*") if p.is_file()}
