@@ -19,7 +19,7 @@ from xcal.report.collect import load_sweep
 from xcal.report.compare import compare_cells, comparison_sentence
 from xcal.report.findings import capped_sentences, cost_table
 from xcal.report.findings_page import _study_line, quote_in_readme, render
-from xcal.report.study import StudyScores, cell_estimate, resampled, score_study, set_scores
+from xcal.report.study import StudyScores, cell_estimate, score_study, set_scores, slope_estimate
 
 LANGUAGES = ("en", "de", "ja")
 COMMON = {"languages": LANGUAGES, "name": "study", "target": "multiemo", "model": "me5_small", "n": 200,
@@ -54,43 +54,33 @@ def test_set_scores_agree_with_xcal_metrics_and_decompose_the_brier_score() -> N
     assert parts == pytest.approx(scores["brier"], abs=1e-12)
 
 
-def test_resamples_are_bootstrap_draws_of_the_same_metrics() -> None:
-    probs, labels = _probs(1)
-    reps = resampled(probs, labels, n_bins=15, n_resamples=400, seed=3)
-    observed = set_scores(probs, labels, n_bins=15)
-    for metric in ("accuracy", "brier", "signed"):  # unbiased under resampling: centred on the observed value
-        assert reps[metric].shape == (400,)
-        assert abs(reps[metric].mean() - observed[metric]) < 3 * reps[metric].std() / np.sqrt(400) + 1e-3
-    assert reps["ece"].mean() > observed["ece"] - 0.01  # binned ECE is biased upwards under resampling
-    # one resample drawn by hand gives the same ECE
-    idx = np.random.default_rng(3).integers(0, len(labels), (400, len(labels)))[0]
-    hand = float(expected_calibration_error(torch.as_tensor(probs[idx]), torch.as_tensor(labels[idx]), n_bins=15))
-    assert reps["ece"][0] == pytest.approx(hand, abs=1e-12)
-    assert np.array_equal(reps["ece"], resampled(probs, labels, 15, 400, 3)["ece"])  # seeded
-
-
 def test_cell_estimates_bracket_the_means_and_find_the_planted_change(study: Path) -> None:
-    scores = score_study(load_sweep(study), n_resamples=100)
+    scores = score_study(load_sweep(study))
     sets = scores.sets
     assert set(sets["intermediate"]) == {"none", "vitaminc"} and len(sets) == 4 * 2 * len(LANGUAGES)
     zero_shot = ["de", "ja"]
     base = sets[sets["intermediate"] == "none"]
     largest = sets[(sets["intermediate"] == "vitaminc") & (sets["size"] == 16000)]
     for cell in (base, largest):
-        e = cell_estimate(scores, cell, "ece", zero_shot, n_boot=500)
+        e = cell_estimate(scores, cell, "ece", zero_shot)
         assert e.value == pytest.approx(cell[cell["language"].isin(zero_shot)]["ece"].mean())
         assert e.low < e.value < e.high and e.seeds == 2
-    diff = cell_estimate(scores, largest, "ece", zero_shot, n_boot=500, baseline=base)
+        # each synthetic job trained its own stage 1 (intermediate.seed follows seed): two units a cell
+        assert e.units == 2 and not e.conditional
+    diff = cell_estimate(scores, largest, "ece", zero_shot, baseline=base)
     expected = cell_estimate(scores, largest, "ece", zero_shot).value - cell_estimate(scores, base, "ece",
                                                                                        zero_shot).value
     assert diff.value == pytest.approx(expected)
     assert diff.value < -0.03 and diff.excludes_zero()  # planted: the baseline is the least calibrated
+    assert 0 < diff.detectable < abs(diff.value)
+    slope = slope_estimate(scores, "vitaminc", "ece", zero_shot)
+    assert slope.value == pytest.approx(-0.02, abs=0.01) and slope.high < 0  # planted: -0.02 per doubling
     assert "ece_self_ts" not in sets  # the synthetic jobs saved no dev split: no oracle temperature
 
 
 def test_findings_page_leads_with_the_answer_and_the_readme_quotes_it(study: Path, tmp_path: Path) -> None:
     doc = tmp_path / "docs" / "findings.md"
-    text = render(load_sweep(study), doc, n_boot=200)
+    text = render(load_sweep(study), doc)
     answer = text.split("## The answer", 1)[1].split("\n## ", 1)[0]
     bullets = [line for line in answer.splitlines() if line.startswith("- ")]
     assert len(bullets) == 2
@@ -100,7 +90,7 @@ def test_findings_page_leads_with_the_answer_and_the_readme_quotes_it(study: Pat
     assert "; 8 jobs: 4 cells × 2 target seeds, 3 languages, split `test`" in text.split("## The answer")[0]
     assert (doc.parent / "findings" / "size_effect.png").stat().st_size > 5000
     assert "![size_effect](findings/size_effect.png)" in answer
-    for section in ("## How the models were trained", "## The Brier score's parts", "## One temperature against",
+    for section in ("## How the models were trained", "## The Brier score's parts", "## One English temperature",
                     "## Distance from English", "## Beside published figures", "## Cost per job"):
         assert section in text
 
@@ -166,7 +156,7 @@ def test_cost_table_counts_stage_one_once_and_takes_medians(tmp_path: Path) -> N
     dirs = [job("s0", {"skipped": False, "reused": False, "seconds": 1500.0, "steps": 1000}, 600.0, 2400.0),
             job("s1", {"skipped": False, "reused": True}, 660.0, 900.0),
             job("s2", {"skipped": False, "reused": True}, 3000.0, 3240.0)]
-    scores = StudyScores(sets=pd.DataFrame({"job_dir": dirs}), replicates={}, split="test", n_resamples=0)
+    scores = StudyScores(sets=pd.DataFrame({"job_dir": dirs}), split="test")
     row = cost_table(scores).iloc[0]
     assert (row["size"], row["jobs"], row["stage1_steps"]) == ("4,000", 3, 1000)
     assert row["stage1"] == pytest.approx(25.0) and row["stage1_s_per_step"] == pytest.approx(1.5)

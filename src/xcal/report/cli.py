@@ -149,7 +149,7 @@ def run(args: argparse.Namespace) -> int:
     if args.findings is not None:
         from xcal.report.findings_page import quote_in_readme, write_findings
 
-        doc = write_findings(sweep, args.findings, n_boot=args.n_boot)
+        doc = write_findings(sweep, args.findings)
         print(f"findings: {doc}")
         if args.readme is not None:
             print(f"answer quoted in: {quote_in_readme(doc.read_text(encoding='utf-8'), args.readme)}")

@@ -42,8 +42,9 @@ ID_COLUMNS = (
     "sweep", "job", "job_dir", "intermediate", "size", "size_label", "target", "model", "seed", "data_seed",
     "language", "zero_shot", "split", "calibrated",
 )
-#: Appended after ``n`` and ``reliability_diagram``: the job's primary split, temperature and bin count.
-EXTRA_COLUMNS = ("primary", "temperature", "n_bins")
+#: Appended after ``n`` and ``reliability_diagram``: the job's primary split, temperature, bin count and stage-1
+#: encoder.
+EXTRA_COLUMNS = ("primary", "temperature", "n_bins", "encoder")
 NO_INTERMEDIATE = "none"
 #: Settings that change what a number means: results that differ in one must not be averaged together.
 COMPATIBILITY_KEYS = (("model", "name_or_path"), ("calibration", "n_bins"), ("target", "eval_size"))

@@ -17,10 +17,8 @@ from scipy import stats as sstats
 
 from xcal.pipeline.record import RESULTS_FILE, read_record
 from xcal.report import plots
-from xcal.report.collect import NO_INTERMEDIATE, TRAINING_LANGUAGE, Sweep
-from xcal.report.effects import size_effects
-from xcal.report.selection import POOLED
-from xcal.report.study import Estimate, StudyScores, cell_estimate
+from xcal.report.collect import NO_INTERMEDIATE, TRAINING_LANGUAGE
+from xcal.report.study import Estimate, StudyScores, cell_estimate, slope_estimate
 from xcal.report.tables import to_markdown
 
 ANSWER_METRICS = ("ece", "brier", "signed", "accuracy")
@@ -37,8 +35,18 @@ def _fmt(value: float, digits: int = 3, sign: bool = False) -> str:
     return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
-def _ci(e: Estimate, sign: bool = False) -> str:
-    return f"95% CI {_fmt(e.low, sign=sign)} to {_fmt(e.high, sign=sign)}" if np.isfinite(e.low) else "one seed"
+def _ci(e: Estimate, sign: bool = False, digits: int = 3) -> str:
+    if not np.isfinite(e.low):
+        return "one seed"
+    return f"95% CI {_fmt(e.low, digits, sign)} to {_fmt(e.high, digits, sign)}"
+
+
+def _power_clause(e: Estimate, what: str = "a change", digits: int = 3) -> str:
+    """What a difference could have detected; and, when no cell had two stage-1 encoders, what it is about."""
+    text = f"80% power for {what} of {_fmt(e.detectable, digits)}" if np.isfinite(e.detectable) else ""
+    if e.conditional:
+        text += "; one stage-1 encoder a cell, so it holds for the encoders trained, not for a new stage-1 run"
+    return text
 
 
 def _cells(scores: StudyScores) -> list[tuple[str, int, pd.DataFrame]]:
@@ -51,15 +59,16 @@ def _languages(scores: StudyScores, scope: str) -> list[str]:
     return [TRAINING_LANGUAGE] if scope == "English" else [la for la in langs if la != TRAINING_LANGUAGE]
 
 
-def estimates_table(scores: StudyScores, n_boot: int, seed: int) -> pd.DataFrame:
+def estimates_table(scores: StudyScores) -> pd.DataFrame:
     """Every cell's mean (zero-shot languages, and English) per answer metric with its 95% interval."""
     rows = []
     for task, size, cell in _cells(scores):
         for scope in ("zero-shot", "English"):
             for metric in ANSWER_METRICS:
-                e = cell_estimate(scores, cell, metric, _languages(scores, scope), n_boot=n_boot, seed=seed)
+                e = cell_estimate(scores, cell, metric, _languages(scores, scope))
                 rows.append({"intermediate": task, "size": size, "scope": scope, "metric": metric,
-                             "value": e.value, "low": e.low, "high": e.high, "seeds": e.seeds})
+                             "value": e.value, "low": e.low, "high": e.high, "seeds": e.seeds,
+                             "encoders": e.units if task != NO_INTERMEDIATE else 0})
     return pd.DataFrame(rows)
 
 
@@ -75,41 +84,69 @@ def _largest(scores: StudyScores, task: str) -> tuple[int, str, pd.DataFrame]:
     return size, str(cell["size_label"].iloc[0]), cell
 
 
-def task_sentence(scores: StudyScores, task: str, n_boot: int, seed: int) -> str:
-    """The change from no intermediate stage to the task's largest size, zero-shot ECE and Brier."""
+def task_sentence(scores: StudyScores, task: str) -> str:
+    """The change from no intermediate stage to the task's largest size, zero-shot ECE and Brier: the
+    difference, its interval, and the change the design had 80% power to detect."""
     base, zero_shot = _baseline(scores), _languages(scores, "zero-shot")
     size, label, cell = _largest(scores, task)
-    before = cell_estimate(scores, base, "ece", zero_shot, n_boot=n_boot, seed=seed)
-    after = cell_estimate(scores, cell, "ece", zero_shot, n_boot=n_boot, seed=seed)
-    diff = cell_estimate(scores, cell, "ece", zero_shot, n_boot=n_boot, seed=seed, baseline=base)
-    brier = cell_estimate(scores, cell, "brier", zero_shot, n_boot=n_boot, seed=seed, baseline=base)
-    verdict = ("a change" if not np.isfinite(diff.low) else "a clear change" if diff.excludes_zero()
-               else "no clear change (the interval covers 0)")
+    before = cell_estimate(scores, base, "ece", zero_shot)
+    after = cell_estimate(scores, cell, "ece", zero_shot)
+    diff = cell_estimate(scores, cell, "ece", zero_shot, baseline=base)
+    brier = cell_estimate(scores, cell, "brier", zero_shot, baseline=base)
+    if not np.isfinite(diff.low):
+        verdict = "a change"
+    elif diff.excludes_zero():
+        verdict = "a clear change"
+    else:
+        verdict = "inconclusive (the interval covers 0): a change"
     amount = f"all {size:,}" if label == "full" else f"{size:,}"
     return (f"With {amount} English {task} examples before MultiEmo, zero-shot ECE (mean over "
             f"{len(zero_shot)} languages) is {_fmt(after.value)} ({_ci(after)}) against {_fmt(before.value)} "
             f"({_ci(before)}) without an intermediate stage: {verdict} of {_fmt(diff.value, sign=True)} "
-            f"({_ci(diff, sign=True)}); the Brier score changes by {_fmt(brier.value, sign=True)} "
-            f"({_ci(brier, sign=True)}).")
+            f"({_ci(diff, sign=True)}; {_power_clause(diff)}); the Brier score changes by "
+            f"{_fmt(brier.value, sign=True)} ({_ci(brier, sign=True)}; 80% power for a change of "
+            f"{_fmt(brier.detectable)}).")
+
+
+def _count(flags: pd.Series, of: str) -> str:
+    return f"{int(flags.sum())} of {len(flags)} {of}"
 
 
 def direction_sentence(estimates: pd.DataFrame, scores: StudyScores) -> str:
-    """Over- or under-confident, and how much of zero-shot ECE one English temperature and the oracle remove."""
+    """Over- or under-confident, counted per cell, job and set; what one English temperature and a per-language
+    one (an oracle) do to zero-shot ECE, counted the same way; and the ECE a calibrated model would score."""
     signed = estimates[(estimates["metric"] == "signed") & (estimates["scope"] == "zero-shot")]["value"]
     word = "over-confident" if (signed > 0).all() else "under-confident" if (signed < 0).all() else "mixed"
-    zs = scores.sets[scores.sets["zero_shot"]]
-    mean = {c: float(zs[c].mean()) if c in zs else math.nan for c in ("ece", "ece_ts", "ece_self_ts")}
-    oracle = (f", and an oracle temperature fit on each language's own dev set (self-TS) to "
-              f"{_fmt(mean['ece_self_ts'])}" if np.isfinite(mean["ece_self_ts"]) else "")
-    return (f"Every cell's zero-shot predictions are {word} (mean confidence − accuracy "
-            f"{_fmt(signed.min(), sign=True)} to {_fmt(signed.max(), sign=True)}); a temperature fit on English dev "
-            f"moves zero-shot ECE from {_fmt(mean['ece'])} to {_fmt(mean['ece_ts'])} on average{oracle}.")
+    sets = scores.sets
+    zs = sets[sets["zero_shot"]]
+    per_job = zs.groupby("job_dir")[[c for c in ("signed", "ece", "ece_ts", "ece_self_ts") if c in zs]].mean()
+    english = sets[~sets["zero_shot"]]
+    text = (f"Zero-shot predictions are {word} in every cell's mean (mean confidence − accuracy "
+            f"{_fmt(signed.min(), sign=True)} to {_fmt(signed.max(), sign=True)}; per job "
+            f"{_fmt(per_job['signed'].min(), sign=True)} to {_fmt(per_job['signed'].max(), sign=True)}), but "
+            f"{_count(zs['signed'] < 0, 'job × language sets')} are under-confident, and English test in "
+            f"{_count(english['signed'] < 0, 'jobs')}.")
+    if "ece_ts" in zs:
+        text += (f" A temperature fit on English dev lowers mean zero-shot ECE from {_fmt(zs['ece'].mean())} to "
+                 f"{_fmt(zs['ece_ts'].mean())} but raises it in {_count(per_job['ece_ts'] > per_job['ece'], 'jobs')} "
+                 f"({_count(zs['ece_ts'] > zs['ece'], 'sets')})")
+        if "ece_self_ts" in zs:
+            text += (f"; a temperature fit on each language's own labelled dev set (an oracle: zero-shot has no such "
+                     f"labels) gives {_fmt(zs['ece_self_ts'].mean())}, worse than the English one in "
+                     f"{_count(per_job['ece_self_ts'] > per_job['ece_ts'], 'jobs')} "
+                     f"({_count(zs['ece_self_ts'] > zs['ece_ts'], 'sets')})")
+        text += "."
+    if "ece_if_calibrated" in zs:
+        text += (f" A perfectly calibrated model with the same confidences would score ECE "
+                 f"{_fmt(zs['ece_if_calibrated'].mean())} on these sets ({int(sets['n_bins'].iloc[0])} bins), "
+                 "so that much of any ECE here is the estimator's own bias.")
+    return text
 
 
-def headline(scores: StudyScores, estimates: pd.DataFrame, n_boot: int, seed: int) -> list[str]:
+def headline(scores: StudyScores, estimates: pd.DataFrame) -> list[str]:
     """The three sentences the README quotes: each intermediate task's effect, then the direction."""
     tasks = [t for t in sorted(scores.sets["intermediate"].unique()) if t != NO_INTERMEDIATE]
-    return [*(task_sentence(scores, t, n_boot, seed) for t in tasks), direction_sentence(estimates, scores)]
+    return [*(task_sentence(scores, t) for t in tasks), direction_sentence(estimates, scores)]
 
 
 def load_histories(scores: StudyScores) -> pd.DataFrame:
@@ -204,8 +241,9 @@ def cost_table(scores: StudyScores) -> pd.DataFrame:
 
 def per_language_table(scores: StudyScores) -> pd.DataFrame:
     """Per language, mean over jobs: accuracy, ECE, signed calibration, ECE after English-dev TS and self-TS,
-    the two temperatures."""
-    columns = [c for c in ("accuracy", "ece", "signed", "ece_ts", "ece_self_ts", "self_temperature")
+    the per-language temperature, the ECE a calibrated model would score, and the debiased l2 error."""
+    columns = [c for c in ("accuracy", "ece", "signed", "ece_ts", "ece_self_ts", "self_temperature",
+                           "ece_if_calibrated", "debiased_ece")
                if c in scores.sets]
     table = scores.sets.groupby("language")[columns].mean().reset_index()
     order = plots.ordered_languages(list(table["language"]))
@@ -269,14 +307,20 @@ def published_table(scores: StudyScores) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def slope_sentences(sweep: Sweep, n_boot: int, seed: int) -> list[str]:
-    """The fitted change of zero-shot ECE and Brier per doubling of each intermediate set (:mod:`.effects`)."""
-    table = sweep.table
-    tasks = [t for t in table["intermediate"].unique() if t != NO_INTERMEDIATE]
-    if not tasks:
-        return []
-    effects = size_effects(sweep, metrics=("ece", "brier"), n_boot=n_boot, seed=seed)
-    return [str(s) for s in effects.loc[effects["language"] == POOLED, "sentence"]]
+def slope_sentences(scores: StudyScores) -> list[str]:
+    """The fitted change of zero-shot ECE and Brier per doubling of each intermediate set, over its sizes."""
+    zero_shot = _languages(scores, "zero-shot")
+    out = []
+    for task in [t for t in sorted(scores.sets["intermediate"].unique()) if t != NO_INTERMEDIATE]:
+        for metric, name in (("ece", "ECE"), ("brier", "the Brier score")):
+            e = slope_estimate(scores, task, metric, zero_shot)
+            if not np.isfinite(e.value):
+                continue
+            n_sizes = scores.sets.loc[scores.sets["intermediate"] == task, "size"].nunique()
+            verdict = "changes" if e.excludes_zero() else "shows no clear trend: it changes"
+            out.append(f"Zero-shot {name} {verdict} by {_fmt(e.value, 4, sign=True)} per doubling of the {task} "
+                       f"set ({_ci(e, True, 4)}, {n_sizes} sizes, {e.seeds} jobs; {_power_clause(e, 'a slope', 4)}).")
+    return out
 
 
 def markdown_table(frame: pd.DataFrame) -> str:

@@ -69,6 +69,17 @@ def _size(record: dict[str, Any]) -> tuple[int, str]:
     return value, str(value)
 
 
+def _encoder(record: dict[str, Any], size_label: str) -> str | None:
+    """The stage-1 encoder a job fine-tuned, None without a stage 1: the report's unit of replication. Jobs with
+    the same stage-1 task, size, seed and data seed share it (training is deterministic at a fixed seed, so a
+    stage 1 trained again under a new cache key is the same encoder)."""
+    cfg, stage = record["config"], record.get("intermediate") or {}
+    if stage.get("skipped") or cfg["intermediate"].get("size") == 0:
+        return None
+    seed = cfg["intermediate"].get("seed", cfg.get("seed"))
+    return f"{cfg['intermediate']['name']}-{size_label}-seed{seed}-data{cfg.get('data_seed', 0)}"
+
+
 def grid_cell(record: dict[str, Any]) -> tuple[str, str, str, str, int] | None:
     """(model, intermediate, size label, target, seed) from a config, or None when the config is unusable."""
     try:
@@ -107,6 +118,7 @@ def _rows(record: dict[str, Any], job_dir: Path, sweep_dir: Path) -> list[dict[s
         "model": str(_get(cfg, "model", "name")),
         "seed": seed,
         "data_seed": _as_int(data_seed, "config.data_seed"),
+        "encoder": _encoder(record, size_label),
     }
     primary = record.get("primary_split")
     zeroshot = _get(record, "zeroshot")

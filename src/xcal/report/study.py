@@ -5,9 +5,8 @@ Each (job, language) test set gets the calibration terms a reader needs to inter
 published 10 bins beside xcal's 15, and ECE after two temperatures: the zero-shot one (fit on English dev,
 what a user can do) and an oracle fit on the language's own dev set ("self-TS", Ahuja et al. 2022).
 
-Cell means over seeds come with 95% intervals from a two-level bootstrap: seeds resampled within the cell
-(training noise) and, for each drawn job, one of its example resamples (the finite test set), each centred on
-the observed value as in :mod:`xcal.report.effects`. Differences between cells resample both independently.
+Cell means, their differences and size slopes come with the nested-design t intervals of
+:mod:`xcal.report.inference`: the stage-1 encoder is the unit of a cell, target seeds sub-sample it.
 """
 
 from __future__ import annotations
@@ -22,12 +21,10 @@ import pandas as pd
 import torch
 
 from xcal.calibration import fit_temperature
-from xcal.metrics import assign_bins, brier_decomposition, uniform_edges
+from xcal.metrics import assign_bins, brier_decomposition, debiased_ece, uniform_edges
 from xcal.report.collect import TRAINING_LANGUAGE, Sweep, load_predictions
-from xcal.report.resampling import LEVEL, interval, stable_seed
+from xcal.report.inference import Design, contrast, detectable, slope_weights
 
-#: Metrics with example resamples, so cell intervals cover the test-set noise too.
-RESAMPLED = ("accuracy", "ece", "ece10", "brier", "signed")
 DECOMPOSITION = ("reliability", "resolution", "uncertainty", "within_bin_variance", "within_bin_covariance")
 PUBLISHED_BINS = 10
 
@@ -46,27 +43,9 @@ def _ece(conf: np.ndarray, correct: np.ndarray, n_bins: int) -> float:
     return float(np.abs(gaps).sum() / len(conf))
 
 
-def resampled(probs: np.ndarray, labels: np.ndarray, n_bins: int, n_resamples: int,
-              seed: int) -> dict[str, np.ndarray]:
-    """:data:`RESAMPLED` metrics on ``n_resamples`` bootstrap resamples of the examples (``(R,)`` each); each
-    example keeps its bin, so a resample's ECE is a weighted sum of per-example terms."""
-    conf, correct = probs.max(-1), (probs.argmax(-1) == labels).astype(np.float64)
-    onehot = np.eye(probs.shape[1])[labels]
-    brier = ((probs - onehot) ** 2).sum(-1)
-    idx = np.random.default_rng(seed).integers(0, len(labels), (n_resamples, len(labels)))
-    out = {"accuracy": correct[idx].mean(1), "brier": brier[idx].mean(1)}
-    out["signed"] = conf[idx].mean(1) - out["accuracy"]
-    rows = np.arange(n_resamples)[:, None]
-    for name, bins in (("ece", n_bins), ("ece10", PUBLISHED_BINS)):
-        flat = (rows * bins + _bins(conf, bins)[idx]).ravel()
-        gaps = (np.bincount(flat, weights=conf[idx].ravel(), minlength=n_resamples * bins)
-                - np.bincount(flat, weights=correct[idx].ravel(), minlength=n_resamples * bins))
-        out[name] = np.abs(gaps.reshape(n_resamples, bins)).sum(1) / len(labels)
-    return out
-
-
 def set_scores(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> dict[str, float]:
-    """Accuracy, ECE (``n_bins`` and 10 bins), Brier with its decomposition, NLL, mean confidence, signed."""
+    """Accuracy, ECE (``n_bins`` and 10 bins), Brier with its decomposition, NLL, mean confidence, signed, the
+    debiased l2 calibration error, and the ECE a perfectly calibrated model would score here."""
     conf, correct = probs.max(-1), (probs.argmax(-1) == labels).astype(np.float64)
     p, y = torch.as_tensor(probs), torch.as_tensor(labels)
     scores = {"accuracy": float(correct.mean()), "ece": _ece(conf, correct, n_bins),
@@ -77,23 +56,38 @@ def set_scores(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> dict[str, 
     scores["signed"] = scores["confidence"] - scores["accuracy"]
     parts = brier_decomposition(p, y, n_bins=n_bins).as_dict()
     scores.update({k: v for k, v in parts.items() if k in DECOMPOSITION})
+    scores["debiased_ece"] = float(debiased_ece(p, y, n_bins=n_bins))
+    scores["ece_if_calibrated"] = calibrated_ece(conf, n_bins)
     return scores
+
+
+#: Label draws behind :func:`calibrated_ece` (its standard error is then about 0.0003 at 1,000 examples).
+CALIBRATED_DRAWS = 200
+
+
+def calibrated_ece(conf: np.ndarray, n_bins: int, draws: int = CALIBRATED_DRAWS) -> float:
+    """The ECE a perfectly calibrated model with these confidences would score on this many examples: each
+    prediction is right with probability its confidence. Binned ECE is biased upwards at finite size, so this is
+    the floor a measured ECE is read against, not 0."""
+    correct = np.random.default_rng(0).random((draws, len(conf))) < conf
+    bins = _bins(conf, n_bins)
+    flat = (np.arange(draws)[:, None] * n_bins + bins).ravel()
+    gaps = (np.bincount(flat, weights=np.broadcast_to(conf, correct.shape).ravel(), minlength=draws * n_bins)
+            - np.bincount(flat, weights=correct.ravel().astype(np.float64), minlength=draws * n_bins))
+    return float(np.abs(gaps.reshape(draws, n_bins)).sum(1).mean() / len(conf))
 
 
 @dataclass
 class StudyScores:
-    """Per (job, language) rows of :func:`set_scores` (+ temperatures and TS variants) and their resamples."""
+    """Per (job, language) rows of :func:`set_scores` (+ temperatures and TS variants)."""
 
     sets: pd.DataFrame
-    replicates: dict[tuple[str, str], dict[str, np.ndarray]]
     split: str
-    n_resamples: int
 
 
-def _job_rows(job: pd.Series, languages: Sequence[str], split: str, n_resamples: int,
-              seed: int) -> tuple[list[dict], dict]:
+def _job_rows(job: pd.Series, languages: Sequence[str], split: str) -> list[dict]:
     """Score every language of one job: raw, English-dev temperature, own-dev temperature (self-TS)."""
-    rows, reps = [], {}
+    rows = []
     n_bins = int(job["n_bins"]) if int(job["n_bins"]) > 0 else 15
     for language in languages:
         test, dev = (_raw_logits(job["job_dir"], language, s) for s in (split, "dev"))
@@ -110,9 +104,7 @@ def _job_rows(job: pd.Series, languages: Sequence[str], split: str, n_resamples:
             row["self_temperature"] = fit_temperature(torch.as_tensor(dev[0]), torch.as_tensor(dev[1]))
             row["ece_self_ts"] = set_scores(_probs(logits, row["self_temperature"]), labels, n_bins)["ece"]
         rows.append(row)
-        raw = resampled(probs, labels, n_bins, n_resamples, stable_seed(seed, job["job"], language, split))
-        reps[(job["job_dir"], language)] = {m: v - v.mean() + row[m] for m, v in raw.items()}
-    return rows, reps
+    return rows
 
 
 def _raw_logits(job_dir: str, language: str, split: str) -> tuple[np.ndarray, np.ndarray] | None:
@@ -124,61 +116,84 @@ def _raw_logits(job_dir: str, language: str, split: str) -> tuple[np.ndarray, np
     return np.log(np.clip(probs, 1e-300, None)), labels
 
 
-def score_study(sweep: Sweep, *, split: str = "test", n_resamples: int = 200, seed: int = 0) -> StudyScores:
+def score_study(sweep: Sweep, *, split: str = "test") -> StudyScores:
     """Re-score every finished job's ``split`` predictions, every language."""
     table = sweep.table[(sweep.table["split"] == split) & ~sweep.table["calibrated"]]
-    keys = ["job", "job_dir", "intermediate", "size", "size_label", "target", "model", "seed", "temperature",
-            "n_bins"]
+    keys = ["job", "job_dir", "intermediate", "size", "size_label", "target", "model", "seed", "encoder",
+            "temperature", "n_bins"]
     jobs = table[keys].drop_duplicates("job_dir").sort_values(["intermediate", "size", "seed"])
-    rows, replicates = [], {}
+    rows = []
     for _, job in jobs.iterrows():
         languages = sorted(table.loc[table["job_dir"] == job["job_dir"], "language"].unique())
-        job_rows, job_reps = _job_rows(job, languages, split, n_resamples, seed)
-        rows += job_rows
-        replicates.update(job_reps)
-    return StudyScores(pd.DataFrame(rows), replicates, split, n_resamples)
-
-
-def _cell_draws(scores: StudyScores, jobs: Sequence[str], languages: Sequence[str], metric: str, n_boot: int,
-                rng: np.random.Generator) -> np.ndarray:
-    """``n_boot`` bootstrap draws of the cell mean (over seeds) of the per-job mean over ``languages``."""
-    per_job = np.stack([np.mean([scores.replicates[(j, la)][metric] for la in languages], axis=0) for j in jobs])
-    picked = rng.integers(0, len(jobs), (n_boot, len(jobs)))
-    columns = rng.integers(0, per_job.shape[1], (n_boot, len(jobs)))
-    return per_job[picked, columns].mean(1)
+        rows += _job_rows(job, languages, split)
+    return StudyScores(pd.DataFrame(rows), split)
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """A cell mean (or a difference of two) with its 95% interval and how many seeds stand behind it."""
+    """A cell mean (or a difference of two) with its 95% interval (:mod:`xcal.report.inference`), the jobs and
+    units behind it, and the smallest change the design detects with 80% power."""
 
     value: float
     low: float
     high: float
-    seeds: int
+    seeds: int  # jobs behind the estimate
+    units: int = 0  # stage-1 encoders (or, without a stage 1, target seeds) of its least replicated cell
+    detectable: float = math.nan
+    conditional: bool = False  # stage-1 variance not estimable: holds for the encoders trained
 
     def excludes_zero(self) -> bool:
         return bool(np.isfinite(self.low) and (self.low > 0 or self.high < 0))
 
 
+def job_values(scores: StudyScores, metric: str, languages: Sequence[str]) -> pd.DataFrame:
+    """Per job: its cell ``(intermediate, size)``, its stage-1 encoder and ``metric`` averaged over
+    ``languages``: the values the study's intervals are made of (languages and examples live inside a job)."""
+    sets = scores.sets[scores.sets["language"].isin(languages)]
+    jobs = sets.groupby("job_dir", sort=True).agg(
+        intermediate=("intermediate", "first"), size=("size", "first"), encoder=("encoder", "first"),
+        value=(metric, "mean"))
+    jobs["cell"] = list(zip(jobs["intermediate"], jobs["size"].astype(int), strict=True))
+    jobs["encoder"] = pd.Series([None if pd.isna(e) else str(e) for e in jobs["encoder"]], index=jobs.index,
+                                dtype=object)
+    return jobs
+
+
 def cell_estimate(scores: StudyScores, cell: pd.DataFrame, metric: str, languages: Sequence[str], *,
-                  n_boot: int = 2000, seed: int = 0, baseline: pd.DataFrame | None = None) -> Estimate:
-    """Mean over the cell's seeds of the per-job mean over ``languages`` (or its difference to ``baseline``'s),
-    with the two-level bootstrap interval."""
-    jobs = list(cell["job_dir"].unique())
-    value = _mean_of(cell, metric, languages)
-    # Seeded by job names, not paths: the same study gives the same intervals wherever it is checked out.
-    rng = np.random.default_rng(stable_seed(seed, metric, *sorted(Path(j).name for j in jobs)))
-    draws = _cell_draws(scores, jobs, languages, metric, n_boot, rng) if metric in RESAMPLED else None
+                  baseline: pd.DataFrame | None = None) -> Estimate:
+    """Mean over the cell's stage-1 encoders (each the mean of its target seeds) of the per-job mean over
+    ``languages``, or its difference to ``baseline``'s, with a t interval whose variance components are pooled
+    over every cell of the study."""
+    jobs = job_values(scores, metric, languages)
+    design = Design.of(list(jobs["cell"]), list(jobs["encoder"]))
+    (key,) = {(t, int(s)) for t, s in zip(cell["intermediate"], cell["size"], strict=True)}
+    weights = np.zeros(len(design.cells))
+    weights[design.cells.index(key)] = 1.0
+    involved = [key]
     if baseline is not None:
-        base_jobs = list(baseline["job_dir"].unique())
-        value -= _mean_of(baseline, metric, languages)
-        if draws is not None:
-            draws = draws - _cell_draws(scores, base_jobs, languages, metric, n_boot, rng)
-    low, high = interval(draws, LEVEL) if draws is not None and len(jobs) > 1 else (math.nan, math.nan)
-    return Estimate(float(value), low, high, len(jobs))
+        (base_key,) = {(t, int(s)) for t, s in zip(baseline["intermediate"], baseline["size"], strict=True)}
+        weights[design.cells.index(base_key)] -= 1.0
+        involved.append(base_key)
+    values = jobs["value"].to_numpy(np.float64)
+    result = contrast(values, design, weights)
+    se, df = float(result.se), float(result.df)
+    n_jobs = int(jobs["cell"].isin(involved).sum())
+    units = min(design.encoders_in(design.cells.index(c)) for c in involved)
+    low, high = (float(result.low), float(result.high)) if np.isfinite(se) and se > 0 else (math.nan, math.nan)
+    return Estimate(float(result.value), low, high, n_jobs, units, detectable(se, df), result.conditional)
 
 
-def _mean_of(cell: pd.DataFrame, metric: str, languages: Sequence[str]) -> float:
-    rows = cell[cell["language"].isin(languages)]
-    return float(rows.groupby("job_dir")[metric].mean().mean())
+def slope_estimate(scores: StudyScores, task: str, metric: str, languages: Sequence[str]) -> Estimate:
+    """The least-squares change of ``metric`` per doubling of ``task``'s training set over its sizes above 0,
+    fitted to cell means (each a mean over stage-1 encoders), with the same pooled t interval."""
+    jobs = job_values(scores, metric, languages)
+    design = Design.of(list(jobs["cell"]), list(jobs["encoder"]))
+    sizes = {c: math.log2(c[1]) for c in design.cells if c[0] == task and c[1] > 0}
+    if len(sizes) < 2:
+        return Estimate(math.nan, math.nan, math.nan, 0)
+    result = contrast(jobs["value"].to_numpy(np.float64), design, slope_weights(design, sizes))
+    se, df = float(result.se), float(result.df)
+    low, high = (float(result.low), float(result.high)) if np.isfinite(se) and se > 0 else (math.nan, math.nan)
+    units = min(design.encoders_in(design.cells.index(c)) for c in sizes)
+    return Estimate(float(result.value), low, high, int(jobs["cell"].isin(list(sizes)).sum()), units,
+                    detectable(se, df), result.conditional)
