@@ -14,7 +14,7 @@ from xcal.report.inference import (
     contrast,
     detectable,
     difference_weights,
-    planned_se,
+    planned_difference,
     power,
     slope_weights,
 )
@@ -112,13 +112,14 @@ def test_power_and_the_detectable_effect_agree_with_a_normal_approximation_at_ma
 
 
 def test_a_planned_design_gives_the_standard_error_a_simulation_measures() -> None:
-    design = study(3, 5)
+    design = Design.balanced([("none", 0, 15), ("vitaminc 16000", 3, 5), ("social_iqa full", 3, 5)])
     weights = difference_weights(design, "vitaminc 16000", "none")
-    se, df = planned_se(ENCODER_SD**2, SEED_SD**2, design, weights)
+    se, df = planned_difference(ENCODER_SD**2, SEED_SD**2, encoders=3, seeds=5, baseline_seeds=15, stage1_cells=2)
     values, _ = simulate(design, {}, np.random.default_rng(3))
     measured = contrast(values, design, weights)
     assert se == pytest.approx(float(np.std(measured.value)), rel=0.03)
-    assert 4 < df < design.n_jobs
+    # the planned degrees of freedom are the typical ones of the simulated studies' intervals
+    assert df == pytest.approx(float(np.median(measured.df)), rel=0.25)
 
 
 def test_a_cell_cannot_mix_jobs_with_and_without_a_stage_one() -> None:

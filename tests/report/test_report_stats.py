@@ -78,7 +78,7 @@ def effect(effects: pd.DataFrame, language: str, metric: str = "ece") -> pd.Seri
 def test_tidy_table_columns_rows_and_values(main_sweep: Sweep, tmp_path: Path) -> None:
     table = main_sweep.table
     assert list(table.columns) == [*ID_COLUMNS, *ALL_METRICS, "n", "reliability_diagram", "primary", "temperature",
-                                   "n_bins"]
+                                   "n_bins", "encoder"]
     assert len(table) == 5 * 3 * 4 * 2  # sizes x seeds x languages x (raw, temperature-scaled)
     assert sorted(table["size"].unique()) == list(SIZES)
     assert table["job"].nunique() == 15 and set(table["seed"]) == {0, 1, 2}
@@ -86,6 +86,9 @@ def test_tidy_table_columns_rows_and_values(main_sweep: Sweep, tmp_path: Path) -
     assert (table["zero_shot"] == (table["language"] != "en")).all()
     assert set(table["split"]) == {"test"} and table["primary"].all()
     assert (table["n"] == 400).all() and (table["temperature"] == 1.25).all() and (table["n_bins"] == 15).all()
+    # no stage 1 at size 0; above it each job trained its own (intermediate.seed follows seed)
+    assert table.loc[table["size"] == 0, "encoder"].isna().all()
+    assert set(table.loc[(table["size"] == 100) & (table["seed"] == 2), "encoder"]) == {"mnli-100-seed2-data0"}
     assert table.groupby("calibrated").size().to_dict() == {False: 60, True: 60}
     assert main_sweep.problems == [] and (main_sweep.jobs["status"] == "ok").all() and len(main_sweep.jobs) == 15
     raw = table[~table["calibrated"]]

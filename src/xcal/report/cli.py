@@ -2,6 +2,7 @@
 
     xcal-report multirun/vitaminc_sweep [more sweep dirs] [--out DIR] [--calibrated] [--n-boot 1000]
                 [--metrics ece,brier] [--findings docs/findings.md] [--wandb]
+    xcal-report PILOT_SWEEP --plan ece=0.02 brier=0.01 [--plan-costs multirun/embedded_study] [--budget-hours 15]
 
 stdout: the mean over zero-shot languages by size, the effect sentences, and last ``report: <path>``.
 stderr: notes on failed, corrupt or missing jobs (the report is still written from the good ones), or one
@@ -64,6 +65,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--readme", type=Path, default=None, metavar="PATH",
                         help="with --findings: quote its first answer sentences between the <!-- findings: begin/end "
                              "--> markers of PATH (e.g. README.md)")
+    parser.add_argument("--plan", nargs="+", default=None, metavar="GOAL",
+                        help="plan a study from this finished sweep (a pilot) instead of reporting it: the encoders "
+                             "and target seeds a headline cell needs for 80%% power to detect each GOAL "
+                             "(METRIC=EFFECT, METRIC ece or brier; a bare number is ece), and its hours on this "
+                             "machine, e.g. --plan ece=0.02 brier=0.01; written to <out>/plan.md")
+    parser.add_argument("--plan-costs", type=Path, default=None, metavar="SWEEP_DIR",
+                        help="with --plan: the sweep whose stage-1 cells give the headline comparisons and stage-1 "
+                             "minutes (default: the planned sweep itself)")
+    parser.add_argument("--budget-hours", type=float, default=15.0,
+                        help="with --plan: also the design this many hours buys that comes closest to the goals "
+                             "(default 15)")
     parser.add_argument("--wandb", action="store_true",
                         help="also log the tables and figures to one W&B run (offline unless credentials are set)")
     return parser
@@ -134,6 +146,8 @@ def run(args: argparse.Namespace) -> int:
                           f"results.json is failed or unreadable (see the notes above); re-run the sweep with "
                           f"`xcal -m ...`, which skips finished jobs")
     out = args.out or (args.sweep_dirs[0] / "report")
+    if args.plan is not None:
+        return plan(args, sweep, out)
     report = build_report(sweep, out, n_boot=args.n_boot, calibrated=args.calibrated, metrics=metrics)
     state = "temperature-scaled" if args.calibrated else "raw"
     scope = "zero-shot languages" if report.sweep.table["zero_shot"].any() else "languages (English only)"
@@ -156,6 +170,24 @@ def run(args: argparse.Namespace) -> int:
     if args.wandb:
         print(f"wandb: {log_to_wandb(report, report.out_dir)}")
     print(f"report: {report.files['html']}")
+    return 0
+
+
+def plan(args: argparse.Namespace, sweep, out: Path) -> int:
+    """``--plan``: print the study design the pilot's variance and minutes call for; ``<out>/plan.md``."""
+    from xcal.report.collect import ReportError, load_sweep
+    from xcal.report.plan import parse_goals, read_pilot, render_plan
+
+    goals = parse_goals(args.plan)
+    if not args.budget_hours > 0:
+        raise ReportError(f"--budget-hours {args.budget_hours}: give the hours a study may take, > 0")
+    costs = load_sweep(args.plan_costs) if args.plan_costs is not None else None
+    text = render_plan(read_pilot(sweep, costs), goals, args.budget_hours,
+                       " + ".join(map(str, args.sweep_dirs)))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "plan.md").write_text(text, encoding="utf-8")
+    print(text)
+    print(f"plan: {out / 'plan.md'}")
     return 0
 
 

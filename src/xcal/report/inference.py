@@ -237,53 +237,51 @@ def slope_weights(design: Design, xs: dict[Hashable, float]) -> np.ndarray:
 
 
 #: Quantiles of the chi-square that average the noncentral t's tail (deterministic and never NaN, unlike
-#: scipy's nct at small degrees of freedom and large noncentrality).
-_QUANTILES = (np.arange(4000) + 0.5) / 4000
+#: scipy's nct at small degrees of freedom and large noncentrality; power to within about 1e-4).
+_QUANTILES = (np.arange(1000) + 0.5) / 1000
+
+
+def _power_curve(df: float, level: float):
+    """Power as a function of the noncentrality |effect|/se at ``df``: the mean over the chi-square of the
+    estimated variance of the normal's two tails beyond the critical value."""
+    scale = stats.t.ppf(0.5 + level / 2, df) * np.sqrt(stats.chi2.ppf(_QUANTILES, df) / df)
+    return lambda ncp: float(np.mean(stats.norm.cdf(ncp - scale) + stats.norm.cdf(-ncp - scale)))
+
+
+def _usable(se: float, df: float) -> bool:
+    return bool(np.isfinite(se) and se > 0 and np.isfinite(df) and df > 0)
 
 
 def power(effect: float, se: float, df: float, *, level: float = LEVEL) -> float:
-    """Probability that the two-sided t interval excludes 0 when the true contrast is ``effect``: the noncentral
-    t's tails, as the mean over the chi-square of the estimated variance of the normal's."""
-    if not (np.isfinite(se) and se > 0 and np.isfinite(df) and df > 0):
-        return float("nan")
-    crit = stats.t.ppf(0.5 + level / 2, df)
-    ncp = abs(effect) / se
-    scale = crit * np.sqrt(stats.chi2.ppf(_QUANTILES, df) / df)
-    return float(np.mean(stats.norm.cdf(ncp - scale) + stats.norm.cdf(-ncp - scale)))
+    """Probability that the two-sided t interval excludes 0 when the true contrast is ``effect``."""
+    return _power_curve(df, level)(abs(effect) / se) if _usable(se, df) else float("nan")
 
 
 def detectable(se: float, df: float, *, target: float = POWER, level: float = LEVEL) -> float:
     """The smallest true contrast the design detects with probability ``target`` (its minimum detectable effect)."""
-    if not (np.isfinite(se) and se > 0 and np.isfinite(df) and df > 0):
+    if not _usable(se, df):
         return float("nan")
-    upper = se * (stats.t.ppf(0.5 + level / 2, df) + 1.0)
-    while power(upper, se, df, level=level) < target:
+    curve = _power_curve(df, level)
+    upper = stats.t.ppf(0.5 + level / 2, df) + 1.0
+    while curve(upper) < target:
         upper *= 2.0
-    return float(optimize.brentq(lambda d: power(d, se, df, level=level) - target, 0.0, upper, xtol=1e-12 * upper))
+    return se * float(optimize.brentq(lambda ncp: curve(ncp) - target, 0.0, upper, xtol=1e-12))
 
 
-def planned_se(var_encoder: float, var_seed: float, design: Design, weights: Sequence[float],
-               df_seed: float | None = None, df_encoder: float | None = None) -> tuple[float, float]:
-    """Standard error and Satterthwaite degrees of freedom a planned ``design`` would give a contrast, at the
-    given variance components (a pilot's estimates). The degrees of freedom are those of the planned design's
-    own mean squares unless given."""
-    a_enc, a_seed = _variance_weights(design, np.asarray(weights, dtype=np.float64))
-    var = a_enc * var_encoder + a_seed * var_seed
-    n_groups = len(design.has_stage1)
-    df_s = float(design.n_jobs - n_groups) if df_seed is None else df_seed
-    counts = np.bincount(design.group_of, minlength=n_groups)
-    df_e, k = 0.0, 0.0
-    for cell in range(len(design.cells)):
-        groups = np.flatnonzero((design.group_cell == cell) & design.has_stage1)
-        if len(groups) >= 2:
-            kk = counts[groups].astype(np.float64)
-            df_e += len(groups) - 1
-            k += kk.sum() - (kk**2).sum() / kk.sum()
-    df_e = df_e if df_encoder is None else df_encoder
-    if a_enc == 0 or df_e == 0 or var_encoder == 0:
-        return float(np.sqrt(var)), df_s
-    k = k / df_e if k else float(np.mean(counts[design.has_stage1]))
-    ms_e = var_seed + k * var_encoder
-    c_e, c_s = a_enc / k, a_seed - a_enc / k
-    df = var**2 / ((c_e * ms_e) ** 2 / df_e + (c_s * var_seed) ** 2 / df_s)
+def planned_difference(var_encoder: float, var_seed: float, *, encoders: int, seeds: int, baseline_seeds: int,
+                       stage1_cells: int = 1) -> tuple[float, float]:
+    """Standard error and Satterthwaite degrees of freedom of (a stage-1 cell) - (the no-stage-1 baseline) in a
+    planned balanced study: ``stage1_cells`` cells of ``encoders`` x ``seeds`` jobs beside ``baseline_seeds``
+    baseline jobs, at the given variance components (a pilot's estimates); the mean squares pooled as
+    :func:`components` pools them."""
+    var_cell = var_encoder / encoders + var_seed / (encoders * seeds)
+    var = var_cell + var_seed / baseline_seeds
+    df_seed = stage1_cells * encoders * (seeds - 1) + baseline_seeds - 1
+    df_encoder = stage1_cells * (encoders - 1)
+    if var_encoder == 0 or df_encoder == 0:
+        return float(np.sqrt(var)), float(df_seed)
+    # var = c_e E[ms_encoder] + c_s E[ms_seed], E[ms_encoder] = var_seed + seeds var_encoder
+    c_e, c_s = 1.0 / (encoders * seeds), 1.0 / baseline_seeds
+    ms_e = var_seed + seeds * var_encoder
+    df = var**2 / ((c_e * ms_e) ** 2 / df_encoder + (c_s * var_seed) ** 2 / df_seed)
     return float(np.sqrt(var)), float(df)
