@@ -63,6 +63,7 @@ lint: $(DEV_STAMP)
 
 bench: $(DEV_STAMP)
 	$(PY) benchmarks/bench_metrics.py
+	$(PY) benchmarks/bench_coverage.py
 	$(PY) benchmarks/bench_sweep_cache.py
 	$(PY) benchmarks/bench_training.py
 	$(PY) benchmarks/bench_gpu.py all
