@@ -6,7 +6,9 @@ against a known truth. Tolerance for a recovered slope: the only deviation from 
 planted per-job noise (sd ``noise``), so the OLS slope has standard error ``noise / sqrt(sum((x - mean x)^2))``
 over the jobs' ``x = log2(size)``; the tests allow 4 standard errors (computed from the design below), which
 a correct fit misses with probability < 1e-4 and a wrong slope (e.g. per size instead of per doubling, or a
-sign error) exceeds by orders of magnitude.
+sign error) exceeds by orders of magnitude. The slope's interval is the nested t interval of
+:mod:`xcal.report.inference`; here it is recomputed by hand from the jobs' values (the textbook t interval on
+stage-1 encoder means), which is what it must equal in these balanced designs.
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy import stats
 
 from report_fixtures import FULL_SIZE, job_name, write_synthetic_sweep
-from xcal.metrics import accuracy, brier_score, expected_calibration_error, negative_log_likelihood
+from xcal.metrics import brier_score, expected_calibration_error, negative_log_likelihood
 from xcal.report.collect import ReportError, Sweep, load_predictions, load_sweep, write_tidy
-from xcal.report.effects import size_effects
+from xcal.report.effects import T_CONDITIONAL, T_ENCODERS, size_effects
 from xcal.report.registry import CALIBRATION_METRICS
-from xcal.report.resampling import example_replicates
 from xcal.report.selection import MEAN_ALL, MEAN_ZERO_SHOT, POOLED
 from xcal.report.sentences import effect_sentence
 from xcal.report.tables import summary_table, to_html, to_markdown
@@ -55,7 +57,7 @@ def main_sweep(tmp_path_factory: pytest.TempPathFactory) -> Sweep:
 
 @pytest.fixture(scope="module")
 def main_effects(main_sweep: Sweep) -> pd.DataFrame:
-    return size_effects(main_sweep)  # the default run: 1000 resamples over seeds and examples
+    return size_effects(main_sweep)  # the default run: the t interval
 
 
 @pytest.fixture(scope="module")
@@ -125,25 +127,6 @@ def test_predictions_agree_with_results_and_temperature(main_sweep: Sweep) -> No
     assert load_predictions(Path(row["job_dir"]), "it", "test", False) is None  # no such language saved
 
 
-def test_example_replicates_match_xcal_metrics() -> None:
-    rng = np.random.default_rng(3)
-    probs = rng.dirichlet([1.0, 1.0, 1.0], 150)
-    labels = rng.integers(0, 3, 150)
-    metrics = ("ece", "mce", "adaptive_ece", "brier", "nll", "accuracy")
-    reps = example_replicates(probs, labels, metrics, n_bins=10, n_resamples=6, seed=42)
-    idx = torch.randint(150, (6, 150), generator=torch.Generator().manual_seed(42))
-    for r in range(6):
-        p, y = torch.from_numpy(probs[idx[r].numpy()]), torch.from_numpy(labels[idx[r].numpy()])
-        expected = {
-            "ece": expected_calibration_error(p, y, n_bins=10), "mce": expected_calibration_error(p, y, 10, "max"),
-            "adaptive_ece": expected_calibration_error(p, y, n_bins=10, binning="quantile"),
-            "brier": brier_score(p, y), "nll": negative_log_likelihood(p, y), "accuracy": accuracy(p, y),
-        }
-        for metric in metrics:
-            assert reps[metric][r] == pytest.approx(float(expected[metric]), abs=1e-12), metric
-    assert "smooth_ece" not in example_replicates(probs, labels, ("smooth_ece",), n_resamples=2)
-
-
 # ----------------------------------------------------------------------------------------------- summary
 
 
@@ -182,21 +165,45 @@ def test_summary_table_matches_pandas(main_sweep: Sweep) -> None:
 # ----------------------------------------------------------------------------------------------- size effects
 
 
-def test_planted_slope_recovered_with_interval(main_effects: pd.DataFrame) -> None:
+def textbook_slope_interval(units: pd.DataFrame) -> tuple[float, float, float, int]:
+    """``(slope, low, high, df)`` from per-unit values ``units[size, value]`` (a unit: one stage-1 encoder's
+    mean): the least-squares slope of size means on log2(size), its variance sum_c w_c^2 s^2 / n_c from the
+    within-size variance s^2 of the units pooled over sizes."""
+    cells = units.groupby("size")["value"].agg(["mean", "count"])
+    x = np.log2(cells.index.to_numpy(np.float64))
+    w = (x - x.mean()) / float(((x - x.mean()) ** 2).sum())
+    resid = units["value"] - units["size"].map(cells["mean"])
+    df = len(units) - len(cells)
+    var = float((resid**2).sum()) / df
+    slope, se = float(w @ cells["mean"].to_numpy()), math.sqrt(var * float((w**2 / cells["count"].to_numpy()).sum()))
+    half = float(stats.t.ppf(0.975, df)) * se
+    return slope, slope - half, slope + half, df
+
+
+def test_planted_slope_recovered_with_interval(main_sweep: Sweep, main_effects: pd.DataFrame) -> None:
     tol = slope_tolerance(SIZES, 3)
     assert 0.0005 < tol < 0.002  # the design pins the slope to about +-0.001
     ece = main_effects[main_effects["metric"] == "ece"]
     assert list(ece["language"]) == ["en", "de", "fr", "zh", POOLED]
+    raw = main_sweep.table[~main_sweep.table["calibrated"] & (main_sweep.table["size"] > 0)]
     for row in ece.itertuples():
         width = tol / math.sqrt(3) if row.language == POOLED else tol
         assert abs(row.slope - -0.01) < width, row.language
         assert row.slope_ci_low < -0.01 < row.slope_ci_high and row.slope_ci_high < 0, row.language
         assert row.spearman_rho < -0.9 and row.spearman_p < 1e-4
-        assert (row.n_sizes, row.n_seeds, row.n_runs, row.bootstrap) == (4, 3, 12, "seeds+examples")
+        # every job trained its own stage-1 encoder: 12 units over 4 sizes, 8 degrees of freedom
+        assert (row.n_sizes, row.n_seeds, row.n_runs, row.df, row.interval) == (4, 3, 12, 8.0, T_ENCODERS)
+        rows = raw[raw["zero_shot"]] if row.language == POOLED else raw[raw["language"] == row.language]
+        units = rows.groupby("job_dir").agg(size=("size", "first"), value=("ece", "mean"))
+        expected = textbook_slope_interval(units)
+        assert (row.slope, row.slope_ci_low, row.slope_ci_high) == pytest.approx(expected[:3], abs=1e-12)
+        # 80% power at df 8: about t_0.975 + t_0.80 standard errors (3.2 to 3.3 of them)
+        se = (row.slope_ci_high - row.slope_ci_low) / 2 / stats.t.ppf(0.975, 8)
+        assert 3.1 * se < row.detectable < 3.4 * se
     pooled = effect(main_effects, POOLED)
-    # pooled = per-job mean over de/fr/zh, and OLS is linear: its slope is the mean of theirs
+    # pooled = per-job mean over de/fr/zh, and the slope is linear in the values: its slope is the mean of theirs
     assert pooled["slope"] == pytest.approx(ece[ece["language"].isin(["de", "fr", "zh"])]["slope"].mean(), abs=1e-12)
-    # averaging three eval sets' example noise narrows the interval below every single language's
+    # averaging three languages' independent planted noise narrows the interval below every single language's
     widths = ece.set_index("language").eval("slope_ci_high - slope_ci_low")
     assert widths[POOLED] < widths[["de", "fr", "zh"]].min()
     assert pooled["english_predicts"] is True and pooled["english_slope"] == effect(main_effects, "en")["slope"]
@@ -205,10 +212,11 @@ def test_planted_slope_recovered_with_interval(main_effects: pd.DataFrame) -> No
     assert set(main_effects["metric"]) == set(CALIBRATION_METRICS)
     assert len(main_effects) == len(CALIBRATION_METRICS) * 5
     sentence = pooled["sentence"]
+    # the interval's half-width (about 0.0004) sets the decimals: 4
     assert re.fullmatch(
-        r"ECE \(raw\) falls by 0\.010 per doubling of the mnli training set on the zero-shot languages of xnli "
-        r"\(95% CI -0\.0\d\d to -0\.00\d; Spearman rho -0\.9\d, 4 sizes x 3 seeds\); the English effect "
-        r"\(-0\.010\) has the same sign\.", sentence), sentence
+        r"ECE \(raw\) falls by 0\.0(099|100|101) per doubling of the mnli training set on the zero-shot languages "
+        r"of xnli \(95% CI -0\.01\d\d to -0\.009\d; Spearman rho -0\.9\d, 4 sizes x 3 seeds\); the English "
+        r"effect \(-0\.0(099|100|101)\) has the same sign\.", sentence), sentence
 
 
 def test_baseline_is_the_size_zero_mean(main_sweep: Sweep, main_effects: pd.DataFrame) -> None:
@@ -232,47 +240,104 @@ def test_several_planted_slopes_and_english_disagreeing(mixed_effects: pd.DataFr
     assert flat["slope_ci_low"] < 0 < flat["slope_ci_high"]
     assert "shows no clear effect of the mnli training-set size on xnli in de" in flat["sentence"]
     assert flat["english_predicts"] is None and "does not settle the direction" in flat["sentence"]
-    assert effect(mixed_effects, "en")["sentence"].startswith(
-        "ECE (raw) rises by 0.010 per doubling of the mnli training set on xnli in English (the training language)")
+    assert f"80% power for a slope of {flat['detectable']:.3f}" in flat["sentence"] and flat["detectable"] < 0.005
+    assert re.match(r"ECE \(raw\) rises by 0\.010\d? per doubling of the mnli training set on xnli in English \(the "
+                    r"training language\) \(95% CI 0\.0", effect(mixed_effects, "en")["sentence"])
     pooled = effect(mixed_effects, POOLED)  # mean of 0, -0.02, -0.01 against English +0.01
     assert abs(pooled["slope"] - -0.01) < tol / math.sqrt(3)
     assert pooled["english_predicts"] is False and effect(mixed_effects, "fr")["english_predicts"] is False
-    assert pooled["sentence"].endswith("the English effect (0.010) has the opposite sign.")
+    assert re.search(r"the English effect \(0\.010\d?\) has the opposite sign\.$", pooled["sentence"])
     assert pooled["english_zero_shot_rho"] < -0.8
 
 
-def test_seeds_only_bootstrap_and_inconclusive_english(tmp_path: Path) -> None:
+def test_no_predictions_same_t_interval_and_inconclusive_english(tmp_path: Path) -> None:
     path = write_synthetic_sweep(tmp_path, sizes=(0, 100, 1600), seeds=(0, 1), languages=("en", "de"),
                                  with_predictions=False, noise=NOISE, slopes={"en": 0.0}, temperature_scaling=False)
     sweep = load_sweep(path)
     assert load_predictions(Path(sweep.table["job_dir"].iloc[0]), "en", "test", False) is None
     effects = size_effects(sweep, metrics=("ece", "brier"), n_boot=400)
-    assert set(effects["bootstrap"]) == {"seeds"}
+    # the interval is made of the jobs' values: saved predictions are not needed
+    assert set(effects["interval"]) == {T_ENCODERS} and set(effects["df"]) == {2.0}  # 4 encoders over 2 sizes
     english, pooled = effect(effects, "en"), effect(effects, POOLED)
     assert english["slope_ci_low"] < 0 < english["slope_ci_high"]
     assert pooled["slope_ci_high"] < 0 and pooled["slope"] == effect(effects, "de")["slope"]
+    assert abs(pooled["slope"] - -0.01) < slope_tolerance((100, 1600), 2)
     assert pooled["english_predicts"] is None
-    assert "95% CI over seeds only (no saved predictions)" in pooled["sentence"]
+    assert "95% CI -0.01" in pooled["sentence"] and "over seeds only" not in pooled["sentence"]
+    # flat English: the sentence states the slope the design had 80% power to detect
+    assert 0 < english["detectable"] < 0.01
+    assert "shows no clear effect" in english["sentence"] and "80% power for a slope of 0.00" in english["sentence"]
     assert (english["n_sizes"], english["n_seeds"]) == (2, 2)
     none = size_effects(sweep, metrics=("ece",), n_boot=0)
-    assert none["slope_ci_low"].isna().all() and set(none["bootstrap"]) == {"none"}
-    assert none["english_predicts"].isna().all() and "no bootstrap interval" in none["sentence"].iloc[0]
+    assert none["slope_ci_low"].isna().all() and set(none["interval"]) == {"none"} and none["detectable"].isna().all()
+    assert (none["slope"].to_numpy() == effects[effects["metric"] == "ece"]["slope"].to_numpy()).all()
+    assert none["english_predicts"].isna().all() and "no interval" in none["sentence"].iloc[0]
+    with pytest.raises(ReportError, match="n_boot=-1"):
+        size_effects(sweep, metrics=("ece",), n_boot=-1)
+
+
+def nested_sweep(encoders: int, seeds: tuple[int, ...], *, encoder_sd: float = 0.01) -> Sweep:
+    """A hand-made table: 3 sizes x ``encoders`` stage-1 encoders x target seeds (``seeds[e]`` for encoder e),
+    ECE falling 0.01 per doubling, a shift shared by each encoder's jobs (sd ``encoder_sd``) and seed noise."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for size in (100, 400, 1600):
+        for e in range(encoders):
+            shift = encoder_sd * rng.standard_normal()
+            for s in range(seeds[e]):
+                job = f"mnli-{size}-enc{e}-seed{s}"
+                rows.append({"job_dir": job, "job": job, "intermediate": "mnli", "target": "xnli", "model": "m",
+                             "size": size, "seed": s, "encoder": f"mnli-{size}-seed{e}", "language": "en",
+                             "split": "test", "primary": True, "calibrated": False,
+                             "ece": 0.2 - 0.01 * math.log2(size) + shift + NOISE * rng.standard_normal()})
+    return Sweep(table=pd.DataFrame(rows), jobs=pd.DataFrame())
+
+
+def test_the_unit_of_a_size_is_its_stage1_encoder() -> None:
+    sweep = nested_sweep(3, (2, 3, 4))
+    row = effect(size_effects(sweep, metrics=("ece",)), "en")
+    table = sweep.table
+    # each size's mean is the mean of its encoders' means (unequal seeds per encoder: not the mean of its jobs)
+    units = table.groupby(["size", "encoder"], as_index=False)["ece"].mean().rename(columns={"ece": "value"})
+    slope, low, high, _ = textbook_slope_interval(units)
+    jobs = textbook_slope_interval(table.rename(columns={"ece": "value"}))
+    assert row["slope"] == pytest.approx(slope, abs=1e-12) and abs(row["slope"] - jobs[0]) > 1e-5
+    assert abs(row["slope"] - -0.01) < 4 * 0.01 / math.sqrt(3 * 2)  # 4 se: 3 encoders a size, sum dx^2 = 8
+    # the stage-1 spread dominates (0.01 against 0.002): about the t interval on 9 encoder means (6 df;
+    # Satterthwaite's with unequal seeds is near it), much wider than one treating the 27 jobs as units
+    assert row["interval"] == T_ENCODERS and 5.0 < row["df"] < 7.0
+    assert row["slope_ci_high"] - row["slope_ci_low"] == pytest.approx(high - low, rel=0.1)
+    assert row["slope_ci_high"] - row["slope_ci_low"] > 1.5 * (jobs[2] - jobs[1])
+    # one encoder a size: the stage-1 variance cannot be estimated, and the row says what the interval is about
+    single = effect(size_effects(nested_sweep(1, (3,)), metrics=("ece",)), "en")
+    assert single["interval"] == T_CONDITIONAL and single["df"] == 6.0
+    assert "one stage-1 encoder a size, so it holds for the encoders trained" in single["sentence"]
 
 
 def test_effect_sentence_edge_cases() -> None:
     row = {"metric": "nll", "calibrated": True, "intermediate": "qqp", "target": "paws-x", "language": "fr",
            "slope": math.nan, "slope_ci_low": math.nan, "slope_ci_high": math.nan, "spearman_rho": math.nan,
-           "n_sizes": 1, "n_seeds": 3, "english_slope": math.nan, "english_predicts": None, "bootstrap": "seeds"}
+           "n_sizes": 1, "n_seeds": 3, "english_slope": math.nan, "english_predicts": None, "interval": "none"}
     assert effect_sentence(row) == ("NLL (temperature-scaled) on paws-x in fr: fewer than two qqp training-set "
                                     "sizes above 0, so no size effect can be fitted.")
     row.update(slope=0.0004, slope_ci_low=0.0001, slope_ci_high=0.0008, spearman_rho=0.5, n_sizes=3,
-               english_slope=-0.002, english_predicts=False, bootstrap="seeds+examples")
+               english_slope=-0.002, english_predicts=False, interval=T_ENCODERS, detectable=0.0005)
     assert effect_sentence(pd.Series(row)) == (
-        "NLL (temperature-scaled) rises by 0.00040 per doubling of the qqp training set on paws-x in fr (95% CI "
-        "0.00010 to 0.00080; Spearman rho 0.50, 3 sizes x 3 seeds); the English effect (-0.00200) has the opposite "
+        "NLL (temperature-scaled) rises by 0.0004 per doubling of the qqp training set on paws-x in fr (95% CI "
+        "0.0001 to 0.0008; Spearman rho 0.50, 3 sizes x 3 seeds); the English effect (-0.0020) has the opposite "
         "sign.")
     row.update(n_runs=8)  # one size short of a seed: the design says what the fit had, not 3 x 3
-    assert "(95% CI 0.00010 to 0.00080; Spearman rho 0.50, 3 sizes, 8 runs)" in effect_sentence(row)
+    assert "(95% CI 0.0001 to 0.0008; Spearman rho 0.50, 3 sizes, 8 runs)" in effect_sentence(row)
+    # an interval covering 0 states what the design could detect and, conditional, what the interval is about
+    row.update(slope=0.0021, slope_ci_low=-0.012, slope_ci_high=0.016, detectable=0.0198, english_predicts=None,
+               interval=T_CONDITIONAL, n_runs=9)
+    assert effect_sentence(row) == (
+        "NLL (temperature-scaled) shows no clear effect of the qqp training-set size on paws-x in fr (slope 0.002 "
+        "per doubling, 95% CI -0.012 to 0.016; 80% power for a slope of 0.020; one stage-1 encoder a size, so it "
+        "holds for the encoders trained, not for a new stage-1 run; Spearman rho 0.50, 3 sizes x 3 seeds); the "
+        "English effect (-0.002) does not settle the direction (an interval covers 0).")
+    row.update(slope_ci_low=math.nan, slope_ci_high=math.nan, detectable=math.nan, interval="none")
+    assert "(slope 0.002 per doubling, no interval; Spearman rho 0.50, 3 sizes x 3 seeds)" in effect_sentence(row)
 
 
 # ----------------------------------------------------------------------------------------------- bad sweeps

@@ -1,56 +1,59 @@
 """The fitted effect of intermediate size on each metric, and whether the English effect predicts the zero-shot one.
 
-The size effect is the ordinary-least-squares slope of a metric on ``log2(size)`` over every (size > 0, seed)
-job, i.e. the change per doubling of the intermediate training set. Its interval is a two-level percentile
-bootstrap: seeds are resampled with replacement within each size (the training-run noise) and, where the
-job saved its predictions, each eval set's examples are resampled and the metric recomputed with
-:mod:`xcal.metrics` (the finite-test-set noise, which dominates ECE at a few thousand examples). Example
-resamples are centred on the observed value, because resampled binned ECE is biased upwards by an amount
-that depends on the ECE itself and would otherwise tilt the resampled slopes. English is
-the training language; every other language is zero-shot, and "pooled (zero-shot)" is the per-job mean
-over them. The question the study asks, whether the English effect predicts the zero-shot one, is answered
-per row by ``english_predicts``.
+The size effect is the least-squares slope of a metric's cell means on ``log2(size)`` over the sizes above 0,
+i.e. the change per doubling of the intermediate training set, each size's mean the mean of its stage-1
+encoders' means. Its interval is the nested-design t interval of :mod:`xcal.report.inference`: the unit of
+replication of a size is its stage-1 encoder (target seeds sub-sample it), the variance components are pooled
+over the group's sizes, and the degrees of freedom are Satterthwaite's. Languages and test examples live inside
+a job's value, so their noise is part of the seed variance; with three seeds a percentile bootstrap would
+under-cover. When every size has a single stage-1 encoder, the stage-1 variance cannot be estimated and the
+interval holds for the encoders trained (``interval`` says so). English is the training language; every other
+language is zero-shot, and "pooled (zero-shot)" is the per-job mean over them. The question the study asks,
+whether the English effect predicts the zero-shot one, is answered per row by ``english_predicts``.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sstats
 
-from xcal.report.collect import NO_INTERMEDIATE, TRAINING_LANGUAGE, ReportError, Sweep, load_predictions
-from xcal.report.registry import CALIBRATION_METRICS, EXAMPLE_RESAMPLED
-from xcal.report.resampling import (
-    EXAMPLE_RESAMPLES,
-    LEVEL,
-    example_replicates,
-    excludes_zero,
-    interval,
-    stable_seed,
-)
+from xcal.report.collect import NO_INTERMEDIATE, TRAINING_LANGUAGE, ReportError, Sweep
+from xcal.report.inference import Design, contrast, detectable, slope_weights
+from xcal.report.registry import CALIBRATION_METRICS
+from xcal.report.resampling import LEVEL, excludes_zero
 from xcal.report.selection import POOLED, check_metrics, group_keys, language_order, select_rows
 from xcal.report.sentences import effect_sentence
 
 EFFECT_COLUMNS = (
     "intermediate", "target", "metric", "language", "calibrated", "slope", "slope_ci_low", "slope_ci_high",
-    "spearman_rho", "spearman_p", "n_sizes", "n_seeds", "n_runs", "baseline", "english_slope",
-    "english_predicts", "english_zero_shot_rho", "bootstrap", "sentence",
+    "df", "detectable", "spearman_rho", "spearman_p", "n_sizes", "n_seeds", "n_runs", "baseline", "english_slope",
+    "english_predicts", "english_zero_shot_rho", "interval", "sentence",
 )
+#: What a row's interval is (the ``interval`` column).
+T_ENCODERS = "t (encoders)"
+T_CONDITIONAL = "t (one encoder a cell: conditional)"
+NO_INTERVAL = "none"
 
-#: One language's (or the pooled row's) per-job values, indexed by job_dir, and their centred example
-#: resamples ``[jobs, R]`` (None when examples are not resampled).
-Series = dict[str, tuple[pd.Series, np.ndarray | None]]
 
+def job_design(cells: Sequence[Hashable], encoders: Sequence[Any]) -> Design:
+    """The nested design of jobs with these cells and stage-1 encoders (None/NaN: no stage 1).
 
-def _ols_slope(x: np.ndarray, y: np.ndarray) -> float:
-    dx = x - x.mean()
-    denom = float(dx @ dx)
-    return float(dx @ (y - y.mean()) / denom) if denom > 0 else math.nan
+    When every encoder (and every no-stage-1 cell) holds a single job, target seeds and stage-1 runs cannot be
+    told apart, and :func:`~xcal.report.inference.components` has no within-encoder degrees of freedom: each job
+    is then its own unit (it trained its own stage 1), so the cell's spread of jobs carries both variances and
+    the interval is about a new stage-1 run.
+    """
+    known = [None if e is None or (isinstance(e, float) and math.isnan(e)) else e for e in encoders]
+    design = Design.of(list(cells), known)
+    if len(design.has_stage1) == design.n_jobs:
+        return Design.of(list(cells), [None] * len(known))
+    return design
 
 
 def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -62,22 +65,6 @@ def _spearman(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     return float(result.statistic), float(result.pvalue)
 
 
-def _boot_slopes(
-    x: np.ndarray, y: np.ndarray, reps: np.ndarray | None, n_boot: int, rng: np.random.Generator
-) -> np.ndarray:
-    """Slopes of ``n_boot`` resamples: seeds with replacement within each size; with ``reps`` [jobs, R] (each
-    job's example resamples, centred on its observed value), each drawn job contributes a random one of them."""
-    picks = []
-    for size in np.unique(x):
-        members = np.flatnonzero(x == size)
-        picks.append(members[rng.integers(0, len(members), (n_boot, len(members)))])
-    drawn = np.concatenate(picks, axis=1)  # [n_boot, M] job indices; the x of each column is fixed
-    xs = np.concatenate([np.full(len(np.flatnonzero(x == s)), s) for s in np.unique(x)])
-    ys = y[drawn] if reps is None else reps[drawn, rng.integers(0, reps.shape[1], drawn.shape)]
-    dx = xs - xs.mean()
-    return (ys - ys.mean(axis=1, keepdims=True)) @ dx / float(dx @ dx)
-
-
 def _predicts(english: tuple[float, float, float], other: tuple[float, float, float]) -> bool | None:
     """True: both intervals exclude 0 with the same sign; False: opposite signs; None: inconclusive."""
     (es, elo, ehi), (s, lo, hi) = english, other
@@ -86,70 +73,40 @@ def _predicts(english: tuple[float, float, float], other: tuple[float, float, fl
     return bool(np.sign(es) == np.sign(s))
 
 
-def _replicates(fit: pd.DataFrame, metrics: list[str], *, calibrated: bool, n_resamples: int,
-                seed: int) -> dict[tuple[str, str], dict[str, np.ndarray]] | None:
-    """Example resamples of every (job, language) eval set, once for all metrics; None when a job saved no
-    predictions (the intervals then resample seeds only)."""
-    replicates: dict[tuple[str, str], dict[str, np.ndarray]] = {}
-    for row in fit.itertuples(index=False):
-        loaded = load_predictions(row.job_dir, row.language, row.split, calibrated)
-        if loaded is None:
-            return None
-        probs, labels = loaded
-        n_bins = int(row.n_bins) if int(row.n_bins) > 0 else 15
-        replicates[(row.job_dir, row.language)] = example_replicates(
-            probs, labels, metrics, n_bins=n_bins, n_resamples=n_resamples,
-            seed=stable_seed(seed, row.job, row.language, row.split, calibrated))
-    return replicates
-
-
-def _metric_series(fit: pd.DataFrame, jobs: pd.DataFrame, metric: str, languages: list[str],
-                   replicates: dict[tuple[str, str], dict[str, np.ndarray]] | None, n_resamples: int) -> Series:
-    """Per language, and pooled over the zero-shot ones, the metric's per-job values and example resamples."""
+def _metric_series(fit: pd.DataFrame, jobs: pd.DataFrame, metric: str, languages: list[str]) -> dict[str, pd.Series]:
+    """Per language, and pooled over the zero-shot ones, the metric's per-job values (indexed by job_dir)."""
     by_language = {la: fit[fit["language"] == la].set_index("job_dir")[metric] for la in languages}
+    series = {la: by_language[la].reindex(jobs.index) for la in languages}
     zero_shot = [la for la in languages if la != TRAINING_LANGUAGE]
-    examples = replicates is not None and metric in EXAMPLE_RESAMPLED
-    series: Series = {}
-    for la in languages:
-        values = by_language[la].reindex(jobs.index)
-        reps = None
-        if examples:
-            reps = np.stack([replicates[(j, la)][metric] if (j, la) in replicates
-                             else np.full(n_resamples, np.nan) for j in jobs.index])
-            # centre each eval set's resamples on its observed value: binned ECE is biased upwards under
-            # resampling, more so the smaller it is, which would tilt every resampled slope towards 0
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                reps = reps - np.nanmean(reps, axis=1, keepdims=True) + values.to_numpy(np.float64)[:, None]
-        series[la] = (values, reps)
     if zero_shot:
-        frame = pd.concat([by_language[la].reindex(jobs.index) for la in zero_shot], axis=1)
-        pooled_reps = None
-        if examples:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                pooled_reps = np.nanmean(np.stack([series[la][1] for la in zero_shot]), axis=0)
-        series[POOLED] = (frame.mean(axis=1, skipna=True), pooled_reps)
+        frame = pd.concat([series[la] for la in zero_shot], axis=1)
+        series[POOLED] = frame.mean(axis=1, skipna=True)
     return series
 
 
-def _fit(values: pd.Series, reps: np.ndarray | None, x_all: np.ndarray, jobs: pd.DataFrame, base: pd.Series, *,
-         n_boot: int, rng_seed: int, level: float) -> dict[str, Any]:
-    """Slope, bootstrap interval and rank correlation of one language's (or the pooled row's) values."""
+def _fit(values: pd.Series, jobs: pd.DataFrame, base: pd.Series, *, n_boot: int, level: float) -> dict[str, Any]:
+    """Slope of cell means, its nested t interval, and the rank correlation of one language's (or the pooled
+    row's) per-job values."""
     ok = values.notna().to_numpy()
-    x, y = x_all[ok], values.to_numpy(dtype=np.float64)[ok]
-    n_sizes = len(np.unique(x))
-    slope = _ols_slope(x, y) if n_sizes >= 2 else math.nan
-    low = high = math.nan
-    if n_sizes >= 2 and n_boot > 0:
-        boots = _boot_slopes(x, y, None if reps is None else reps[ok], n_boot, np.random.default_rng(rng_seed))
-        low, high = interval(boots, level)
-    rho, p = _spearman(x, y)
+    used = jobs[ok]
+    y = values.to_numpy(dtype=np.float64)[ok]
+    sizes = used["size"].to_numpy(dtype=np.int64)
+    n_sizes = len(np.unique(sizes))
+    slope = low = high = se = df = math.nan
+    kind = NO_INTERVAL
+    if n_sizes >= 2:
+        encoders = list(used["encoder"]) if "encoder" in used else list(used.index)
+        design = job_design([int(s) for s in sizes], encoders)
+        result = contrast(y, design, slope_weights(design, {s: math.log2(s) for s in design.cells}), level=level)
+        slope = float(result.value)
+        if n_boot > 0 and np.isfinite(result.se) and result.se > 0 and np.isfinite(result.df):
+            low, high, se, df = float(result.low), float(result.high), float(result.se), float(result.df)
+            kind = T_CONDITIONAL if result.conditional else T_ENCODERS
+    rho, p = _spearman(np.log2(sizes.astype(np.float64)), y)
     return {
-        "slope": slope, "slope_ci_low": low, "slope_ci_high": high, "spearman_rho": rho, "spearman_p": p,
-        "n_sizes": n_sizes, "n_seeds": int(jobs.loc[ok, "seed"].nunique()), "n_runs": int(ok.sum()),
-        "baseline": float(base.mean()) if len(base) else math.nan,
-        "bootstrap": "none" if n_boot == 0 or n_sizes < 2 else ("seeds+examples" if reps is not None else "seeds"),
+        "slope": slope, "slope_ci_low": low, "slope_ci_high": high, "df": df, "detectable": detectable(se, df),
+        "spearman_rho": rho, "spearman_p": p, "n_sizes": n_sizes, "n_seeds": int(used["seed"].nunique()),
+        "n_runs": int(ok.sum()), "baseline": float(base.mean()) if len(base) else math.nan, "interval": kind,
         "_values": values,
     }
 
@@ -170,23 +127,19 @@ def _with_english(row: dict[str, Any], fit: dict[str, Any], english: dict[str, A
 
 
 def _group_effects(group: pd.DataFrame, baseline_rows: pd.DataFrame, metrics: list[str], *, calibrated: bool,
-                   n_boot: int, seed: int, level: float, n_resamples: int, key: dict[str, Any]) -> list[dict[str, Any]]:
+                   n_boot: int, level: float, key: dict[str, Any]) -> list[dict[str, Any]]:
     """Effect rows of one (model, intermediate, target) group."""
     fit = group[group["size"] > 0]
     jobs = fit.drop_duplicates("job_dir").set_index("job_dir")
     languages = language_order(list(fit["language"].unique()))
     zero_shot = [la for la in languages if la != TRAINING_LANGUAGE]
-    x_all = np.log2(jobs["size"].to_numpy(dtype=np.float64))
-    replicates = _replicates(fit, metrics, calibrated=calibrated, n_resamples=n_resamples, seed=seed) \
-        if n_boot > 0 else None
     out = []
     for metric in metrics:
         fits = {}
-        for label, (values, reps) in _metric_series(fit, jobs, metric, languages, replicates, n_resamples).items():
+        for label, values in _metric_series(fit, jobs, metric, languages).items():
             base = baseline_rows[baseline_rows["language"] == label][metric] if label != POOLED else \
                 baseline_rows[baseline_rows["language"].isin(zero_shot)].groupby("job_dir")[metric].mean()
-            fits[label] = _fit(values, reps, x_all, jobs, base, n_boot=n_boot, level=level,
-                               rng_seed=stable_seed(seed, metric, label, *key.values()))
+            fits[label] = _fit(values, jobs, base, n_boot=n_boot, level=level)
         for label in [*languages, *([POOLED] if zero_shot else [])]:
             row = {**key, "metric": metric, "language": label, "calibrated": bool(calibrated)}
             row.update({k: v for k, v in fits[label].items() if not k.startswith("_")})
@@ -214,22 +167,25 @@ def size_effects(
     *,
     split: str | None = None,
     level: float = LEVEL,
-    example_resamples: int = EXAMPLE_RESAMPLES,
 ) -> pd.DataFrame:
     """The effect of intermediate size per (intermediate, target, metric, language), plus the pooled zero-shot row.
 
-    ``slope`` is the OLS change of the metric per doubling of the intermediate training set over every
-    (size > 0, seed) job; ``slope_ci_low/high`` its percentile bootstrap interval (``bootstrap`` says whether
-    examples were resampled too, or only seeds because predictions were not saved; ``n_boot=0``: no interval);
-    ``spearman_rho/p`` the rank correlation of metric and size over the same jobs; ``baseline`` the mean at
-    size 0 (the intermediate's own size-0 jobs, else the ``intermediate=none`` jobs of the same target);
-    ``english_slope`` the English slope; ``english_predicts`` True / False when both intervals exclude 0 with
-    the same / opposite sign, None when inconclusive; ``english_zero_shot_rho`` the Spearman correlation of the
-    English and this row's metric across jobs; ``sentence`` the row in plain English. Groups with fewer than
-    two sizes above 0 get NaN slopes; groups with no size above 0 (the ``none`` baseline) get no rows.
+    ``slope`` is the least-squares change of the metric's size means per doubling of the intermediate training
+    set over the sizes above 0 (each size's mean the mean of its stage-1 encoders' means); ``slope_ci_low/high``
+    its nested t interval with ``df`` Satterthwaite degrees of freedom and ``interval`` what it is
+    (:data:`T_ENCODERS`; :data:`T_CONDITIONAL` when every size had one stage-1 encoder, so the interval holds
+    for the encoders trained; :data:`NO_INTERVAL`); ``detectable`` the slope the design detects with 80% power.
+    ``n_boot`` is kept for callers of the bootstrap it replaced: 0 means no interval, any other value the t
+    interval; ``seed`` is no longer used (the interval is exact arithmetic). ``spearman_rho/p`` the rank
+    correlation of metric and log size over the same jobs; ``baseline`` the mean at size 0 (the intermediate's
+    own size-0 jobs, else the ``intermediate=none`` jobs of the same target); ``english_slope`` the English
+    slope; ``english_predicts`` True / False when both intervals exclude 0 with the same / opposite sign, None
+    when inconclusive; ``english_zero_shot_rho`` the Spearman correlation of the English and this row's metric
+    across jobs; ``sentence`` the row in plain English. Groups with fewer than two sizes above 0 get NaN
+    slopes; groups with no size above 0 (the ``none`` baseline) get no rows.
     """
     if n_boot < 0:
-        raise ReportError(f"n_boot={n_boot}: the number of bootstrap resamples must be >= 0 (0 = no intervals)")
+        raise ReportError(f"n_boot={n_boot}: must be >= 0 (0 = no intervals; any other value gives the t interval)")
     rows = select_rows(sweep.table, calibrated, split)
     metrics = check_metrics(rows, metrics)
     keys = group_keys(rows)
@@ -239,8 +195,7 @@ def size_effects(
             continue
         key = dict(zip(keys, key_values, strict=True))
         out.extend(_group_effects(group, _baseline_rows(rows, group, key), metrics, calibrated=calibrated,
-                                  n_boot=n_boot, seed=seed, level=level,
-                                  n_resamples=max(1, min(n_boot, example_resamples)), key=key))
+                                  n_boot=n_boot, level=level, key=key))
     columns = [*(["model"] if "model" in keys else []), *EFFECT_COLUMNS]
     frame = pd.DataFrame(out, columns=[c for c in columns if c != "sentence"])
     frame["english_predicts"] = frame["english_predicts"].astype(object)

@@ -26,8 +26,8 @@ from xcal.report.tables import summary_table, to_html, to_markdown
 
 #: The effect columns worth a table cell (the sentence is shown as text above the table).
 EFFECT_COLUMNS = ("intermediate", "target", "model", "metric", "language", "slope", "slope_ci_low", "slope_ci_high",
-                  "spearman_rho", "spearman_p", "n_sizes", "n_seeds", "n_runs", "baseline", "english_slope",
-                  "english_predicts", "english_zero_shot_rho", "bootstrap")
+                  "df", "detectable", "spearman_rho", "spearman_p", "n_sizes", "n_seeds", "n_runs", "baseline",
+                  "english_slope", "english_predicts", "english_zero_shot_rho", "interval")
 FIGURE_CAPTIONS = {
     "metric_vs_size": "Each metric against intermediate-task size (log scale; the square at 0 is the run without an "
                       "intermediate stage, the dotted line its level); lines are means over seeds, bands ± 1 std.",

@@ -20,8 +20,11 @@ def _num(value: float, decimals: int = 3) -> str:
     return f"{value:.{decimals}f}" if np.isfinite(value) else "n/a"
 
 
-def _decimals(value: float) -> int:
-    """3 decimals, or enough for two significant digits of a smaller slope (the whole sentence uses them)."""
+def _decimals(value: float, low: float = math.nan, high: float = math.nan) -> int:
+    """Decimals the whole sentence uses: with an interval, what it supports (the first significant digit of its
+    half-width, at least 3); else 3, or enough for two significant digits of a smaller slope."""
+    if np.isfinite(low) and np.isfinite(high) and high > low:
+        return int(min(8, max(3, -math.floor(math.log10((high - low) / 2)))))
     if not np.isfinite(value) or abs(value) >= 0.001:
         return 3
     return int(min(8, -math.floor(math.log10(abs(value))) + 1)) if value != 0 else 3
@@ -64,8 +67,24 @@ def _design(row: Mapping[str, Any] | pd.Series) -> str:
     return f"{sizes} sizes, {int(runs)} runs"
 
 
+def _interval_clauses(row: Mapping[str, Any] | pd.Series, digits: int, *, power: bool) -> str:
+    """"95% CI a to b" (or "no interval"), with ``power`` the slope the design detects with 80% power, and what a
+    conditional interval (one stage-1 encoder a size) is about."""
+    low, high = float(row["slope_ci_low"]), float(row["slope_ci_high"])
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return "no interval"
+    text = f"95% CI {_num(low, digits)} to {_num(high, digits)}"
+    mde = row.get("detectable", math.nan)
+    if power and mde is not None and np.isfinite(mde):
+        text += f"; 80% power for a slope of {_num(float(mde), digits)}"
+    if str(row.get("interval", "")).endswith("conditional)"):
+        text += "; one stage-1 encoder a size, so it holds for the encoders trained, not for a new stage-1 run"
+    return text
+
+
 def effect_sentence(row: Mapping[str, Any] | pd.Series) -> str:
-    """One plain-English sentence for a :func:`~xcal.report.effects.size_effects` row."""
+    """One plain-English sentence for a :func:`~xcal.report.effects.size_effects` row; a row whose interval
+    covers 0 says what slope the design had 80% power to detect, so no-effect reads as what it rules out."""
     metric = str(row["metric"])
     subject = f"{metric_label(metric)} ({'temperature-scaled' if row.get('calibrated') else 'raw'})"
     intermediate, where = row["intermediate"], _where(row)
@@ -73,17 +92,16 @@ def effect_sentence(row: Mapping[str, Any] | pd.Series) -> str:
     if not np.isfinite(slope):
         return (f"{subject} {where}: fewer than two {intermediate} training-set sizes above 0, so no size effect "
                 f"can be fitted.")
-    digits = _decimals(slope)
+    digits = _decimals(slope, low, high)
     rho = row.get("spearman_rho", math.nan)
     rho_text = f"Spearman rho {rho:.2f}" if rho is not None and np.isfinite(rho) else "Spearman rho n/a"
     design = _design(row)
-    over = " over seeds only (no saved predictions)" if row.get("bootstrap") == "seeds" else ""
-    ci = f"95% CI{over} {_num(low, digits)} to {_num(high, digits)}" if np.isfinite(low) else \
-        "no bootstrap interval"
     if excludes_zero(low, high):
         text = (f"{subject} {'falls' if slope < 0 else 'rises'} by {_num(abs(slope), digits)} per doubling of the "
-                f"{intermediate} training set {where} ({ci}; {rho_text}, {design})")
+                f"{intermediate} training set {where} ({_interval_clauses(row, digits, power=False)}; {rho_text}, "
+                f"{design})")
     else:
         text = (f"{subject} shows no clear effect of the {intermediate} training-set size {where} (slope "
-                f"{_num(slope, digits)} per doubling, {ci}; {rho_text}, {design})")
+                f"{_num(slope, digits)} per doubling, {_interval_clauses(row, digits, power=True)}; {rho_text}, "
+                f"{design})")
     return text + _english_clause(row, digits) + "."
