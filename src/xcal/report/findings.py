@@ -45,7 +45,7 @@ def _power_clause(e: Estimate, what: str = "a change", digits: int = 3) -> str:
     """What a difference could have detected; and, when no cell had two stage-1 encoders, what it is about."""
     text = f"80% power for {what} of {_fmt(e.detectable, digits)}" if np.isfinite(e.detectable) else ""
     if e.conditional:
-        text += "; one stage-1 encoder a cell, so it holds for the encoders trained, not for a new stage-1 run"
+        text += "; about the one stage-1 encoder trained, not a new stage-1 run"
     return text
 
 
@@ -98,7 +98,7 @@ def task_sentence(scores: StudyScores, task: str) -> str:
     elif diff.excludes_zero():
         verdict = "a clear change"
     else:
-        verdict = "inconclusive (the interval covers 0): a change"
+        verdict = "inconclusive, a change"
     amount = f"all {size:,}" if label == "full" else f"{size:,}"
     return (f"With {amount} English {task} examples before MultiEmo, zero-shot ECE (mean over "
             f"{len(zero_shot)} languages) is {_fmt(after.value)} ({_ci(after)}) against {_fmt(before.value)} "
