@@ -9,7 +9,7 @@ DEV_STAMP     := $(VENV)/.xcal-dev
 
 SWEEP  ?= embedded_sweep
 
-.PHONY: setup fetch run study sweep report test lint bench clean
+.PHONY: setup fetch run study pilot sweep report test lint bench clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,18 @@ STUDY_GRIDS := "intermediate=none" "intermediate=vitaminc intermediate.size=1000
 study: fetch
 	status=0; for grid in $(STUDY_GRIDS); do $(VENV)/bin/xcal -m experiment=embedded_study $$grid || status=1; done; \
 	$(VENV)/bin/xcal-report multirun/embedded_study --findings docs/findings.md --readme README.md || status=1; exit $$status
+
+# The target-protocol pilot (docs/study.md): the study's baseline cell under today's early stopping (seeds 3-5,
+# beside the study's 0-2) and under a fixed 2-epoch budget (seeds 0-5); then the plan each protocol gives.
+PILOT_FIXED := target.epochs=2 target.patience=null target.val_every_n_steps=null
+PILOT_GOAL  := --plan ece=0.02 brier=0.01
+pilot: fetch
+	$(VENV)/bin/xcal -m experiment=embedded_study intermediate=none sweep_name=pilot_early_stopping seed=3,4,5
+	$(VENV)/bin/xcal -m experiment=embedded_study intermediate=none sweep_name=pilot_fixed_budget seed=0,1,2,3,4,5 \
+	  $(PILOT_FIXED)
+	$(VENV)/bin/xcal-report multirun/embedded_study multirun/pilot_early_stopping $(PILOT_GOAL) \
+	  --out multirun/pilot_early_stopping/report
+	$(VENV)/bin/xcal-report multirun/pilot_fixed_budget $(PILOT_GOAL) --plan-costs multirun/embedded_study
 
 # Any experiment's grid (make sweep SWEEP=size_sweep), then its report; re-running skips finished jobs.
 sweep: fetch
