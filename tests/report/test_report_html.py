@@ -221,6 +221,89 @@ def test_report_shows_the_planted_size_effect(synthetic_sweep: Path, tmp_path: P
     assert "3 sizes x 2 seeds" in pooled_ece and "English effect (-0.0" in pooled_ece
     assert sorted(p.name for p in (out / "figures").glob("*.png")) == [
         "accuracy_vs_ece.png", "metric_vs_size.png", "raw_vs_scaled_ece.png", "reliability.png"]
+    # the report leads with the pooled zero-shot ECE and Brier sentences; the English ones follow in the detail
+    markdown = (out / "report.md").read_text()
+    answer = markdown.split("## The answer\n", 1)[1].split("\n## ", 1)[0]
+    assert [line[2:] for line in answer.splitlines() if line.startswith("- ")] == [
+        s for s in sentences if "zero-shot languages of xnli" in s]
+    detail = markdown.split("## Size effects in detail\n", 1)[1]
+    assert all(s in detail for s in sentences if "in English" in s) and "| t (encoders) |" in detail
+    assert markdown.index("![metric_vs_size]") < markdown.index("## Mean over zero-shot") < markdown.index(detail)
+
+
+def html_sections(page: str) -> dict[str, str]:
+    """Each ``<h2>`` heading of a report page and the HTML up to the next one."""
+    chunks = re.split(r"<h2>(.*?)</h2>", page)
+    return dict(zip(chunks[1::2], chunks[2::2], strict=True))
+
+
+def html_tables(page: str) -> list[list[list[str]]]:
+    """Every ``<table>`` of the page as rows of cell texts (header row first)."""
+    return [[re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row) for row in re.findall(r"<tr>(.*?)</tr>", table)]
+            for table in re.findall(r"<table.*?</table>", page, flags=re.S)]
+
+
+def test_one_size_report_leads_with_the_comparison_and_one_no_slope_sentence(tmp_path: Path) -> None:
+    """What `make run` makes: one size above 0 and one seed, beside a committed study of three seeds."""
+    from xcal.report.collect import load_sweep
+    from xcal.report.compare import compare_cells
+    from xcal.report.html import build_report
+
+    kw = {"languages": ("en", "de", "fr"), "n": 200, "bootstrap": 0, "temperature_scaling": False}
+    study = load_sweep(write_synthetic_sweep(tmp_path / "study", sizes=(0, 100, 400), seeds=(0, 1, 2),
+                                             name="study", with_plots=False, **kw))
+    live = load_sweep(write_synthetic_sweep(tmp_path / "live", sizes=(0, 100), seeds=(0,), name="live", **kw))
+    comparison = compare_cells(live, study)
+    assert list(comparison["intermediate"]) == ["none", "mnli"] and list(comparison["size"]) == [0, 100]
+    # each live job beside the study's cell mean and its t interval (3 seeds, each its own stage-1 encoder)
+    for metric in ("ece", "accuracy"):
+        assert (comparison[f"{metric} study low"] < comparison[f"{metric} study"]).all()
+        assert (comparison[f"{metric} study"] < comparison[f"{metric} study high"]).all()
+        inside = (comparison[f"{metric} study low"] <= comparison[f"{metric} live"]) & \
+            (comparison[f"{metric} live"] <= comparison[f"{metric} study high"])
+        assert list(comparison[f"{metric} inside"]) == list(inside)
+    raw = study.table[~study.table["calibrated"] & study.table["zero_shot"] & (study.table["size"] == 0)]
+    assert comparison["ece study"][0] == pytest.approx(raw.groupby("job")["ece"].mean().mean(), abs=1e-12)
+    assert not comparison["study conditional"].any()
+
+    report = build_report(live, tmp_path / "out", metrics=("ece", "brier"), comparison=comparison)
+    page = report.files["html"].read_text()
+    sections = html_sections(page)
+    first_title, first = next(iter(sections.items()))
+    # the first section answers: the live cells beside the study's, then why no slope is fitted, once
+    assert first_title == "The answer"
+    assert "beside the committed study&#x27;s: none 0: ECE " in first and "mnli 100: ECE " in first
+    [table] = html_tables(first)
+    assert table[0] == ["cell", "seed", "accuracy live", "accuracy study (95% CI)", "accuracy inside", "ECE live",
+                        "ECE study (95% CI)", "ECE inside"]
+    row = comparison.iloc[1]
+    assert table[2][:2] == ["mnli 100", "0"] and table[2][5] == f"{row['ece live']:.3f}"
+    assert table[2][6] == f"{row['ece study']:.3f} ({row['ece study low']:.3f} to {row['ece study high']:.3f})"
+    assert table[2][7] == ("yes" if row["ece inside"] else "no")
+    assert "mnli on xnli (only 100) has fewer than two intermediate training-set sizes above 0 in this sweep, so no " \
+           "size effect can be fitted" in first
+    assert page.count("no size effect can be fitted") == 1
+    # then the figure of each metric against size, then the tables; no table of n/a (the size effects are)
+    titles = list(sections)
+    assert titles == ["The answer", "Metrics against intermediate size",
+                      "Mean over zero-shot languages by intermediate size (mean ± std over seeds)", "Per language",
+                      "More figures"]
+    assert 'id="fig-metric_vs_size"' in sections["Metrics against intermediate size"]
+    for rows in html_tables(page):
+        body = rows[1:]
+        assert body, rows[0]
+        for j, name in enumerate(rows[0]):
+            assert any(r[j] != "n/a" for r in body), f"column {name} is n/a throughout"
+        # 3 decimals, not 0.08006 ± 0.01886
+        assert not any(re.search(r"\d\.\d{4}", cell) for r in body for cell in r), body
+    headline = html_tables(sections["Mean over zero-shot languages by intermediate size (mean ± std over seeds)"])[0]
+    assert headline[0] == ["intermediate", "target", "size", "accuracy", "ece", "brier", "seeds"]
+    zero = live.table[~live.table["calibrated"] & live.table["zero_shot"] & (live.table["size"] == 0)]["ece"].mean()
+    assert headline[1][4] == f"{zero:.3f}"
+    # the markdown twin leads the same way
+    markdown = report.files["markdown"].read_text()
+    assert markdown.split("\n## ")[1].startswith("The answer\n\nZero-shot mean (test) of this sweep's cells beside")
+    assert markdown.count("no size effect can be fitted") == 1 and "Size effects in detail" not in markdown
 
 
 def test_calibrated_report_says_so(synthetic_sweep: Path, tmp_path: Path, capsys) -> None:

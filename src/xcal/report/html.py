@@ -1,6 +1,10 @@
 """The sweep report: one self-contained ``report.html`` (figures as data URIs, inline CSS, no network), the same
 content as ``report.md`` with image links to ``figures/``, and the tidy table as CSV and parquet.
 
+It leads with what a reader came for: the live cells beside a committed study's (when one is given), the pooled
+zero-shot ECE and Brier size effects (or one sentence on why no slope can be fitted), then the figure of each
+metric against size, then the tables, numbers rounded to what they support and tables of n/a left out.
+
 Self-contained so it can be mailed, attached to an issue or opened from a copied results folder years later;
 the markdown twin renders on GitHub next to the PNGs.
 """
@@ -10,15 +14,19 @@ from __future__ import annotations
 import base64
 import datetime as _dt
 import html
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from xcal import __version__ as _xcal_version
 from xcal.report import plots
 from xcal.report.collect import Sweep, write_tidy
+from xcal.report.compare import comparison_display, comparison_sentence
 from xcal.report.effects import size_effects
 from xcal.report.registry import CALIBRATION_METRICS, FIGURE_METRICS, TABLE_METRICS
 from xcal.report.selection import MEAN_ALL, MEAN_ZERO_SHOT, POOLED
@@ -83,18 +91,66 @@ class Report:
     effects: pd.DataFrame
     figures: dict[str, Path]
     files: dict[str, Path] = field(default_factory=dict)
+    comparison: pd.DataFrame | None = None  # :func:`xcal.report.compare.compare_cells` of a committed study
 
     @property
     def title(self) -> str:
         names = sorted({str(s) for s in self.sweep.table["sweep"].unique()}) if "sweep" in self.sweep.table else []
         return f"xcal report: {', '.join(names) or 'sweep'}"
 
-    def sentences(self) -> list[str]:
-        """The headline effect sentences: pooled zero-shot and English, one per metric and experiment."""
+    def _fitted(self) -> pd.DataFrame:
         if self.effects.empty or "sentence" not in self.effects:
+            return self.effects.iloc[0:0]
+        return self.effects[np.isfinite(self.effects["slope"].astype(np.float64))]
+
+    def sentences(self) -> list[str]:
+        """The effect sentences, pooled zero-shot and English, one per metric and experiment with a fitted slope;
+        then one sentence for the experiments without one (instead of one per metric and language)."""
+        fitted = self._fitted()
+        main = fitted[fitted["language"].isin([POOLED, plots.ENGLISH])]
+        return [str(s) for s in main["sentence"] if isinstance(s, str) and s] + self._unfitted()
+
+    def lead(self) -> list[str]:
+        """The answer: the pooled zero-shot ECE and Brier sentences where a slope exists (English for an
+        English-only sweep; the other metrics when neither was fitted), and the one no-slope sentence."""
+        fitted = self._fitted()
+        scope = POOLED if (fitted["language"] == POOLED).any() else plots.ENGLISH
+        rows = fitted[fitted["language"] == scope]
+        chosen = rows[rows["metric"].isin(LEAD_METRICS)]
+        chosen = chosen if not chosen.empty else rows
+        return [str(s) for s in chosen["sentence"]] + self._unfitted()
+
+    def _unfitted(self) -> list[str]:
+        """One sentence naming every experiment with fewer than two sizes above 0 (empty when all have two)."""
+        table = self.sweep.table
+        if self.effects.empty:
+            if (table["size"] > 0).any():
+                return []
+            return ["This sweep has no intermediate training-set size above 0, so no size effect can be fitted; the "
+                    "tables give the values without an intermediate stage."]
+        keys = [k for k in ("model", "intermediate", "target") if k in self.effects.columns]
+        names = []
+        for key, group in self.effects.groupby(keys, sort=True):
+            if np.isfinite(group["slope"].astype(np.float64)).any():
+                continue
+            key = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+            mine = (table["intermediate"] == key["intermediate"]) & (table["target"] == key["target"]) \
+                & (table["size"] > 0)
+            if "model" in key:
+                mine &= table["model"] == key["model"]
+            sizes = ", ".join(f"{int(s):,}" for s in sorted(table.loc[mine, "size"].unique()))
+            where = f"{key['intermediate']} on {key['target']}" + (f" with {key['model']}" if "model" in key else "")
+            names.append(f"{where} (only {sizes})")
+        if not names:
             return []
-        main = self.effects[self.effects["language"].isin([POOLED, plots.ENGLISH])]
-        return [str(s) for s in main["sentence"] if isinstance(s, str) and s]
+        one = len(names) == 1
+        return [f"{' and '.join(names)} {'has' if one else 'each have'} fewer than two intermediate training-set "
+                f"sizes above 0 in this sweep, so no size effect can be fitted (a slope needs two or more); the "
+                f"tables give each size's values."]
+
+
+#: The metrics whose pooled zero-shot size effect leads the report.
+LEAD_METRICS = ("ece", "brier")
 
 
 def headline_rows(summary: pd.DataFrame) -> pd.DataFrame:
@@ -115,16 +171,99 @@ def display_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _effect_table(effects: pd.DataFrame) -> pd.DataFrame:
-    return effects[[c for c in EFFECT_COLUMNS if c in effects.columns]]
+    """The rows with a fitted slope (the others are all n/a), in :data:`EFFECT_COLUMNS`."""
+    fitted = effects[np.isfinite(effects["slope"].astype(np.float64))] if not effects.empty else effects
+    return fitted[[c for c in EFFECT_COLUMNS if c in fitted.columns]]
+
+
+# ---------------------------------------------------------------------------------------------------- rounding
+
+#: Columns shown with the slope's decimals (and whose spread is the slope interval's half-width).
+SLOPE_COLUMNS = ("slope", "slope_ci_low", "slope_ci_high", "detectable", "english_slope")
+
+
+def _two_digits(value: float) -> int:
+    """Decimals that show two significant digits of ``value``."""
+    return 1 - math.floor(math.log10(abs(value)))
+
+
+def _decimals(values: np.ndarray, spread: np.ndarray | None = None) -> int:
+    """3 decimals; more for a column of small numbers (two significant digits of its typical value); fewer when
+    the spread (a std or an interval's half-width) makes the third one noise (two significant digits of it)."""
+    values = np.abs(values[np.isfinite(values) & (values != 0)])
+    decimals = 3
+    if values.size and float(np.median(values)) < 0.01:
+        decimals = min(8, _two_digits(float(np.median(values))))
+    if spread is not None:
+        spread = spread[np.isfinite(spread) & (spread > 0)]
+        if spread.size:
+            decimals = max(1, min(decimals, _two_digits(float(np.median(spread)))))
+    return decimals
+
+
+def _num(value: float, decimals: int) -> str:
+    return f"{value:.{decimals}f}" if np.isfinite(value) else "n/a"
+
+
+def _p_value(value: float) -> str:
+    return "n/a" if not np.isfinite(value) else "<0.001" if value < 0.001 else f"{value:.3f}"
+
+
+def rounded(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """``frame`` as the report shows it: float columns that are n/a throughout left out, numbers rounded to what
+    they support (``mean ± std`` cells for ``m_mean``/``m_std`` pairs, 3 decimals or as :func:`_decimals` says,
+    Satterthwaite df to 1, correlations to 2, p-values to 3 or "<0.001"); None when no number is left (a table
+    of n/a). Integers, words and yes/no are kept as they are."""
+    floats = [c for c in frame.columns if pd.api.types.is_float_dtype(frame[c])]
+    if frame.empty or not any(frame[c].notna().any() for c in floats):
+        return None
+    frame = frame.drop(columns=[c for c in floats if frame[c].isna().all()]).reset_index(drop=True)
+    names = list(frame.columns)
+    pairs = {c[: -len("_mean")] for c in names if c.endswith("_mean")}
+    companions = {f"{b}_{s}" for b in pairs for s in ("std", "ci_low", "ci_high")}
+    slope_spread = None
+    if {"slope_ci_low", "slope_ci_high"} <= set(names):
+        slope_spread = (frame["slope_ci_high"] - frame["slope_ci_low"]).to_numpy(np.float64) / 2
+    slope_decimals = _decimals(frame["slope"].to_numpy(np.float64), slope_spread) if "slope" in names else 3
+    out: dict[str, list[Any] | pd.Series] = {}
+    for name in names:
+        if name in companions:
+            continue
+        column = frame[name]
+        if name.endswith("_mean"):
+            base = name[: -len("_mean")]
+            std = frame[f"{base}_std"].to_numpy(np.float64) if f"{base}_std" in frame else None
+            d = _decimals(column.to_numpy(np.float64), std)
+            out[base] = [_num(m, d) + (f" ± {_num(s, d)}" if std is not None and np.isfinite(s) else "")
+                         for m, s in zip(column.to_numpy(np.float64),
+                                         std if std is not None else np.full(len(column), np.nan), strict=True)]
+        elif name not in floats:
+            out[name] = column
+        elif name == "df":
+            out[name] = [_num(v, 1) for v in column]
+        elif name.endswith("_p"):
+            out[name] = [_p_value(v) for v in column]
+        elif name.endswith("_rho"):
+            out[name] = [_num(v, 2) for v in column]
+        else:
+            d = slope_decimals if name in SLOPE_COLUMNS else _decimals(column.to_numpy(np.float64))
+            out[name] = [_num(v, d) for v in column]
+    return pd.DataFrame(out)
+
+
+# ---------------------------------------------------------------------------------------------------- build
 
 
 def build_report(sweep: Sweep, out_dir: str | Path, *, n_boot: int = 1000, calibrated: bool = False,
-                 metrics: Sequence[str] | None = None, seed: int = 0) -> Report:
+                 metrics: Sequence[str] | None = None, seed: int = 0,
+                 comparison: pd.DataFrame | None = None) -> Report:
     """Compute the tables and effects, draw the figures, write ``report.html``, ``report.md`` and the tidy
     table under ``out_dir``; return the :class:`Report` (``report.files`` names every file written).
 
     ``metrics`` restricts the calibration metrics (accuracy is always tabulated); default: the headline set
     (those of them the sweep has). A named metric the sweep lacks is a ReportError from :mod:`.selection`.
+    ``comparison`` (:func:`xcal.report.compare.compare_cells` of a committed study) leads the report: the live
+    cells beside the study's, with its intervals.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -142,7 +281,7 @@ def build_report(sweep: Sweep, out_dir: str | Path, *, n_boot: int = 1000, calib
     figures = plots.write_figures(sweep.table, out / "figures", calibrated=calibrated, metrics=figure_metrics,
                                   split=split)
     report = Report(sweep=sweep, out_dir=out, calibrated=calibrated, split=split, summary=summary,
-                    headline=headline_rows(summary), effects=effects, figures=figures)
+                    headline=headline_rows(summary), effects=effects, figures=figures, comparison=comparison)
     report.files.update(write_tidy(sweep, out))
     report.files["markdown"] = out / "report.md"
     report.files["markdown"].write_text(render_markdown(report), encoding="utf-8")
@@ -152,9 +291,13 @@ def build_report(sweep: Sweep, out_dir: str | Path, *, n_boot: int = 1000, calib
 
 
 def write_report(sweep: Sweep, out_dir: str | Path, *, n_boot: int = 1000, calibrated: bool = False,
-                 metrics: Sequence[str] | None = None) -> Path:
+                 metrics: Sequence[str] | None = None, comparison: pd.DataFrame | None = None) -> Path:
     """Write the report (see :func:`build_report`) and return the path of ``report.html``."""
-    return build_report(sweep, out_dir, n_boot=n_boot, calibrated=calibrated, metrics=metrics).files["html"]
+    return build_report(sweep, out_dir, n_boot=n_boot, calibrated=calibrated, metrics=metrics,
+                        comparison=comparison).files["html"]
+
+
+# ---------------------------------------------------------------------------------------------------- sections
 
 
 def _caption(name: str) -> str:
@@ -177,25 +320,70 @@ def _job_counts(sweep: Sweep) -> str:
     return ", ".join(f"{int(n)} {status}" for status, n in counts.items())
 
 
+@dataclass(frozen=True)
+class _Section:
+    """One section after the answer: a heading, sentences above, then a table or a figure."""
+
+    title: str
+    sentences: tuple[str, ...] = ()
+    table: pd.DataFrame | None = None
+    figures: tuple[str, ...] = ()
+
+
+def _answer(report: Report) -> tuple[list[str], pd.DataFrame | None, list[str]]:
+    """The comparison sentence and table (when a study was given), and the lead effect sentences."""
+    intro: list[str] = []
+    table = None
+    if report.comparison is not None:
+        intro.append(comparison_sentence(report.comparison, report.split))
+        table = comparison_display(report.comparison) if not report.comparison.empty else None
+    lead = report.lead()
+    if report.sweep.problems:
+        lead = [*lead, f"{len(report.sweep.problems)} problem(s) with this sweep's jobs are listed under Problems."]
+    return intro, table, lead
+
+
+def _sections(report: Report) -> list[_Section]:
+    """Everything after the answer and the problems, in reading order; tables of n/a left out."""
+    first = [n for n in report.figures if n == "metric_vs_size"]
+    sections = [_Section("Metrics against intermediate size", figures=tuple(first))] if first else []
+    sections.append(_Section(_headline_title(report), table=rounded(display_table(report.headline))))
+    sections.append(_Section("Per language", table=rounded(display_table(report.summary))))
+    lead = set(report.lead())
+    more = tuple(s for s in report.sentences() if s not in lead)
+    detail = rounded(_effect_table(report.effects)) if not report.effects.empty else None
+    if detail is not None or more:
+        sections.append(_Section("Size effects in detail", sentences=more, table=detail))
+    rest = tuple(n for n in report.figures if n not in first)
+    if rest:
+        sections.append(_Section("More figures", figures=rest))
+    return [s for s in sections if s.table is not None or s.figures or s.sentences]
+
+
 def render_markdown(report: Report) -> str:
     """``report.md``: the same sections as the HTML, figures as relative links into ``figures/``."""
     sweep = report.sweep
+    intro, comparison, lead = _answer(report)
     lines = [f"# {report.title}", "",
              f"xcal {_xcal_version}; {_job_counts(sweep)}; split `{report.split}`; metrics {_state(report)}.", "",
-             "Sweep directories:", ""]
-    lines += [f"- `{src}`" for src in sweep.sources]
+             "## The answer", ""]
+    for sentence in intro:
+        lines += [sentence, ""]
+    if comparison is not None:
+        lines += [to_markdown(comparison), ""]
+    lines += [f"- {s}" for s in lead]
     if sweep.problems:
         lines += ["", "## Problems", ""] + [f"- {p}" for p in sweep.problems]
-    lines += ["", "## Size effects", ""]
-    lines += [f"- {s}" for s in report.sentences()] or ["- (no size effect could be fitted: fewer than two sizes > 0)"]
-    lines += ["", f"## {_headline_title(report)}", "", to_markdown(display_table(report.headline)),
-              "", "## Per language", "", to_markdown(display_table(report.summary))]
-    if not report.effects.empty:
-        lines += ["", "## Size effects in detail", "", to_markdown(_effect_table(report.effects))]
-    lines += ["", "## Figures", ""]
-    for name, path in report.figures.items():
-        rel = path.relative_to(report.out_dir).as_posix() if path.is_relative_to(report.out_dir) else str(path)
-        lines += [f"![{name}]({rel})", "", f"*{_caption(name)}*", ""]
+    for section in _sections(report):
+        lines += ["", f"## {section.title}", ""]
+        lines += [f"- {s}" for s in section.sentences] + ([""] if section.sentences else [])
+        if section.table is not None:
+            lines.append(to_markdown(section.table))
+        for name in section.figures:
+            path = report.figures[name]
+            rel = path.relative_to(report.out_dir).as_posix() if path.is_relative_to(report.out_dir) else str(path)
+            lines += [f"![{name}]({rel})", "", f"*{_caption(name)}*", ""]
+    lines += ["", "Sweep directories:", ""] + [f"- `{src}`" for src in sweep.sources]
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -204,9 +392,10 @@ def _data_uri(path: Path) -> str:
 
 
 def render_html(report: Report) -> str:
-    """``report.html``: one file, no external resources."""
+    """``report.html``: one file, no external resources; the answer first."""
     sweep, esc = report.sweep, html.escape
     generated = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    intro, comparison, lead = _answer(report)
     parts = [
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -214,25 +403,25 @@ def render_html(report: Report) -> str:
         f"<h1>{esc(report.title)}</h1>",
         f'<p class="meta">Generated {esc(generated)} by xcal {esc(_xcal_version)}: {esc(_job_counts(sweep))}; '
         f"split <code>{esc(report.split)}</code>; metrics {esc(_state(report))}.</p>",
-        '<p class="meta">Sweep directories:</p><ul class="meta">',
-        *[f"<li><code>{esc(str(src))}</code></li>" for src in sweep.sources], "</ul>",
+        '<section id="answer"><h2>The answer</h2>',
+        *[f"<p>{esc(s)}</p>" for s in intro],
     ]
+    if comparison is not None:
+        parts.append(f'<div class="table-wrap">{to_html(comparison)}</div>')
+    parts += ['<ul class="effects">', *[f"<li>{esc(s)}</li>" for s in lead], "</ul></section>"]
     if sweep.problems:
         parts += ['<section class="problems"><h2>Problems</h2><ul>',
                   *[f"<li>{esc(p)}</li>" for p in sweep.problems], "</ul></section>"]
-    parts += ["<h2>Size effects</h2>", '<ul class="effects">']
-    parts += [f"<li>{esc(s)}</li>" for s in report.sentences()] or [
-        "<li>No size effect could be fitted (fewer than two sizes &gt; 0).</li>"]
-    parts.append("</ul>")
-    parts += [f"<h2>{esc(_headline_title(report))}</h2>",
-              f'<div class="table-wrap">{to_html(display_table(report.headline))}</div>',
-              "<h2>Per language</h2>", f'<div class="table-wrap">{to_html(display_table(report.summary))}</div>']
-    if not report.effects.empty:
-        parts += ["<h2>Size effects in detail</h2>",
-                  f'<div class="table-wrap">{to_html(_effect_table(report.effects))}</div>']
-    parts.append("<h2>Figures</h2>")
-    for name, path in report.figures.items():
-        parts.append(f'<figure id="fig-{esc(name)}"><img src="{_data_uri(path)}" alt="{esc(name)}">'
-                     f"<figcaption>{esc(_caption(name))}</figcaption></figure>")
+    for section in _sections(report):
+        parts.append(f"<h2>{esc(section.title)}</h2>")
+        if section.sentences:
+            parts += ['<ul class="effects">', *[f"<li>{esc(s)}</li>" for s in section.sentences], "</ul>"]
+        if section.table is not None:
+            parts.append(f'<div class="table-wrap">{to_html(section.table)}</div>')
+        for name in section.figures:
+            parts.append(f'<figure id="fig-{esc(name)}"><img src="{_data_uri(report.figures[name])}" '
+                         f'alt="{esc(name)}"><figcaption>{esc(_caption(name))}</figcaption></figure>')
+    parts += ['<p class="meta">Sweep directories:</p><ul class="meta">',
+              *[f"<li><code>{esc(str(src))}</code></li>" for src in sweep.sources], "</ul>"]
     parts += [IMAGE_CHECK_SCRIPT, "</body>", "</html>"]
     return "\n".join(parts) + "\n"
