@@ -57,18 +57,18 @@ def smoothed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smo
     return ((1.0 - label_smoothing) * nll + label_smoothing * uniform).mean()
 
 
-class EncoderClassifier(pl.LightningModule):
-    """One stage's model. ``stage`` prefixes every logged key (``intermediate/train_loss``...).
+class EncoderModule(pl.LightningModule):
+    """What every stage's model shares: the encoder (on real tokens only when asked), cross-entropy over the
+    labelled positions of whichever head a batch goes through, the training step, the optimizer and its schedule.
 
-    ``head_kind`` (one of :data:`xcal.models.heads.HEADS`) decides how inputs are shaped (multiple
-    choice takes ``[B, C, L]``) and what counts as a correct prediction (span: start and end both).
+    :class:`EncoderClassifier` has one head; :class:`xcal.models.mixture.MixtureClassifier` one per task of a
+    mixture, chosen per batch. ``stage`` prefixes every logged key (``intermediate/train_loss``...).
     """
 
     def __init__(
         self,
         encoder: nn.Module,
         head: nn.Module,
-        num_labels: int,
         *,
         stage: str,
         lr: float,
@@ -76,65 +76,57 @@ class EncoderClassifier(pl.LightningModule):
         scheduler: Callable[..., Any] | None = None,
         warmup_ratio: float = 0.0,
         label_smoothing: float = 0.0,
-        head_kind: str = "sequence",
         unpad_tokens: bool = False,
-        n_bins: int = 15,
     ) -> None:
         super().__init__()
-        if head_kind not in HEADS:
-            raise ValueError(f"head_kind={head_kind!r} is not known; known: {', '.join(HEADS)}")
         self.encoder = encoder
         self.head = head
-        self.num_labels = num_labels
         self.stage = stage
         self.lr = lr
         self.optimizer_factory = optimizer
         self.scheduler_factory = scheduler
         self.warmup_ratio = warmup_ratio
         self.label_smoothing = label_smoothing
-        self.head_kind = head_kind
         # Padding positions skipped inside the encoder (xcal.models.unpadded); the caller checks support.
         self.unpad_tokens = unpad_tokens
         # A mean of 0/1 correctness works for every head, including span where the class count (the
         # sequence length) changes from batch to batch.
         # No NaN check: the values are 0/1 hits, and the check's two ``.any()`` read the GPU back every step.
         self.train_acc = MeanMetric(nan_strategy="disable")
-        self.val_acc = MeanMetric(nan_strategy="disable")
-        # English dev calibration each validation, through the same Metric classes the evaluation is
-        # tested against; span heads score a varying set of positions, not a label distribution.
-        self.val_calibration = head_kind != "span"
-        if self.val_calibration:
-            self.val_ece = ExpectedCalibrationError(n_bins=n_bins, from_logits=True)
-            self.val_brier = BrierScore(from_logits=True)
-            self.val_nll = NegativeLogLikelihood(from_logits=True)
-            self.val_confidence = MeanMetric(nan_strategy="disable")
-        # from_pretrained returns the encoder in eval mode and Lightning (>= 2.2) keeps each module's
-        # mode as it finds it, so without this, dropout would be silently off during training.
-        self.train()
 
-    def _score(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def _head_of(self, batch: dict[str, Any]) -> tuple[nn.Module, str]:
+        """The head a batch goes through and its kind (one of :data:`xcal.models.heads.HEADS`)."""
+        raise NotImplementedError
+
+    def _batch_logits(self, batch: dict[str, Any]) -> torch.Tensor:
+        head, kind = self._head_of(batch)
+        return self._logits(head, kind, batch["input_ids"], batch["attention_mask"])
+
+    def _score(self, head: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.unpad_tokens:
             hidden = unpadded_hidden_states(self.encoder, input_ids, attention_mask)
         else:
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.head(hidden, attention_mask)
+        return head(hidden, attention_mask)
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Head logits; multiple choice: ``[B, C, L]`` in, one score per option ``[B, C]`` out."""
-        multiple_choice = self.head_kind == "multiple_choice"
+    def _logits(self, head: nn.Module, kind: str, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                ) -> torch.Tensor:
+        """``head``'s logits; multiple choice: ``[B, C, L]`` in, one score per option ``[B, C]`` out."""
+        multiple_choice = kind == "multiple_choice"
         if multiple_choice != (input_ids.dim() == 3):
-            raise ValueError(f"a {self.head_kind!r} head takes input_ids of shape "
+            raise ValueError(f"a {kind!r} head takes input_ids of shape "
                              f"{'[B, C, L]' if multiple_choice else '[B, L]'}, got {tuple(input_ids.shape)}")
         if not multiple_choice:
-            return self._score(input_ids, attention_mask)
+            return self._score(head, input_ids, attention_mask)
         batch, choices, length = input_ids.shape
-        scores = self._score(input_ids.reshape(batch * choices, length),
+        scores = self._score(head, input_ids.reshape(batch * choices, length),
                              attention_mask.reshape(batch * choices, length))
         return scores.view(batch, choices)
 
-    def _valid_classes(self, batch: dict[str, torch.Tensor]) -> torch.Tensor | None:
+    @staticmethod
+    def _valid_classes(batch: dict[str, torch.Tensor], kind: str) -> torch.Tensor | None:
         """For span heads, which positions of each flat row are real tokens (``[2B, L]``)."""
-        if self.head_kind != "span":
+        if kind != "span":
             return None
         mask = batch["attention_mask"].bool()
         rows = mask.unsqueeze(1).expand(-1, 2, -1).reshape(-1, mask.shape[-1])
@@ -143,17 +135,18 @@ class EncoderClassifier(pl.LightningModule):
     def _flat_loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
                                                                   torch.Tensor]:
         """``(loss, head logits, flat logits, flat labels)``."""
-        logits = self(batch["input_ids"], batch["attention_mask"])
+        logits = self._batch_logits(batch)
         flat, labels = flat_logits_and_labels(logits, batch["labels"])
         if labels.numel() == 0:  # nothing labelled (e.g. only empty sentences): no signal, no NaN
             return logits.sum() * 0.0, logits, flat, labels
-        loss = smoothed_cross_entropy(flat, labels, self.label_smoothing, self._valid_classes(batch))
+        kind = self._head_of(batch)[1]
+        loss = smoothed_cross_entropy(flat, labels, self.label_smoothing, self._valid_classes(batch, kind))
         return loss, logits, flat, labels
 
-    def _correct(self, flat: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    def _correct(self, flat: torch.Tensor, labels: torch.Tensor, kind: str) -> torch.Tensor:
         """0/1 per labelled position; per example for span (start and end must both be right)."""
         hits = flat.argmax(-1) == labels
-        if self.head_kind == "span":
+        if kind == "span":
             hits = hits.view(-1, 2).all(-1)
         return hits.float()
 
@@ -164,39 +157,10 @@ class EncoderClassifier(pl.LightningModule):
                                      f"(batch {batch_idx}); lower {self.stage}.lr or check the data")
         n = labels.numel()
         if n:
-            self.train_acc.update(self._correct(flat.detach(), labels))
+            self.train_acc.update(self._correct(flat.detach(), labels, self._head_of(batch)[1]))
             self.log(f"{self.stage}/train_loss", loss, prog_bar=True, batch_size=n)
             self.log(f"{self.stage}/train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=n)
         return loss
-
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        loss, _, flat, labels = self._flat_loss(batch)
-        n = labels.numel()
-        if n:
-            self.val_acc.update(self._correct(flat, labels))
-            self.log(f"{self.stage}/val_loss", loss, prog_bar=True, batch_size=n)
-            self.log(f"{self.stage}/val_acc", self.val_acc, prog_bar=True, batch_size=n)
-            if self.val_calibration:
-                self._log_calibration(flat.float(), labels, n)
-
-    def _log_calibration(self, logits: torch.Tensor, labels: torch.Tensor, n: int) -> None:
-        """English dev ECE, Brier, NLL and mean top-label confidence, accumulated over the whole validation
-        (epoch-level values, so they equal the functional metrics on all dev predictions)."""
-        self.val_confidence.update(torch.softmax(logits, dim=-1).amax(-1))
-        for name in ("ece", "brier", "nll"):
-            metric = getattr(self, f"val_{name}")
-            metric.update(logits, labels)
-            self.log(f"{self.stage}/val_{name}", metric, on_step=False, on_epoch=True, batch_size=n)
-        self.log(f"{self.stage}/val_confidence", self.val_confidence, on_step=False, on_epoch=True, batch_size=n)
-
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict:
-        """``logits [N, K]`` (float32) and ``labels [N]`` over labelled positions, and ``counts [B]``:
-        how many of those rows each example owns (1 per sentence or question, the word count for
-        tagging, 2 for span), so evaluation can calibrate per token and still rebuild sentences."""
-        labels = batch["labels"]
-        flat, flat_labels = flat_logits_and_labels(self(batch["input_ids"], batch["attention_mask"]), labels)
-        counts = (labels != IGNORE_INDEX).reshape(labels.shape[0], -1).sum(1).to(torch.int64)
-        return {"logits": flat.float(), "labels": flat_labels, "counts": counts}
 
     def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
                                     gradient_clip_algorithm: str | None = None) -> None:
@@ -227,3 +191,88 @@ class EncoderClassifier(pl.LightningModule):
         scheduler = self.scheduler_factory(optimizer, num_warmup_steps=int(self.warmup_ratio * total),
                                            num_training_steps=total)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class EncoderClassifier(EncoderModule):
+    """One task's model: the encoder and one head.
+
+    ``head_kind`` (one of :data:`xcal.models.heads.HEADS`) decides how inputs are shaped (multiple
+    choice takes ``[B, C, L]``) and what counts as a correct prediction (span: start and end both).
+    """
+
+    def __init__(
+        self,
+        encoder: nn.Module,
+        head: nn.Module,
+        num_labels: int,
+        *,
+        stage: str,
+        lr: float,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        warmup_ratio: float = 0.0,
+        label_smoothing: float = 0.0,
+        head_kind: str = "sequence",
+        unpad_tokens: bool = False,
+        n_bins: int = 15,
+    ) -> None:
+        if head_kind not in HEADS:
+            raise ValueError(f"head_kind={head_kind!r} is not known; known: {', '.join(HEADS)}")
+        super().__init__(encoder, head, stage=stage, lr=lr, optimizer=optimizer, scheduler=scheduler,
+                         warmup_ratio=warmup_ratio, label_smoothing=label_smoothing, unpad_tokens=unpad_tokens)
+        self.num_labels = num_labels
+        self.head_kind = head_kind
+        self.val_acc = MeanMetric(nan_strategy="disable")
+        # English dev calibration each validation, through the same Metric classes the evaluation is
+        # tested against; span heads score a varying set of positions, not a label distribution.
+        self.val_calibration = head_kind != "span"
+        if self.val_calibration:
+            self.val_ece = ExpectedCalibrationError(n_bins=n_bins, from_logits=True)
+            self.val_brier = BrierScore(from_logits=True)
+            self.val_nll = NegativeLogLikelihood(from_logits=True)
+            self.val_confidence = MeanMetric(nan_strategy="disable")
+        # from_pretrained returns the encoder in eval mode and Lightning (>= 2.2) keeps each module's
+        # mode as it finds it, so without this, dropout would be silently off during training.
+        self.train()
+
+    def _head_of(self, batch: dict[str, Any]) -> tuple[nn.Module, str]:
+        return self.head, self.head_kind
+
+    def _batch_logits(self, batch: dict[str, Any]) -> torch.Tensor:
+        return self(batch["input_ids"], batch["attention_mask"])
+
+    def _correct(self, flat: torch.Tensor, labels: torch.Tensor, kind: str | None = None) -> torch.Tensor:
+        return super()._correct(flat, labels, self.head_kind if kind is None else kind)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Head logits; multiple choice: ``[B, C, L]`` in, one score per option ``[B, C]`` out."""
+        return self._logits(self.head, self.head_kind, input_ids, attention_mask)
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        loss, _, flat, labels = self._flat_loss(batch)
+        n = labels.numel()
+        if n:
+            self.val_acc.update(self._correct(flat, labels, self.head_kind))
+            self.log(f"{self.stage}/val_loss", loss, prog_bar=True, batch_size=n)
+            self.log(f"{self.stage}/val_acc", self.val_acc, prog_bar=True, batch_size=n)
+            if self.val_calibration:
+                self._log_calibration(flat.float(), labels, n)
+
+    def _log_calibration(self, logits: torch.Tensor, labels: torch.Tensor, n: int) -> None:
+        """English dev ECE, Brier, NLL and mean top-label confidence, accumulated over the whole validation
+        (epoch-level values, so they equal the functional metrics on all dev predictions)."""
+        self.val_confidence.update(torch.softmax(logits, dim=-1).amax(-1))
+        for name in ("ece", "brier", "nll"):
+            metric = getattr(self, f"val_{name}")
+            metric.update(logits, labels)
+            self.log(f"{self.stage}/val_{name}", metric, on_step=False, on_epoch=True, batch_size=n)
+        self.log(f"{self.stage}/val_confidence", self.val_confidence, on_step=False, on_epoch=True, batch_size=n)
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int, dataloader_idx: int = 0) -> dict:
+        """``logits [N, K]`` (float32) and ``labels [N]`` over labelled positions, and ``counts [B]``:
+        how many of those rows each example owns (1 per sentence or question, the word count for
+        tagging, 2 for span), so evaluation can calibrate per token and still rebuild sentences."""
+        labels = batch["labels"]
+        flat, flat_labels = flat_logits_and_labels(self(batch["input_ids"], batch["attention_mask"]), labels)
+        counts = (labels != IGNORE_INDEX).reshape(labels.shape[0], -1).sum(1).to(torch.int64)
+        return {"logits": flat.float(), "labels": flat_labels, "counts": counts}

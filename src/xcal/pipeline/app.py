@@ -34,15 +34,28 @@ def config_dir() -> Path:
 CONFIG_DIR = config_dir()
 
 
-COORDINATES = ("intermediate", "intermediate.size", "target", "seed")
+# A mixture's tasks and rule are in its name (``intermediate.name``), so they are coordinates too.
+COORDINATES = ("intermediate", "intermediate.size", "target", "seed", "intermediate.tasks", "intermediate.rule")
 MAX_NAME = 200  # file systems allow 255 bytes per directory name
+
+
+def _items(override_dirname: str) -> list[str]:
+    """Hydra's ``override_dirname`` cut at its item separator (``,``), but not inside a list value
+    (``intermediate.tasks=[vitaminc,social_iqa]`` is one item)."""
+    items, depth, start = [], 0, 0
+    for i, char in enumerate(override_dirname):
+        depth += {"[": 1, "{": 1, "]": -1, "}": -1}.get(char, 0)
+        if char == "," and depth <= 0:
+            items.append(override_dirname[start:i])
+            start = i + 1
+    return [*items, override_dirname[start:]]
 
 
 def job_name(intermediate: str, size: object, target: str, seed: object, override_dirname: str = "") -> str:
     """A job's name from its grid coordinates (``mnli-4000_xnli_seed1``) plus any other override,
     the same on every machine and every re-run: the job's directory and its W&B run name."""
     size = "full" if size in (None, "None", "null") else size
-    rest = [item for item in override_dirname.split(",") if item and item.split("=")[0] not in COORDINATES]
+    rest = [item for item in _items(override_dirname) if item and item.split("=")[0] not in COORDINATES]
     name = re.sub(r"[/\\]", "_", ",".join([f"{intermediate}-{size}_{target}_seed{seed}", *rest]))
     if len(name.encode()) > MAX_NAME:
         digest = fingerprint(name, n=12)

@@ -17,10 +17,12 @@ from torch import nn
 from transformers import PreTrainedTokenizerBase
 
 from xcal.data.datamodule import TaskDataModule
+from xcal.data.mixture_datamodule import MixtureDataModule
 from xcal.data.sources import SourceSettings
 from xcal.models.encoder import load_encoder
 from xcal.models.heads import build_head
-from xcal.models.module import EncoderClassifier
+from xcal.models.mixture import MixtureClassifier
+from xcal.models.module import EncoderClassifier, EncoderModule
 from xcal.models.unpadded import unpadded_unsupported
 from xcal.pipeline.spec import StageSpec, wants_unpadded
 
@@ -33,9 +35,19 @@ def pin_memory(cfg: DictConfig) -> bool:
     return torch.cuda.is_available() and str(cfg.trainer.accelerator) in ("gpu", "cuda", "auto")
 
 
-def build_datamodule(cfg: DictConfig, spec: StageSpec, tokenizer: PreTrainedTokenizerBase, source: SourceSettings,
-                     token_cache: Path | None) -> TaskDataModule:
-    """The stage's task: its nested English training prefix, English dev, and (target stage) every eval set."""
+def build_datamodule(cfg: DictConfig, spec: StageSpec, tokenizer: PreTrainedTokenizerBase,
+                     source: SourceSettings | dict[str, SourceSettings], token_cache: Path | None,
+                     ) -> TaskDataModule | MixtureDataModule:
+    """The stage's task: its nested English training prefix, English dev, and (target stage) every eval set; a
+    mixture's: each task's share of the mixture's size and each task's English dev (``source``: by task)."""
+    if spec.mixture is not None:
+        return MixtureDataModule(
+            spec.mixture, source, tokenizer, train_size=spec.train_size, batch_size=spec.batch_size,
+            data_seed=cfg.data_seed, shuffle_seed=spec.seed, group_by_length=spec.group_by_length,
+            pin_memory=pin_memory(cfg), cache_dir=token_cache, max_length=spec.max_length,
+            eval_batch_size=spec.eval_batch_size, eval_tokens_per_batch=spec.eval_tokens_per_batch,
+            val_size=spec.val_size, stratify=spec.stratify,
+        )
     return TaskDataModule(
         spec.task, source, tokenizer,
         max_length=spec.max_length, batch_size=spec.batch_size, eval_batch_size=spec.eval_batch_size,
@@ -56,23 +68,26 @@ def unpad_tokens(cfg: DictConfig, encoder: nn.Module) -> bool:
     return reason is None
 
 
-def build_module(cfg: DictConfig, encoder_path: str, spec: StageSpec) -> EncoderClassifier:
-    """The encoder at ``encoder_path`` with a fresh head for the stage's task, its optimizer and scheduler."""
-    task = spec.task
+def build_module(cfg: DictConfig, encoder_path: str, spec: StageSpec) -> EncoderModule:
+    """The encoder at ``encoder_path`` with a fresh head for the stage's task (one per task of a mixture, built in
+    the mixture's order), its optimizer and scheduler."""
     encoder = load_encoder(encoder_path, freeze_embeddings=cfg.model.freeze_embeddings)
-    head = build_head(task.head, encoder.config.hidden_size, task.num_labels, cfg.model.head_dropout,
-                      cfg.model.pooling)
+    tasks = spec.mixture.tasks if spec.mixture is not None else (spec.task,)
+    heads = {task.name: build_head(task.head, encoder.config.hidden_size, task.num_labels, cfg.model.head_dropout,
+                                   cfg.model.pooling) for task in tasks}
     scheduler_cfg = OmegaConf.to_container(cfg.scheduler, resolve=True) if cfg.get("scheduler") else None
     warmup_ratio = 0.0
     scheduler = None
     if scheduler_cfg:
         warmup_ratio = float(scheduler_cfg.pop("warmup_ratio", 0.0))
         scheduler = instantiate(scheduler_cfg)
-    return EncoderClassifier(
-        encoder, head, task.num_labels, stage=spec.stage, lr=spec.lr, optimizer=instantiate(cfg.optimizer),
-        scheduler=scheduler, warmup_ratio=warmup_ratio, label_smoothing=cfg.calibration.label_smoothing,
-        head_kind=task.head, unpad_tokens=unpad_tokens(cfg, encoder), n_bins=cfg.calibration.n_bins,
-    )
+    settings = {"stage": spec.stage, "lr": spec.lr, "optimizer": instantiate(cfg.optimizer), "scheduler": scheduler,
+                "warmup_ratio": warmup_ratio, "label_smoothing": cfg.calibration.label_smoothing,
+                "unpad_tokens": unpad_tokens(cfg, encoder), "n_bins": cfg.calibration.n_bins}
+    if spec.mixture is not None:
+        return MixtureClassifier(encoder, heads, {task.name: task.head for task in tasks}, **settings)
+    task = spec.task
+    return EncoderClassifier(encoder, heads[task.name], task.num_labels, head_kind=task.head, **settings)
 
 
 def build_trainer(cfg: DictConfig, max_epochs: int, loggers: list[Logger], output_dir: Path,

@@ -6,7 +6,7 @@ replaced atomically every few minutes, removed once the stage has finished. That
 
 A resume is exact (the same numbers as a run never killed): the checkpoint also holds the epoch, how many
 of its batches were trained and the torch RNG (dropout); on resume the sampler
-(:class:`xcal.data.resumable.EpochSeededSampler`, an order fixed by seed and epoch) skips the trained batches,
+(:class:`xcal.data.resumable.ResumableOrder`, an order fixed by seed and epoch) skips the trained batches,
 and the RNG is set back just before the first batch trained after the resume.
 """
 
@@ -23,7 +23,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
-from xcal.data.resumable import EpochSeededSampler
+from xcal.data.resumable import ResumableOrder
 
 LAST = "last.ckpt"
 RESUME_KEY = "xcal_resume"
@@ -78,11 +78,14 @@ class LastCheckpoint(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._resume is None:
             return
-        sampler = getattr(trainer.train_dataloader, "sampler", None)
-        if isinstance(sampler, EpochSeededSampler):
-            sampler.resume_at(int(self._resume["epoch"]), int(self._resume["batches_done"]))
+        loader = trainer.train_dataloader
+        # a task's loader orders examples (its sampler); a mixture's orders one-task batches (its batch sampler)
+        samplers = [getattr(loader, name, None) for name in ("sampler", "batch_sampler")]
+        resumable = [s for s in samplers if isinstance(s, ResumableOrder)]
+        if resumable:
+            resumable[0].resume_at(int(self._resume["epoch"]), int(self._resume["batches_done"]))
         else:
-            log.warning("the train loader's sampler is not an EpochSeededSampler: the resumed epoch starts over "
+            log.warning("the train loader's sampler is not a ResumableOrder: the resumed epoch starts over "
                         "in a new order and the run will not match an uninterrupted one")
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch,

@@ -1,8 +1,9 @@
 """Stage 1 and its cache: an intermediate-trained encoder, keyed by what determines it.
 
 Stage 1 depends only on (model, intermediate task, size, data seed, seed, its optimisation
-settings). Every target task and evaluation variant that shares those reuses one training:
-:func:`get_or_train` returns the cached encoder, or trains stage 1 and stores it.
+settings; a mixture's task is its tasks and sampling rule). Every target task and evaluation variant that
+shares those reuses one training: :func:`get_or_train` returns the cached encoder, or trains stage 1 and
+stores it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
 
 from xcal.atomic import atomic_directory, atomic_write_json
+from xcal.data.mixture import SamplingRule, is_mixture
+from xcal.data.tasks import TASKS
 from xcal.pipeline.spec import StageSpec, Workspace, stage1_seed, wants_unpadded
 from xcal.utils.digest import file_digest, fingerprint
 
@@ -39,6 +42,8 @@ def stage1_identity(cfg: DictConfig) -> dict[str, Any]:
     """Exactly the config values that determine the stage-1 encoder weights."""
     skip = {*NOT_WEIGHTS, "seed", *(("val_size",) if cfg.intermediate.get("patience") is None else ())}
     inter = {k: v for k, v in OmegaConf.to_container(cfg.intermediate, resolve=True).items() if k not in skip}
+    if is_mixture(cfg.intermediate):
+        inter = _mixture_identity(inter)
     identity = {
         "format": CACHE_FORMAT,
         "model": {**{k: cfg.model[k] for k in ("name_or_path", "pooling", "freeze_embeddings", "head_dropout")},
@@ -57,6 +62,17 @@ def stage1_identity(cfg: DictConfig) -> dict[str, Any]:
         # Exact for every token in the data; rows of absent tokens are not weight-decayed when embeddings train.
         identity["model"]["trim_vocabulary"] = True
     return identity
+
+
+def _mixture_identity(inter: dict[str, Any]) -> dict[str, Any]:
+    """A mixture's block less the parameter its rule does not use (a proportional mixture's weights do not depend on
+    ``cap``), plus where each hub task is read from (a single task's block holds its ``hub_id``; a mixture's tasks
+    are read from their registry repos)."""
+    unused = {"cap", "temperature"} - set(SamplingRule.from_block(inter).as_dict())
+    inter = {k: v for k, v in inter.items() if k not in unused}
+    hub = {name: [TASKS[name].hub_id, TASKS[name].hub_config] for name in inter["tasks"]
+           if TASKS[name].origin != "embedded"}
+    return {**inter, "hub": hub} if hub else inter
 
 
 def stage1_key(cfg: DictConfig) -> str:

@@ -20,20 +20,23 @@ CURVE_KEYS = ("loss", "acc", "ece", "brier", "nll", "confidence")
 
 
 class ValidationHistory(pl.Callback):
-    """One row per validation: ``step``, ``epoch`` and ``val_<name>`` for :data:`CURVE_KEYS`."""
+    """One row per validation: ``step``, ``epoch`` and ``val_<name>`` for :data:`CURVE_KEYS`; for a mixture's
+    ``tasks`` also each task's ``<task>/val_<name>`` (``val_<name>`` is then their mean over tasks)."""
 
-    def __init__(self, stage: str) -> None:
+    def __init__(self, stage: str, tasks: tuple[str, ...] = ()) -> None:
         self.stage = stage
+        self.tasks = tasks
         self.rows: list[dict[str, float]] = []
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         row: dict[str, float] = {"step": int(trainer.global_step), "epoch": int(trainer.current_epoch)}
-        for name in CURVE_KEYS:
-            value = trainer.callback_metrics.get(f"{self.stage}/val_{name}")
-            if value is not None:
-                row[f"val_{name}"] = round(float(value), 6)
+        for prefix in ("", *(f"{task}/" for task in self.tasks)):
+            for name in CURVE_KEYS:
+                value = trainer.callback_metrics.get(f"{self.stage}/{prefix}val_{name}")
+                if value is not None:
+                    row[f"{prefix}val_{name}"] = round(float(value), 6)
         self.rows.append(row)
         log.info(self.describe(row, trainer.max_steps))
 

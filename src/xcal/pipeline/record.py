@@ -24,7 +24,9 @@ class JobRecord(TypedDict, total=False):
     xcal_version: str
     config_hash: str  # :func:`xcal.pipeline.resume.config_hash` of ``config``
     config: dict[str, Any]  # the resolved Hydra config
-    intermediate: dict[str, Any]  # stage 1: ``skipped``, or its outcome and cache entry (reused or trained)
+    # stage 1: ``skipped``, or its outcome and cache entry (reused or trained); a mixture's also ``mixture``: its
+    # tasks, rule, each task's rate, available examples and count
+    intermediate: dict[str, Any]
     languages: dict[str, list[str]]  # ``evaluated`` and ``missing`` target languages
     target: dict[str, Any]  # stage 2: sizes, speed, English dev numbers, ``stopping``, ``history``
     predictions: str  # the folder of ``<lang>_<split>.npz`` logits, when saved

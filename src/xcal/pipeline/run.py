@@ -16,6 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 import xcal
 from xcal.assets.cache import cache_dir, data_dir
+from xcal.data.mixture import Mixture, is_mixture
 from xcal.data.sources import SourceSettings, eval_languages
 from xcal.data.tasks import NO_TASK, TASKS
 from xcal.errors import XcalError
@@ -54,20 +55,31 @@ def failure_reason(exc: BaseException) -> str:
     return reason
 
 
-def stage_sources(cfg: DictConfig, data_root: Path) -> dict[str, SourceSettings]:
-    """Where each stage's task is read from (``intermediate`` absent when the stage is skipped)."""
-    sources = {}
+def stage_sources(cfg: DictConfig, data_root: Path) -> dict[str, SourceSettings | dict[str, SourceSettings]]:
+    """Where each stage's task is read from (``intermediate`` absent when the stage is skipped; a mixture's:
+    each task's, by name)."""
+    sources: dict[str, SourceSettings | dict[str, SourceSettings]] = {}
     for stage in ("intermediate", "target"):
         block = cfg[stage]
-        if block.name != NO_TASK and (stage == "target" or block.size != 0):
+        if stage == "intermediate" and is_mixture(block):
+            if block.size != 0:
+                sources[stage] = Mixture.from_block(block).sources(data_root)
+        elif block.name != NO_TASK and (stage == "target" or block.size != 0):
             sources[stage] = SourceSettings.from_block(TASKS[block.name], block, data_root, stage)
     return sources
+
+
+def _task_names(cfg: DictConfig) -> list[str]:
+    """The tasks a job reads (a mixture's every task)."""
+    inter = cfg.intermediate
+    names = list(inter.tasks) if is_mixture(inter) else [inter.name]
+    return [name for name in (*names, cfg.target.name) if name != NO_TASK]
 
 
 def ensure_assets(cfg: DictConfig, root: Path) -> None:
     """Fetch and convert the embedded model and data once, if this job uses any of them."""
     uses_embedded = cfg.model.name_or_path.startswith(EMBEDDED_PREFIX) or any(
-        TASKS[name].origin == "embedded" for name in (cfg.intermediate.name, cfg.target.name) if name != NO_TASK
+        TASKS[name].origin == "embedded" for name in _task_names(cfg)
     )
     if uses_embedded:
         from xcal.assets.fetch import ensure_embedded_assets
@@ -77,7 +89,8 @@ def ensure_assets(cfg: DictConfig, root: Path) -> None:
 
 
 
-def prepare(cfg: DictConfig, check_config: bool = True) -> tuple[Path, dict[str, SourceSettings], str]:
+def prepare(cfg: DictConfig, check_config: bool = True,
+            ) -> tuple[Path, dict[str, SourceSettings | dict[str, SourceSettings]], str]:
     """Everything checkable before training: config (unless the caller checked it), assets, data files and
     sizes. Returns the cache root, each stage's data source and the resolved model path."""
     if check_config:

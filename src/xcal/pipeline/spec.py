@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Literal
 
 from omegaconf import DictConfig
 
+from xcal.data.mixture import Mixture, is_mixture
 from xcal.data.tasks import TASKS, TaskSpec
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ class StageSpec:
     zero-shot sets (empty for stage 1)."""
 
     stage: Stage
-    task: TaskSpec
+    task: TaskSpec | Mixture  # a Mixture: stage 1 on several tasks at once (intermediate=mixture)
     train_size: int | None  # None = the whole English training set
     epochs: int
     batch_size: int
@@ -68,8 +69,9 @@ class StageSpec:
         """The stage's settings; ``eval_languages`` are the target languages to evaluate (those the source has)."""
         block = cfg[stage]
         target = stage == "target"
+        task = Mixture.from_block(block) if not target and is_mixture(block) else TASKS[block.name]
         return cls(
-            stage=stage, task=TASKS[block.name], train_size=block.train_size if target else block.size,
+            stage=stage, task=task, train_size=block.train_size if target else block.size,
             epochs=block.epochs, batch_size=block.batch_size, lr=float(block.lr), max_length=block.max_length,
             val_size=block.val_size, eval_batch_size=block.eval_batch_size,
             eval_tokens_per_batch=block.eval_tokens_per_batch, group_by_length=block.group_by_length,
@@ -79,6 +81,11 @@ class StageSpec:
             eval_size=block.eval_size if target else None, eval_languages=tuple(eval_languages) if target else (),
             eval_splits=tuple(block.eval_splits) if target else (),
         )
+
+
+    @property
+    def mixture(self) -> Mixture | None:
+        return self.task if isinstance(self.task, Mixture) else None
 
 
 def _step_cap(cfg: DictConfig, block: DictConfig) -> int | None:
@@ -97,7 +104,8 @@ class Workspace:
 
     cfg: DictConfig
     cache_root: Path
-    sources: dict[str, SourceSettings]
+    # a stage's source; a mixture stage's: each task's, by task name
+    sources: dict[str, SourceSettings | dict[str, SourceSettings]]
     model_path: str  # the pre-trained encoder
     tokenizer: PreTrainedTokenizerBase
     output_dir: Path

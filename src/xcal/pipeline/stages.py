@@ -19,7 +19,8 @@ from omegaconf import DictConfig
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from xcal.data.datamodule import TaskDataModule
-from xcal.models.module import EncoderClassifier
+from xcal.data.mixture_datamodule import MixtureDataModule
+from xcal.models.module import EncoderModule
 from xcal.models.vocab import keep_ids_for, trim_vocabulary
 from xcal.pipeline.build import build_datamodule, build_module, build_trainer
 from xcal.pipeline.checkpoints import LastCheckpoint, clear, resume_path
@@ -33,12 +34,13 @@ log = logging.getLogger(__name__)
 class StageResult:
     """What a training stage leaves: the trained module (its trainer and data, for evaluation), sizes, speed,
     its English dev numbers (of the weights it keeps: the best validation under early stopping, else the last),
-    how it stopped and its learning curve. :meth:`as_dict` is its entry in results.json."""
+    how it stopped and its learning curve (a mixture's: also each task's English dev numbers, and ``mixture``, its
+    per-task counts). :meth:`as_dict` is its entry in results.json."""
 
     name: str
-    module: EncoderClassifier
+    module: EncoderModule
     trainer: pl.Trainer
-    datamodule: TaskDataModule
+    datamodule: TaskDataModule | MixtureDataModule
     train_examples: int
     steps: int
     seconds: float
@@ -47,6 +49,7 @@ class StageResult:
     resumed_from: str | None
     history: list[dict[str, float]]
     stopping: dict[str, Any]
+    mixture: dict[str, Any] | None = None
 
     @property
     def examples_per_second(self) -> float:
@@ -55,7 +58,8 @@ class StageResult:
     def as_dict(self) -> dict[str, Any]:
         return {"train_examples": self.train_examples, "steps": self.steps, "seconds": round(self.seconds, 3),
                 "examples_per_second": round(self.examples_per_second, 3), "resumed_from": self.resumed_from,
-                **self.metrics, "stopping": self.stopping, "history": self.history}
+                **self.metrics, "stopping": self.stopping, "history": self.history,
+                **({} if self.mixture is None else {"mixture": self.mixture})}
 
 
 def validation_interval(spec: StageSpec, train_examples: int) -> int | None:
@@ -82,7 +86,7 @@ def early_stopping(stage: str, patience: int | None, has_validation: bool,
     return [EarlyStopping(monitor=monitor, mode="min", patience=int(patience)), best], best
 
 
-def _restore_best(module: EncoderClassifier, best: ModelCheckpoint | None) -> None:
+def _restore_best(module: EncoderModule, best: ModelCheckpoint | None) -> None:
     """Load the best validation's weights: the numbers reported and the model evaluated are the same checkpoint."""
     if best is not None and best.best_model_path:
         state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
@@ -97,7 +101,7 @@ def _outcome_metrics(trainer: pl.Trainer, stage: str, history: ValidationHistory
                if k.startswith(f"{stage}/") and "/train_" in k}
     kept = history.best() if best is not None else (history.rows[-1] if history.rows else None)
     if kept is not None:
-        metrics.update({k: v for k, v in kept.items() if k.startswith("val_")})
+        metrics.update({k: v for k, v in kept.items() if k not in ("step", "epoch")})  # val_*, <task>/val_*
     epochs = trainer.global_step / max(trainer.num_training_batches, 1)
     stopping = {"early_stopping": best is not None, "epochs_trained": round(float(epochs), 3),
                 "kept_step": None if kept is None else int(kept["step"]),
@@ -112,7 +116,7 @@ def _callbacks(cfg: DictConfig, spec: StageSpec, has_validation: bool, stage_dir
                ) -> tuple[ValidationHistory, ModelCheckpoint | None, list[pl.Callback], Path | None]:
     """The learning curve, early stopping (best weights kept in ``stage_dir``) and, when ``periodic``, the
     trainer state saved there every ``checkpoint.every_n_*`` (and a previous attempt's checkpoint to resume)."""
-    history = ValidationHistory(spec.stage)
+    history = ValidationHistory(spec.stage, tuple(t.name for t in spec.mixture.tasks) if spec.mixture else ())
     stoppers, best = early_stopping(spec.stage, spec.patience, has_validation, stage_dir)
     callbacks: list[pl.Callback] = [history, *stoppers]
     resume = None
@@ -155,4 +159,4 @@ def train_stage(work: Workspace, spec: StageSpec, encoder_path: str, checkpoint_
     seen = min(int(trainer.global_step) * spec.batch_size, len(dm.train_set) * max(spec.epochs, 1))
     return StageResult(spec.stage, module, trainer, dm, len(dm.train_set), int(trainer.global_step), seconds, seen,
                        metrics, resumed_from=str(resume) if resume else None, history=history.rows,
-                       stopping=stopping)
+                       stopping=stopping, mixture=dm.record() if isinstance(dm, MixtureDataModule) else None)

@@ -6,11 +6,13 @@ allowed, so a typo costs seconds rather than a failed job hours later.
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, ListConfig
 
 from xcal.data.errors import DataSourceError
+from xcal.data.mixture import RULES, is_mixture
 from xcal.data.sources import (
     SOURCE_KINDS,
     SourceSettings,
@@ -47,13 +49,16 @@ def _task_problems(cfg: DictConfig) -> list[str]:
     problems: list[str] = []
     tasks = sorted(TASKS)
     inter = cfg.intermediate
-    if inter.name != NO_TASK and inter.name not in TASKS:
+    mixture = is_mixture(inter)
+    if mixture:
+        problems += _mixture_problems(cfg)
+    elif inter.name != NO_TASK and inter.name not in TASKS:
         problems.append(f"intermediate.name={inter.name!r} is not a known task; allowed: none, "
                         f"{', '.join(tasks)}{did_you_mean(inter.name, tasks)}")
     if inter.size is not None and (not _is_int(inter.size) or inter.size < 0):
         problems.append(f"intermediate.size={inter.size!r} must be an integer >= 0 (0 skips the stage) or null "
                         "(the full training set)")
-    elif inter.name == NO_TASK and inter.size != 0:
+    elif not mixture and inter.name == NO_TASK and inter.size != 0:
         problems.append(f"intermediate.size={inter.size} but intermediate=none; choose a task, e.g. "
                         "intermediate=vitaminc, or set intermediate.size=0")
 
@@ -83,6 +88,46 @@ def _task_problems(cfg: DictConfig) -> list[str]:
         value = target.get(key)
         if value is not None and (not _is_int(value) or value < 1):
             problems.append(f"target.{key}={value!r} must be a positive integer or null (= all)")
+    return problems
+
+
+def _mixture_problems(cfg: DictConfig) -> list[str]:
+    """``intermediate=mixture``: two or more known tasks, each once, none of them the target; a known rule with
+    its parameter. One message each."""
+    inter, tasks = cfg.intermediate, sorted(TASKS)
+    listed = inter.tasks
+    if not isinstance(listed, ListConfig) or not all(isinstance(t, str) for t in listed):
+        return [f"intermediate.tasks={listed!r} must be a list of task names, e.g. "
+                "'intermediate.tasks=[vitaminc,social_iqa]'"]
+    problems: list[str] = []
+    names = list(listed)
+    if not names:
+        problems.append("intermediate=mixture needs its tasks: 'intermediate.tasks=[vitaminc,social_iqa]' (two or "
+                        f"more of: {', '.join(tasks)})")
+    elif len(names) == 1:
+        problems.append(f"intermediate.tasks=[{names[0]}] is a mixture of one task; a mixture needs two or more. "
+                        f"For one task use intermediate={names[0]}")
+    for name, times in Counter(names).items():
+        if times > 1:
+            problems.append(f"intermediate.tasks lists {name!r} {times} times; a mixture takes each task once")
+    for name in dict.fromkeys(names):
+        if name not in TASKS:
+            problems.append(f"intermediate.tasks has {name!r}, which is not a known task; allowed: "
+                            f"{', '.join(tasks)}{did_you_mean(name, tasks)}")
+        elif name == cfg.target.name:
+            problems.append(f"intermediate.tasks has {name!r}, the target task: stage 1 would train on the "
+                            f"target's own English training set; leave it out of the mixture")
+    rule = inter.rule
+    if rule not in RULES:
+        problems.append(f"intermediate.rule={rule!r} is not a sampling rule; allowed: {', '.join(RULES)}"
+                        f"{did_you_mean(str(rule), list(RULES))}")
+    elif rule == "capped" and (not _is_int(inter.cap) or inter.cap < 1):
+        problems.append(f"intermediate.cap={inter.cap!r} must be an integer >= 1 (rule=capped shares the size in "
+                        "proportion to min(task size, cap))")
+    elif rule == "temperature" and (not isinstance(inter.temperature, (int, float)) or isinstance(
+            inter.temperature, bool) or inter.temperature <= 0):
+        problems.append(f"intermediate.temperature={inter.temperature!r} must be a number > 0 (rule=temperature "
+                        "shares the size in proportion to task size^(1/temperature))")
     return problems
 
 
@@ -152,7 +197,7 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(problems)
 
 
-def data_problems(cfg: DictConfig, sources: dict[str, SourceSettings]) -> list[str]:
+def data_problems(cfg: DictConfig, sources: dict[str, SourceSettings | dict[str, SourceSettings]]) -> list[str]:
     """Checks that need the data: every file (or hub split) a stage will read exists and has the
     expected layout, and the requested sizes fit the rows that exist.
 
@@ -161,6 +206,9 @@ def data_problems(cfg: DictConfig, sources: dict[str, SourceSettings]) -> list[s
     problems = []
     for stage, settings in sources.items():
         block = cfg[stage]
+        if isinstance(settings, dict):
+            problems += _mixture_data_problems(block, settings)
+            continue
         spec = TASKS[block.name]
         if stage == "target":
             chosen = eval_languages(settings, spec, block.languages, block.eval_splits)
@@ -182,3 +230,25 @@ def data_problems(cfg: DictConfig, sources: dict[str, SourceSettings]) -> list[s
             problems.append(f"{stage}.{key}={block[key]} exceeds the {rows} English training examples of "
                             f"{spec.name!r}; use at most {rows} (or null for all)")
     return problems
+
+
+def _mixture_data_problems(block: DictConfig, sources: dict[str, SourceSettings]) -> list[str]:
+    """Every task of a mixture has its English training set (and dev, when validating), and the size fits in
+    what the mixture holds (the sum of its tasks' training sets)."""
+    splits = ("dev",) if block.val_size != 0 else ()
+    problems: list[str] = []
+    rows: dict[str, int] = {}
+    for name, settings in sources.items():
+        spec = TASKS[name]
+        found = source_problems(settings, spec, ("en",), splits)
+        problems += found
+        if not found:
+            try:
+                rows[name] = train_rows(settings, spec)
+            except DataSourceError as exc:
+                problems.append(str(exc))
+    if problems or block.size is None or block.size <= (total := sum(rows.values())):
+        return problems
+    parts = " + ".join(f"{name} {count}" for name, count in rows.items())
+    return [f"intermediate.size={block.size} exceeds the {total} English training examples of the mixture "
+            f"{block.name!r} ({parts}); use at most {total} (or null for all)"]
