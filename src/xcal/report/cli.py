@@ -132,6 +132,7 @@ def compare_with_study(sweep, study_dir: Path, out_dir: Path) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from xcal.report.collect import ReportError, load_sweep
+    from xcal.report.compare import compare_cells
     from xcal.report.html import build_report, display_table
     from xcal.report.tables import to_markdown
 
@@ -148,7 +149,9 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or (args.sweep_dirs[0] / "report")
     if args.plan is not None:
         return plan(args, sweep, out)
-    report = build_report(sweep, out, n_boot=args.n_boot, calibrated=args.calibrated, metrics=metrics)
+    comparison = None if args.compare is None else compare_cells(sweep, load_sweep(args.compare))
+    report = build_report(sweep, out, n_boot=args.n_boot, calibrated=args.calibrated, metrics=metrics,
+                          comparison=comparison)
     state = "temperature-scaled" if args.calibrated else "raw"
     scope = "zero-shot languages" if report.sweep.table["zero_shot"].any() else "languages (English only)"
     print(f"Mean over {scope} by intermediate size ({state}, {report.split} split; mean ± std over seeds):\n")
