@@ -125,3 +125,14 @@ def test_a_planned_design_gives_the_standard_error_a_simulation_measures() -> No
 def test_a_cell_cannot_mix_jobs_with_and_without_a_stage_one() -> None:
     with pytest.raises(ValueError, match="mixes jobs with and without"):
         Design.of(["A", "A"], ["e0", None])
+
+
+def test_one_job_per_encoder_makes_each_job_a_unit() -> None:
+    # every job trained its own stage 1 (intermediate.seed follows seed): the seed and encoder variances are
+    # confounded, and the spread of the jobs within a cell is what the interval rests on
+    design = Design.of(["A", "A", "A", "B", "B", "B"], ["a0", "a1", "a2", "b0", "b1", "b2"])
+    y = np.array([1.0, 2.0, 4.0, 2.0, 3.0, 7.0])
+    result = contrast(y, design, difference_weights(design, "A", "B"))
+    pooled = (np.var([1.0, 2.0, 4.0], ddof=1) + np.var([2.0, 3.0, 7.0], ddof=1)) / 2
+    assert float(result.se) == pytest.approx(np.sqrt(pooled * (1 / 3 + 1 / 3)))
+    assert float(result.df) == 4 and not result.conditional

@@ -192,6 +192,10 @@ def _standard_error(comp: Components, a_enc: float, a_seed: float) -> tuple[np.n
     # it is 0 (the contrast then rests on ms_seed alone).
     c_e = a_enc / comp.seeds_per_encoder
     c_s = a_seed - c_e
+    if comp.df_seed == 0 or abs(c_s) <= 1e-12 * a_seed:
+        # one job per encoder and no seeds elsewhere: each job is a unit and ms_encoder alone carries the contrast
+        var = a_enc * comp.ms_encoder / comp.seeds_per_encoder + max(c_s, 0.0) * np.nan_to_num(comp.ms_seed)
+        return np.sqrt(var), np.full(np.shape(var), float(comp.df_encoder)), False
     var = c_e * comp.ms_encoder + c_s * comp.ms_seed
     truncated = comp.ms_encoder < comp.ms_seed
     var = np.where(truncated, a_seed * comp.ms_seed, var)
