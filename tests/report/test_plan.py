@@ -63,6 +63,7 @@ def test_plan_from_a_pilot_sweep_on_disk(tmp_path: Path, capsys: pytest.CaptureF
     printed = capsys.readouterr().out
     assert "Stage-1 encoder sd: ece" in printed  # every job its own encoder: the stage-1 sd is estimable
     assert "stage 1 vitaminc 4000 30.0 min" in printed and "target + evaluation 0.0 a job" in printed
+    assert "The baseline cell alone (no stage 1): ece mean 0." in printed and "over 3 seeds" in printed
     assert (tmp_path / "out" / "plan.md").read_text() in printed
     assert main([str(sweep), "--plan", "ece=0"]) == 2
     assert "--plan 'ece=0': give the smallest change" in capsys.readouterr().err

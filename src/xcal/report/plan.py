@@ -60,6 +60,7 @@ class Pilot:
     job_minutes: float  # target + evaluation, median over the pilot's jobs
     stage1_minutes: dict[str, float]  # per headline task: stage 1 at its largest size
     headline: dict[str, str]  # task -> its largest size's label
+    baseline: dict[str, tuple[int, float, float]] | None = None  # metric -> (jobs, mean, sd) without a stage 1
 
 
 def _job_values(sweep: Sweep, metric: str) -> pd.DataFrame:
@@ -81,9 +82,12 @@ def read_pilot(sweep: Sweep, costs: Sweep | None = None) -> Pilot:
     """Variance components of ``sweep``; minutes per job from it, stage-1 minutes from ``costs`` (default the
     same sweep), whose largest size of each intermediate task makes the headline comparisons."""
     costs = costs or sweep
-    var_seed, var_encoder, df_seed, df_encoder = {}, {}, 0, 0
+    var_seed, var_encoder, df_seed, df_encoder, baseline = {}, {}, 0, 0, {}
     for metric in ("ece", "brier"):
         jobs = _job_values(sweep, metric)
+        base = jobs.loc[jobs["intermediate"] == NO_INTERMEDIATE, "value"]
+        if len(base) >= 2:
+            baseline[metric] = (len(base), float(base.mean()), float(base.std(ddof=1)))
         design = Design.of(list(zip(jobs["intermediate"], jobs["size"], strict=True)), list(jobs["encoder"]))
         comp = components(jobs["value"].to_numpy(np.float64), design)
         if comp.df_seed == 0:
@@ -110,7 +114,8 @@ def read_pilot(sweep: Sweep, costs: Sweep | None = None) -> Pilot:
         raise ReportError("no intermediate task in the sweep(s) to plan a comparison for; give the sweep that holds "
                           "the study's stage-1 cells with --plan-costs, e.g. --plan-costs multirun/embedded_study")
     return Pilot(var_seed, df_seed, var_encoder, df_encoder, float(np.nanmedian(minutes)),
-                 {t: float(np.median(stage1[t])) if t in stage1 else math.nan for t in headline}, headline)
+                 {t: float(np.median(stage1[t])) if t in stage1 else math.nan for t in headline}, headline,
+                 baseline or None)
 
 
 def _scenarios(pilot: Pilot) -> list[tuple[str, dict[str, float]]]:
@@ -174,7 +179,11 @@ def render_plan(pilot: Pilot, goals: dict[str, float], budget_hours: float, sour
              "stage-1 variance included.", "",
              f"- Target-seed sd of a job's zero-shot mean: {sd} ({pilot.df_seed} df).",
              f"- Stage-1 encoder sd: {enc}.",
-             f"- Minutes: target + evaluation {pilot.job_minutes:.1f} a job (median); stage 1 {stage1}.", ""]
+             f"- Minutes: target + evaluation {pilot.job_minutes:.1f} a job (median); stage 1 {stage1}."]
+    if pilot.baseline:
+        lines.append("- The baseline cell alone (no stage 1): " + "; ".join(
+            f"{m} mean {mean:.4f}, sd {sd:.4f} over {n} seeds" for m, (n, mean, sd) in pilot.baseline.items()) + ".")
+    lines.append("")
     rows = []
     for label, var_encoder in _scenarios(pilot):
         designs = design_table(pilot, goals, var_encoder)
