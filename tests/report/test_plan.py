@@ -12,7 +12,7 @@ from report_fixtures import write_synthetic_sweep
 from xcal.report.cli import main
 from xcal.report.collect import ReportError
 from xcal.report.inference import detectable, planned_difference
-from xcal.report.plan import MIN_ENCODERS, Pilot, choose, design_table, parse_goals
+from xcal.report.plan import MIN_ENCODERS, Pilot, choose, design_table, parse_goals, upper_limit
 
 
 def test_goals_are_metric_effect_pairs_and_a_bare_number_is_ece() -> None:
@@ -35,8 +35,11 @@ def test_the_cheapest_design_meets_every_goal_and_one_seed_fewer_does_not() -> N
     cheapest, best = choose(designs, budget_hours=10.0)
     encoders, seeds = int(cheapest["encoders"]), int(cheapest["seeds"])
     assert encoders >= MIN_ENCODERS
+    # the seed variance is planned at its 80% upper confidence limit on the pilot's 14 df (x 1.47)
+    assert upper_limit(1.0, 14) == pytest.approx(14 / 9.4673, rel=1e-4)
     for metric, goal in goals.items():
-        se, df = planned_difference(PILOT.var_encoder[metric], PILOT.var_seed[metric], encoders=encoders,
+        se, df = planned_difference(PILOT.var_encoder[metric], upper_limit(PILOT.var_seed[metric], 14),
+                                    encoders=encoders,
                                     seeds=seeds, baseline_seeds=encoders * seeds, stage1_cells=2)
         assert detectable(se, df) == pytest.approx(cheapest[f"{metric}_detectable"]) and detectable(se, df) <= goal
     # hours: each headline task's stage 1 once an encoder, then every job's target stage and evaluation

@@ -197,11 +197,15 @@ def _standard_error(comp: Components, a_enc: float, a_seed: float) -> tuple[np.n
         var = a_enc * comp.ms_encoder / comp.seeds_per_encoder + max(c_s, 0.0) * np.nan_to_num(comp.ms_seed)
         return np.sqrt(var), np.full(np.shape(var), float(comp.df_encoder)), False
     var = c_e * comp.ms_encoder + c_s * comp.ms_seed
-    truncated = comp.ms_encoder < comp.ms_seed
-    var = np.where(truncated, a_seed * comp.ms_seed, var)
     with np.errstate(divide="ignore", invalid="ignore"):
         df = var**2 / ((c_e * comp.ms_encoder) ** 2 / comp.df_encoder + (c_s * comp.ms_seed) ** 2 / comp.df_seed)
-    df = np.where(truncated, float(comp.df_seed), df)
+    # var_encoder estimated at 0 (REML's boundary): both mean squares then estimate var_seed, and the model
+    # collapses to one level whose residual variance pools them
+    truncated = comp.ms_encoder < comp.ms_seed
+    df_both = comp.df_seed + comp.df_encoder
+    pooled = (comp.df_seed * comp.ms_seed + comp.df_encoder * comp.ms_encoder) / df_both
+    var = np.where(truncated, a_seed * pooled, var)
+    df = np.where(truncated, float(df_both), df)
     return np.sqrt(var), df, False
 
 
@@ -282,8 +286,10 @@ def planned_difference(var_encoder: float, var_seed: float, *, encoders: int, se
     var = var_cell + var_seed / baseline_seeds
     df_seed = stage1_cells * encoders * (seeds - 1) + baseline_seeds - 1
     df_encoder = stage1_cells * (encoders - 1)
-    if var_encoder == 0 or df_encoder == 0:
+    if df_encoder == 0:
         return float(np.sqrt(var)), float(df_seed)
+    if var_encoder == 0:  # both mean squares estimate var_seed: the analysis pools them
+        return float(np.sqrt(var)), float(df_seed + df_encoder)
     # var = c_e E[ms_encoder] + c_s E[ms_seed], E[ms_encoder] = var_seed + seeds var_encoder
     c_e, c_s = 1.0 / (encoders * seeds), 1.0 / baseline_seeds
     ms_e = var_seed + seeds * var_encoder

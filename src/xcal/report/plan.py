@@ -17,12 +17,16 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from xcal.pipeline.record import RESULTS_FILE, read_record_or_none
 from xcal.report.collect import NO_INTERMEDIATE, TRAINING_LANGUAGE, ReportError, Sweep
 from xcal.report.inference import Design, components, detectable, planned_difference
 from xcal.report.tables import to_markdown
 
+#: A pilot's variance is itself uncertain; the plan uses its one-sided upper confidence limit at this level
+#: (Browne 1995), so a few-seed pilot does not promise power the study will not have.
+PLANNING_CONFIDENCE = 0.80
 #: Assumed stage-1 sd as a multiple of the target-seed sd when the pilot cannot estimate it.
 ASSUMED_ENCODER_RATIOS = (0.0, 0.5, 1.0)
 #: Designs searched: a headline cell needs three encoders for its stage-1 variance to rest on more than one df.
@@ -118,11 +122,23 @@ def read_pilot(sweep: Sweep, costs: Sweep | None = None) -> Pilot:
                  baseline or None)
 
 
+def upper_limit(variance: float, df: int) -> float:
+    """The one-sided :data:`PLANNING_CONFIDENCE` upper confidence limit of a variance estimated on ``df``."""
+    return variance * df / stats.chi2.ppf(1.0 - PLANNING_CONFIDENCE, df) if df > 0 else math.nan
+
+
+def planning_variances(pilot: Pilot) -> dict[str, float]:
+    """The target-seed variance each metric is planned at: its upper confidence limit."""
+    return {m: upper_limit(v, pilot.df_seed) for m, v in pilot.var_seed.items()}
+
+
 def _scenarios(pilot: Pilot) -> list[tuple[str, dict[str, float]]]:
-    """(label, var_encoder per metric): the estimate, or assumed ratios when it is not estimable."""
+    """(label, var_encoder per metric): the estimate's upper limit, or assumed ratios of the planned seed sd when
+    it is not estimable."""
     if pilot.df_encoder > 0:
-        return [(f"estimated ({pilot.df_encoder} df)", pilot.var_encoder)]
-    return [(f"assumed sd {r:g} x the seeds'", {m: (r**2) * v for m, v in pilot.var_seed.items()})
+        return [(f"estimated ({pilot.df_encoder} df)",
+                 {m: upper_limit(v, pilot.df_encoder) for m, v in pilot.var_encoder.items()})]
+    return [(f"assumed sd {r:g} x the seeds'", {m: (r**2) * v for m, v in planning_variances(pilot).items()})
             for r in ASSUMED_ENCODER_RATIOS]
 
 
@@ -130,6 +146,7 @@ def design_table(pilot: Pilot, goals: dict[str, float], var_encoder: dict[str, f
     """Every balanced design (encoders x seeds a headline cell, as many baseline jobs) with its detectable
     change per metric and its hours on this machine."""
     tasks = list(pilot.headline)
+    var_seed = planning_variances(pilot)
     rows = []
     for encoders in range(MIN_ENCODERS, MAX_ENCODERS + 1):
         for seeds in range(1, MAX_SEEDS + 1):
@@ -137,7 +154,7 @@ def design_table(pilot: Pilot, goals: dict[str, float], var_encoder: dict[str, f
             row = {"encoders": encoders, "seeds": seeds, "baseline_seeds": baseline,
                    "jobs": baseline * (len(tasks) + 1)}
             for metric in goals:
-                se, df = planned_difference(var_encoder[metric], pilot.var_seed[metric], encoders=encoders,
+                se, df = planned_difference(var_encoder[metric], var_seed[metric], encoders=encoders,
                                             seeds=seeds, baseline_seeds=baseline, stage1_cells=len(tasks))
                 row[f"{metric}_detectable"] = detectable(se, df)
             stage1 = sum(encoders * pilot.stage1_minutes[t] for t in tasks)
@@ -169,6 +186,7 @@ def _describe(row: pd.Series | None, goals: dict[str, float]) -> str:
 def render_plan(pilot: Pilot, goals: dict[str, float], budget_hours: float, sources: str) -> str:
     """The plan as markdown: what the pilot measured, then per stage-1 variance scenario the two designs."""
     sd = ", ".join(f"{m} {math.sqrt(v):.4f}" for m, v in pilot.var_seed.items())
+    planned = ", ".join(f"{m} {math.sqrt(v):.4f}" for m, v in planning_variances(pilot).items())
     enc = ("not estimable (no cell has two stage-1 encoders)" if pilot.df_encoder == 0 else
            ", ".join(f"{m} {math.sqrt(v):.4f}" for m, v in pilot.var_encoder.items()))
     stage1 = ", ".join(f"{t} {pilot.headline[t]} {m:.1f} min" for t, m in pilot.stage1_minutes.items())
@@ -177,7 +195,8 @@ def render_plan(pilot: Pilot, goals: dict[str, float], budget_hours: float, sour
              f"Goal: 80% power (two-sided 95% t interval) for a change of {goal_text} in each headline comparison "
              f"({', '.join(f'{t} {s}' for t, s in pilot.headline.items())} against no intermediate stage), "
              "stage-1 variance included.", "",
-             f"- Target-seed sd of a job's zero-shot mean: {sd} ({pilot.df_seed} df).",
+             f"- Target-seed sd of a job's zero-shot mean: {sd} ({pilot.df_seed} df); planned at its "
+             f"{PLANNING_CONFIDENCE:.0%} upper confidence limit: {planned}.",
              f"- Stage-1 encoder sd: {enc}.",
              f"- Minutes: target + evaluation {pilot.job_minutes:.1f} a job (median); stage 1 {stage1}."]
     if pilot.baseline:
