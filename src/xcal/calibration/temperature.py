@@ -19,10 +19,14 @@ positive by construction. If the minimum lies outside the search range the neare
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from xcal.calibration.base import Calibrator
+from xcal.calibration.registry import OWN_DEV, register_calibrator
 from xcal.metrics._inputs import check_ignore_index
 
 #: Search range of the temperature.
@@ -179,3 +183,42 @@ class TemperatureScaler(nn.Module):
     def forward(self, logits: Tensor) -> Tensor:
         """``softmax(logits / T)``."""
         return apply_temperature(logits, self.value)
+
+
+@register_calibrator("temperature_own_dev", display="TS (own dev, oracle)", oracle_fit_set=OWN_DEV)
+@register_calibrator("temperature", display="TS")
+class TemperatureCalibrator(Calibrator):
+    """Temperature scaling behind the :class:`~xcal.calibration.base.Calibrator` protocol.
+
+    ``fit`` is :func:`fit_temperature` (the same float); ``apply`` is ``softmax(logits / T)`` in float64.
+    Registered twice: ``temperature`` fits on English dev, ``temperature_own_dev`` on each language's own
+    labelled dev set (an oracle: the per-language "self-TS").
+
+    Example:
+        >>> import torch
+        >>> cal = TemperatureCalibrator().fit(torch.tensor([[4.0, 0.0], [4.0, 0.0], [0.0, 4.0], [0.0, 4.0]]),
+        ...                                   torch.tensor([0, 1, 1, 1]))
+        >>> round(cal.parameters()["temperature"], 4)
+        3.641
+    """
+
+    state_keys = ("temperature",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.temperature = 1.0
+
+    def _fit(self, logits: Tensor, labels: Tensor) -> None:
+        self.temperature = fit_temperature(logits, labels)
+
+    def _apply(self, logits: Tensor) -> Tensor:
+        return torch.softmax(logits / self.temperature, dim=1)
+
+    def _state(self) -> dict[str, Any]:
+        return {"temperature": float(self.temperature)}
+
+    def _load(self, state: Mapping[str, Any], num_classes: int) -> None:
+        t = state["temperature"]
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not (math.isfinite(t) and t > 0):
+            raise ValueError(f"TemperatureCalibrator: temperature must be a finite positive number, got {t!r}")
+        self.temperature = float(t)
