@@ -89,3 +89,12 @@ def test_bad_registrations_and_lookups(scratch_registry: None) -> None:
         register_calibrator("not_a_calibrator", display="x")(dict)
     with pytest.raises(ValueError, match="unknown calibrator 'nope'; registered: temperature"):
         get_calibrator("nope")
+
+
+@pytest.mark.parametrize("module", ["temperature", "vector", "dirichlet", "histogram", "registry"])
+def test_module_doctests_run_exactly(module: str) -> None:
+    import doctest
+    import importlib
+
+    result = doctest.testmod(importlib.import_module(f"xcal.calibration.{module}"), raise_on_error=False)
+    assert result.attempted > 0 and result.failed == 0
