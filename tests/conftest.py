@@ -145,7 +145,7 @@ def pytest_configure(config) -> None:
 # tests, the fast tables, go first), so the long files start first and the short ones fill the end: one worker
 # does not run a long file alone while the other is done (longest-processing-time-first scheduling).
 LONGEST_FIRST = ("pipeline/test_faults.py", "pipeline/test_sweeps.py", "pipeline/test_end_to_end.py",
-                 "pipeline/test_mixture.py", "models/test_unpadded.py", "pipeline/test_xglue_pipeline.py",
+                 "pipeline/test_mixture_stage.py", "models/test_unpadded.py", "pipeline/test_xglue_pipeline.py",
                  "benchmarks/test_bench_training.py", "report/test_report_html.py", "models/test_vocab.py")
 
 
