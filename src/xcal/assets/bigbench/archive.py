@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import lzma
 import tarfile
 import zlib
 from collections.abc import Iterable, Sequence
@@ -38,6 +39,8 @@ class _HashingReader:
 
 
 def _fix_hint(path: Path) -> str:
+    if path.name.endswith(".tar.xz"):  # the extract committed with xcal, not a download
+        return f"Restore it with `git checkout -- {path}`."
     return f"Delete {path} and re-run `xcal-fetch` to download it again."
 
 
@@ -62,8 +65,9 @@ def read_members(
             ) as bar,
         ):
             reader = _HashingReader(raw, bar)
-            # "r|gz" reads the stream strictly forward, so the hash sees every byte exactly once.
-            with tarfile.open(fileobj=reader, mode="r|gz") as tar:  # type: ignore[call-overload]
+            # "r|*" reads the stream (gz: the sdist, xz: the committed extract) strictly forward, so the hash
+            # sees every byte exactly once.
+            with tarfile.open(fileobj=reader, mode="r|*") as tar:  # type: ignore[call-overload]
                 for member in tar:
                     _, sep, rel = member.name.partition("/" + TASKS_ROOT)
                     if not sep or not member.isfile() or (rel not in wanted and rel not in optional):
@@ -75,7 +79,7 @@ def read_members(
                         break
             reader.drain()
             digest = reader.sha256.hexdigest()
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+    except (tarfile.TarError, EOFError, zlib.error, lzma.LZMAError, OSError) as exc:
         raise AssetError(
             f"{sdist_path} is truncated or corrupt ({type(exc).__name__}: {exc}). {_fix_hint(sdist_path)}"
         ) from exc

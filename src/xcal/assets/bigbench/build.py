@@ -6,7 +6,9 @@ import sys
 import time
 from pathlib import Path
 
+from xcal.assets.artifacts import BIGBENCH
 from xcal.assets.bigbench.archive import licence_note, read_members
+from xcal.assets.bigbench.extract import verify_members
 from xcal.assets.bigbench.intermediate import CHOICE_TASKS, PAIR_TASKS, build_choice_task, build_pair_task
 from xcal.assets.bigbench.multiemo import MULTIEMO_LANGUAGES, build_multiemo, multiemo_member
 from xcal.atomic import atomic_directory
@@ -29,7 +31,7 @@ def is_built(out_dir: Path) -> bool:
     )
 
 
-def _members() -> tuple[list[str], list[str]]:
+def needed_members() -> tuple[list[str], list[str]]:
     """The task.json members every build needs, and the READMEs read if the sdist has them."""
     wanted = [multiemo_member(lang) for lang in MULTIEMO_LANGUAGES]
     wanted += [t.member for t in PAIR_TASKS] + [t.member for t in CHOICE_TASKS]
@@ -42,16 +44,20 @@ def _members() -> tuple[list[str], list[str]]:
     return wanted, optional
 
 
-def build_datasets(sdist_path: Path, out_dir: Path) -> Path:
-    """Build every embedded dataset from the sdist into ``out_dir`` (atomically); no-op if built."""
-    sdist_path, out_dir = Path(sdist_path), Path(out_dir)
+def build_datasets(archive: Path, out_dir: Path) -> Path:
+    """Build every embedded dataset from the sdist (or the committed extract of its members) into ``out_dir``
+    (atomically); no-op if built."""
+    archive, out_dir = Path(archive), Path(out_dir)
     if is_built(out_dir):
         return out_dir
     started = time.perf_counter()
-    members, sha256 = read_members(sdist_path, *_members())
+    members, sha256 = read_members(archive, *needed_members())
     read_seconds = time.perf_counter() - started
+    verify_members(members, archive)
     readmes = {k: v for k, v in members.items() if not k.endswith("task.json")}
-    source = {"file": sdist_path.name, "sha256": sha256}
+    # The members are the sdist's whichever archive held them (the sdist or the committed extract).
+    source = {"file": BIGBENCH.filename, "sha256": BIGBENCH.sha256,
+              "read_from": {"file": archive.name, "sha256": sha256}}
 
     with atomic_directory(out_dir) as tmp:
         build_multiemo(members, tmp / "multiemo", source, licence_note("multiemo", readmes))
