@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from report_fixtures import write_synthetic_sweep
@@ -70,3 +71,17 @@ def test_plan_from_a_pilot_sweep_on_disk(tmp_path: Path, capsys: pytest.CaptureF
     assert (tmp_path / "out" / "plan.md").read_text() in printed
     assert main([str(sweep), "--plan", "ece=0"]) == 2
     assert "--plan 'ece=0': give the smallest change" in capsys.readouterr().err
+
+
+def test_a_job_is_priced_by_its_work_at_the_cost_sweeps_rates() -> None:
+    """A pilot that ran beside other work (here 10x slower) is priced by its steps at the costs sweep's seconds a
+    step, plus the median evaluation; a resumed stage's seconds (its last part only) give no rate."""
+    from xcal.report.plan import _job_minutes
+
+    pilot = [{"target": {"steps": 500, "seconds": 3600.0}, "evaluation": {"seconds": 2500.0}}] * 3
+    costs = [{"target": {"steps": 1000, "seconds": 750.0, "resumed_from": None}, "evaluation": {"seconds": 240.0}},
+             {"target": {"steps": 800, "seconds": 640.0}, "evaluation": {"seconds": 260.0}},
+             {"target": {"steps": 750, "seconds": 51.0, "resumed_from": "last.ckpt"}, "evaluation": {"seconds": 250.0}}]
+    assert _job_minutes(pilot, costs) == pytest.approx((500 * 0.775 + 250.0) / 60)
+    assert _job_minutes(pilot, pilot) == pytest.approx((500 * 7.2 + 2500.0) / 60)
+    assert np.isnan(_job_minutes([{"target": {}}], costs))

@@ -61,7 +61,7 @@ class Pilot:
     df_seed: int
     var_encoder: dict[str, float]  # NaN: not estimable
     df_encoder: int
-    job_minutes: float  # target + evaluation, median over the pilot's jobs
+    job_minutes: float  # target + evaluation: the pilot's median steps at the costs sweep's rates
     stage1_minutes: dict[str, float]  # per headline task: stage 1 at its largest size
     headline: dict[str, str]  # task -> its largest size's label
     baseline: dict[str, tuple[int, float, float]] | None = None  # metric -> (jobs, mean, sd) without a stage 1
@@ -82,9 +82,24 @@ def _records(sweep: Sweep) -> list[dict]:
     return [r for d in sweep.table["job_dir"].unique() if (r := read_record_or_none(f"{d}/{RESULTS_FILE}"))]
 
 
+def _job_minutes(pilot: list[dict], costs: list[dict]) -> float:
+    """A job's target + evaluation minutes: the pilot's median target steps at the costs sweep's median seconds a
+    step, plus its median evaluation. Counting the pilot's work rather than its wall time keeps a pilot that ran
+    beside other work (or on another machine) from pricing the plan; resumed stages, whose seconds cover only
+    their last part, give no rate."""
+    rates = [t["seconds"] / t["steps"] for r in costs if (t := r.get("target") or {}).get("steps")
+             and "seconds" in t and not t.get("resumed_from")]
+    evaluation = [r["evaluation"]["seconds"] for r in costs if "seconds" in (r.get("evaluation") or {})]
+    steps = [t["steps"] for r in pilot if (t := r.get("target") or {}).get("steps")]
+    if not (rates and evaluation and steps):
+        return math.nan
+    return (float(np.median(steps)) * float(np.median(rates)) + float(np.median(evaluation))) / 60
+
+
 def read_pilot(sweep: Sweep, costs: Sweep | None = None) -> Pilot:
-    """Variance components of ``sweep``; minutes per job from it, stage-1 minutes from ``costs`` (default the
-    same sweep), whose largest size of each intermediate task makes the headline comparisons."""
+    """Variance components of ``sweep``; its work per job priced at ``costs``'s rates, and stage-1 minutes from
+    ``costs`` (default the same sweep), whose largest size of each intermediate task makes the headline
+    comparisons."""
     costs = costs or sweep
     var_seed, var_encoder, df_seed, df_encoder, baseline = {}, {}, 0, 0, {}
     for metric in ("ece", "brier"):
@@ -101,8 +116,7 @@ def read_pilot(sweep: Sweep, costs: Sweep | None = None) -> Pilot:
                               "intermediate=none seed=0,1,2,3,4,5")
         var_seed[metric], df_seed = float(comp.var_seed), comp.df_seed
         var_encoder[metric], df_encoder = float(comp.var_encoder), comp.df_encoder
-    minutes = [(r.get("target", {}).get("seconds", math.nan) + r.get("evaluation", {}).get("seconds", math.nan)) / 60
-               for r in _records(sweep)]
+    job_minutes = _job_minutes(_records(sweep), _records(costs))
     stage1: dict[str, list[float]] = {}
     headline: dict[str, str] = {}
     table = costs.table
@@ -117,7 +131,7 @@ def read_pilot(sweep: Sweep, costs: Sweep | None = None) -> Pilot:
     if not headline:
         raise ReportError("no intermediate task in the sweep(s) to plan a comparison for; give the sweep that holds "
                           "the study's stage-1 cells with --plan-costs, e.g. --plan-costs multirun/embedded_study")
-    return Pilot(var_seed, df_seed, var_encoder, df_encoder, float(np.nanmedian(minutes)),
+    return Pilot(var_seed, df_seed, var_encoder, df_encoder, job_minutes,
                  {t: float(np.median(stage1[t])) if t in stage1 else math.nan for t in headline}, headline,
                  baseline or None)
 
@@ -198,7 +212,8 @@ def render_plan(pilot: Pilot, goals: dict[str, float], budget_hours: float, sour
              f"- Target-seed sd of a job's zero-shot mean: {sd} ({pilot.df_seed} df); planned at its "
              f"{PLANNING_CONFIDENCE:.0%} upper confidence limit: {planned}.",
              f"- Stage-1 encoder sd: {enc}.",
-             f"- Minutes: target + evaluation {pilot.job_minutes:.1f} a job (median); stage 1 {stage1}."]
+             f"- Minutes: target + evaluation {pilot.job_minutes:.1f} a job (the pilot's median target steps at the "
+             f"measured seconds a step, plus the median evaluation); stage 1 {stage1}."]
     if pilot.baseline:
         lines.append("- The baseline cell alone (no stage 1): " + "; ".join(
             f"{m} mean {mean:.4f}, sd {sd:.4f} over {n} seeds" for m, (n, mean, sd) in pilot.baseline.items()) + ".")
