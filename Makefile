@@ -9,7 +9,7 @@ DEV_STAMP     := $(VENV)/.xcal-dev
 
 SWEEP  ?= embedded_sweep
 
-.PHONY: setup fetch run study pilot sweep report test lint bench clean
+.PHONY: setup fetch run study pilot fixed-budget-study mixture sweep report test lint bench clean
 
 $(RUNTIME_STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -42,17 +42,38 @@ study: fetch
 	status=0; for grid in $(STUDY_GRIDS); do $(VENV)/bin/xcal -m experiment=embedded_study $$grid || status=1; done; \
 	$(VENV)/bin/xcal-report multirun/embedded_study --findings docs/findings.md --readme README.md || status=1; exit $$status
 
-# The target-protocol pilot (docs/study.md): the study's baseline cell under today's early stopping (seeds 3-5,
-# beside the study's 0-2) and under a fixed 2-epoch budget (seeds 0-5); then the plan each protocol gives.
-PILOT_FIXED := target.epochs=2 target.patience=null target.val_every_n_steps=null
+# The target-protocol pilot (docs/study.md): the study's baseline cell under early stopping (seeds 3-5, beside the
+# study's 0-2) and under a fixed 2-epoch budget (seeds 0-5: the fixed-budget study's baseline cell); then the plan
+# each protocol gives.
 PILOT_GOAL  := --plan ece=0.02 brier=0.01
 pilot: fetch
 	$(VENV)/bin/xcal -m experiment=embedded_study intermediate=none sweep_name=pilot_early_stopping seed=3,4,5
-	$(VENV)/bin/xcal -m experiment=embedded_study intermediate=none sweep_name=pilot_fixed_budget seed=0,1,2,3,4,5 \
-	  $(PILOT_FIXED)
+	$(VENV)/bin/xcal -m experiment=fixed_budget_study intermediate=none seed=0,1,2,3,4,5
 	$(VENV)/bin/xcal-report multirun/embedded_study multirun/pilot_early_stopping $(PILOT_GOAL) \
 	  --out multirun/pilot_early_stopping/report
-	$(VENV)/bin/xcal-report multirun/pilot_fixed_budget $(PILOT_GOAL) --plan-costs multirun/embedded_study
+	$(VENV)/bin/xcal-report multirun/fixed_budget_study $(PILOT_GOAL) --plan-costs multirun/embedded_study \
+	  --out multirun/fixed_budget_study/plan
+
+# The study under the pilot's protocol (conf/experiment/fixed_budget_study.yaml), designed with the pilot's plan:
+# 3 stage-1 encoders x 4 target seeds in each headline cell (an intermediate task's largest size), 12 baseline
+# seeds, and the size ladders at one encoder x 3 seeds. Encoder 0's jobs keep plain names; encoders 1 and 2 add
+# ",intermediate.seed=N". Headline cells first, so that a run cut short still answers the question.
+FIXED_GRIDS := "intermediate=none seed=0,1,2,3,4,5,6,7,8,9,10,11" \
+  "intermediate=social_iqa intermediate.size=null seed=0,1,2,3" \
+  "intermediate=vitaminc intermediate.size=16000 intermediate.max_steps=6000 seed=0,1,2,3" \
+  "intermediate=social_iqa intermediate.size=null intermediate.seed=1,2 seed=0,1,2,3" \
+  "intermediate=vitaminc intermediate.size=16000 intermediate.max_steps=6000 intermediate.seed=1,2 seed=0,1,2,3" \
+  "intermediate=vitaminc intermediate.size=1000,4000" "intermediate=social_iqa intermediate.size=108,432"
+fixed-budget-study: fetch
+	status=0; for grid in $(FIXED_GRIDS); do $(VENV)/bin/xcal -m experiment=fixed_budget_study $$grid || status=1; done; \
+	$(VENV)/bin/xcal-report multirun/fixed_budget_study || status=1; exit $$status
+
+# A mixture of VitaminC and Social IQa as stage 1 beside each task alone (conf/experiment/mixture_sweep.yaml).
+MIXTURE_GRIDS := "intermediate=mixture intermediate.tasks=[vitaminc,social_iqa] intermediate.size=0,1000,4000" \
+  "intermediate=vitaminc intermediate.size=1000,4000" "intermediate=social_iqa intermediate.size=1000,null"
+mixture: fetch
+	status=0; for grid in $(MIXTURE_GRIDS); do $(VENV)/bin/xcal -m experiment=mixture_sweep $$grid || status=1; done; \
+	$(VENV)/bin/xcal-report multirun/mixture_sweep || status=1; exit $$status
 
 # Any experiment's grid (make sweep SWEEP=size_sweep), then its report; re-running skips finished jobs.
 sweep: fetch
