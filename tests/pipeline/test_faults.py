@@ -1,26 +1,28 @@
-"""Fault injection, for real: jobs killed with SIGKILL at random points and run again, a stage-1 cache
+"""Fault injection, for real: jobs killed with SIGKILL in each stage and run again, a stage-1 cache
 file truncated, a diverging job inside a sweep, a write that fails with a full disk, a secret in the
 environment. Every fault is counted, and so is every finished result lost (must be 0); the counts are
 printed at the end of the test session."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import logging
 import os
-import random
 import resource
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from conftest import FAULTS
 from xcal.atomic import atomic_write_json
+from xcal.pipeline.encoder_cache import MARKER
 
 XCAL = [sys.executable, "-m", "xcal.pipeline.app"]
 
@@ -63,36 +65,82 @@ def metrics(path: Path) -> dict:
     return record["zeroshot"]
 
 
-@pytest.mark.slow
-def test_sigkill_at_random_points_then_run_again(tiny_xlmr_dir, embedded_assets, tmp_path) -> None:
-    """Killed anywhere in stage 1, stage 2 or evaluation, a job run again finishes with the numbers of a job
-    that was never interrupted; no partial results.json and no incomplete cache entry is ever read. (The runs
-    again are in-process; the resume test below runs its job again as a command.)"""
-    reference = run_here(tiny(tiny_xlmr_dir, tmp_path / "ref-encoders"), tmp_path / "reference")
-    expected, seconds = reference["zeroshot"], reference["seconds"]
-
-    rng = random.Random(0)
-    for attempt in range(3):
-        job = tmp_path / f"job{attempt}"
-        args = [*tiny(tiny_xlmr_dir, tmp_path / f"encoders{attempt}"), f"hydra.run.dir={job}"]
-        proc = subprocess.Popen([*XCAL, *args], cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL, start_new_session=True)
-        time.sleep(rng.uniform(3.0, 3.0 + seconds))  # past start-up, somewhere in the three stages
-        killed = proc.poll() is None
-        if killed:
+def kill_on(args: list[str], cwd: Path, event: Callable[[], Path | None], deadline_s: float = 600.0) -> Path:
+    """Start the job of ``args`` as a command and SIGKILL it the moment ``event`` finds the file that shows the job
+    is where the fault belongs; returns that file. The test fails, rather than passing untested, when the job ends
+    before the file appears, when the file never comes, or when the job had already exited at the kill."""
+    proc = subprocess.Popen([*XCAL, *args], cwd=cwd, env=env(), stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + deadline_s
+        while (found := event()) is None:
+            assert proc.poll() is None, f"the job ended (exit {proc.returncode}) before the event: no fault injected"
+            assert time.monotonic() < deadline, f"no event in {deadline_s:.0f} s: no fault injected"
+            time.sleep(0.005)
+        with contextlib.suppress(ProcessLookupError):  # already gone: the return code below says so
             os.killpg(proc.pid, signal.SIGKILL)
-            FAULTS["injected"] += 1
+    finally:
+        if proc.poll() is None:  # a failed wait must not leave the job running
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
-        results = job / "results.json"
-        if killed and results.exists():  # only the final, complete record is ever written
-            assert json.loads(results.read_text())["status"] == "ok"
-        for entry in (tmp_path / f"encoders{attempt}").glob("*-*"):
-            if entry.is_dir() and not entry.name.endswith((".tmp", ".checkpoints")):
-                assert (entry / "xcal_stage1.json").is_file()  # complete, or not there at all
-        got = run_here(tiny(tiny_xlmr_dir, tmp_path / f"encoders{attempt}"), job)["zeroshot"]  # run again
-        if got != expected:
-            FAULTS["results_lost"] += 1
-        assert got == expected
+    assert proc.returncode == -signal.SIGKILL, f"the job exited ({proc.returncode}) before the kill: no fault injected"
+    FAULTS["injected"] += 1
+    return found
+
+
+def first(directory: Path, pattern: str) -> Path | None:
+    return next(directory.glob(pattern), None)
+
+
+# Where each kill lands, and the file whose appearance shows the job is there: stage 1's and stage 2's mid-stage
+# checkpoints (``checkpoint.every_n_steps=1``: written after the first step of each), and the first reliability
+# diagram of the evaluation (written after the first language's metrics, before the others and results.json).
+KILL_POINTS: dict[str, Callable[[Path, Path], Path | None]] = {
+    "intermediate": lambda job, encoders: first(encoders, "*.checkpoints/last.ckpt"),
+    "target": lambda job, encoders: first(job, "checkpoints/target/last.ckpt"),
+    "evaluation": lambda job, encoders: first(job, "plots/reliability_*.png"),
+}
+EVERY_STEP = "checkpoint.every_n_steps=1"
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_xlmr_dir, embedded_assets, tmp_path_factory) -> dict:
+    """The record of the killed jobs' settings run once, never interrupted."""
+    out = tmp_path_factory.mktemp("uninterrupted")
+    return run_here(tiny(tiny_xlmr_dir, out / "encoders", EVERY_STEP), out / "job")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("point", list(KILL_POINTS))
+def test_sigkill_in_each_stage_then_run_again(point: str, uninterrupted: dict, tiny_xlmr_dir, tmp_path) -> None:
+    """Killed in stage 1, stage 2 or the evaluation, a job run again resumes the killed stage's checkpoint (the
+    evaluation has none: stage 2 runs again) and finishes with the numbers of a job that was never interrupted;
+    no partial results.json and no incomplete cache entry is ever read. (The runs again are in-process; the resume
+    test below runs its job again as a command.)"""
+    job, encoders = tmp_path / "job", tmp_path / "encoders"
+    args = tiny(tiny_xlmr_dir, encoders, EVERY_STEP)
+    seen = kill_on([*args, f"hydra.run.dir={job}"], tmp_path, lambda: KILL_POINTS[point](job, encoders))
+
+    # The kill landed where it was meant to: the killed stage had not finished, and no result was written.
+    assert not (job / "results.json").exists(), "the kill came after the job had written its results"
+    markers = list(encoders.glob(f"*/{MARKER}"))  # a complete stage-1 entry
+    assert len(markers) == (0 if point == "intermediate" else 1), f"stage-1 entries at the kill: {markers}"
+    if point == "evaluation":
+        assert not (job / "checkpoints" / "target").exists()  # stage 2 had finished
+    for entry in encoders.glob("*-*"):
+        if entry.is_dir() and not entry.name.endswith((".tmp", ".checkpoints")):
+            assert (entry / MARKER).is_file()  # complete, or not there at all
+
+    record = run_here(args, job)  # run again
+    stage1, stage2 = record["intermediate"], record["target"]
+    assert stage1["reused"] is (point != "intermediate")
+    assert stage1["resumed_from"] == (str(seen) if point == "intermediate" else None)
+    assert stage2["resumed_from"] == (str(seen) if point == "target" else None)
+    same = all(record[key] == uninterrupted[key] for key in ("zeroshot", "temperature"))
+    if not same:
+        FAULTS["results_lost"] += 1
+    assert record["zeroshot"] == uninterrupted["zeroshot"]
+    assert record["temperature"] == uninterrupted["temperature"]
 
 
 @pytest.mark.slow
@@ -106,15 +154,8 @@ def test_a_resume_from_a_mid_training_checkpoint_is_bit_identical(tiny_xlmr_dir,
     # 64 sentences / batch 8 = 8 steps an epoch: step 10 is the second batch of the second epoch.
     args = [*tiny(tiny_xlmr_dir, tmp_path / "encoders", *two_epochs, "checkpoint.every_n_steps=10"),
             f"hydra.run.dir={job}"]
-    proc = subprocess.Popen([*XCAL, *args], cwd=tmp_path, env=env(), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
     checkpoint = job / "checkpoints" / "target" / "last.ckpt"
-    while not checkpoint.exists() and proc.poll() is None:
-        time.sleep(0.01)
-    assert proc.poll() is None, "the job ended before its checkpoint could be killed"
-    os.killpg(proc.pid, signal.SIGKILL)
-    FAULTS["injected"] += 1
-    proc.wait()
+    kill_on(args, tmp_path, lambda: checkpoint if checkpoint.exists() else None)
     assert not (job / "results.json").exists()
 
     again = xcal(args, tmp_path)
