@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
 from xcal.data.collate import MultipleChoiceCollator, build_collator
+from xcal.data.tasks import TASKS
 from xcal.metrics.task_scores import entity_f1, expected_relevance, ndcg_by_group, split_counts, tag_sequences
 from xcal.models.heads import (
     MultipleChoiceHead,
@@ -25,6 +26,7 @@ from xcal.models.heads import (
     build_head,
 )
 from xcal.models.module import EncoderClassifier, flat_logits_and_labels
+from xcal.pipeline.evaluate import Predictions, task_scores
 
 HIDDEN = 32
 PAD = 1  # the test vocabulary puts [PAD] at 1, so padding ids and mask zeros cannot be confused
@@ -366,6 +368,19 @@ def test_entity_f1_counts_entities_conll_style() -> None:
     assert entity_f1(gold, gold) == {"precision": 1.0, "recall": 1.0, "f1": 1.0}
     with pytest.raises(ValueError, match="sentence 1 has 4 gold tags but 3 predicted"):
         entity_f1(gold, [pred[0], pred[1][:3], pred[2]])
+
+
+def test_the_evaluation_scores_entities_of_flat_token_predictions() -> None:
+    """The same sentences as the evaluation holds them (one row per labelled word, words per sentence): the
+    entity scores counted above, from the argmax of the probabilities."""
+    names = TASKS["ner"].labels
+    gold = ["B-PER", "I-PER", "O", "B-LOC", "B-ORG", "O", "B-MISC", "I-MISC", "B-LOC"]
+    pred = ["B-PER", "I-PER", "B-LOC", "B-ORG", "B-ORG", "O", "B-MISC", "O", "I-LOC"]
+    labels = torch.tensor([names.index(tag) for tag in gold])
+    probs = torch.nn.functional.one_hot(torch.tensor([names.index(tag) for tag in pred]), len(names)).double()
+    flat = Predictions(logits=probs.log(), labels=labels, counts=torch.tensor([4, 4, 1]))
+    assert task_scores(TASKS["ner"], flat, probs) == pytest.approx(
+        {"entity_precision": 3 / 6, "entity_recall": 3 / 5, "entity_f1": 2 * 0.5 * 0.6 / 1.1})
 
 
 def test_split_counts_rebuilds_sentences() -> None:

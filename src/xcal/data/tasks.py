@@ -68,11 +68,6 @@ class TaskSpec:
     def num_labels(self) -> int:
         return len(self.labels)
 
-    @property
-    def text_fields(self) -> tuple[str, ...]:
-        """The columns a sequence/span head reads: one sentence, or a pair."""
-        return ("text", "text_pair") if self.pair or self.head == "span" else ("text",)
-
     def hub_split(self, split: str, language: str) -> str:
         """The hub split name of an xcal split (``dev`` in German → ``validation.de`` for XGLUE)."""
         for ours, theirs in self.hub_splits:

@@ -54,25 +54,6 @@ def keep_ids_for(data_ids, special_ids: Iterable[int]) -> torch.Tensor:
     return torch.tensor(sorted(ids), dtype=torch.long)
 
 
-def used_token_ids(columns: Iterable, special_ids: Iterable[int]) -> torch.Tensor:
-    """Sorted unique token ids over ``input_ids`` columns (lists of lists, possibly nested for
-    multiple choice) plus the tokenizer's special tokens."""
-    seen: set[int] = {int(i) for i in special_ids if i is not None}
-    stack = list(columns)
-    while stack:
-        item = stack.pop()
-        if isinstance(item, (list, tuple)):
-            if item and isinstance(item[0], int):
-                seen.update(item)
-            else:
-                stack.extend(item)
-        elif isinstance(item, int):
-            seen.add(item)
-        elif isinstance(item, torch.Tensor):
-            seen.update(item.flatten().tolist())
-    return torch.tensor(sorted(seen), dtype=torch.long)
-
-
 def trim_vocabulary(encoder: nn.Module, keep_ids: torch.Tensor) -> TrimmedEmbedding:
     """Replace the encoder's word embedding by one over ``keep_ids`` (same rows, same grad flag)."""
     full = encoder.get_input_embeddings()

@@ -21,7 +21,7 @@ from xcal.calibration import fit_temperature
 from xcal.data.datamodule import EvalSet, TaskDataModule, column
 from xcal.data.tasks import TaskSpec
 from xcal.metrics import calibration_report, plot_reliability_diagram
-from xcal.metrics.task_scores import entity_f1, expected_relevance, ndcg_by_group, split_counts
+from xcal.metrics.task_scores import entity_f1, expected_relevance, ndcg_by_group, tag_sequences
 
 
 @dataclass
@@ -72,9 +72,8 @@ def task_scores(task: TaskSpec | None, pred: Predictions, probs: torch.Tensor) -
         relevance = expected_relevance(probs)
         scores["ndcg"] = ndcg_by_group(relevance, pred.labels, pred.groups)
     if "entity_f1" in task.scores:
-        names = task.labels
-        true = [[names[i] for i in row.tolist()] for row in split_counts(pred.labels, pred.counts)]
-        guess = [[names[i] for i in row.tolist()] for row in split_counts(probs.argmax(-1), pred.counts)]
+        true = tag_sequences(pred.labels, pred.counts, task.labels)
+        guess = tag_sequences(probs.argmax(-1), pred.counts, task.labels)
         scores.update({f"entity_{k}": v for k, v in entity_f1(true, guess).items()})
     return scores
 

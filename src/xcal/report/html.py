@@ -290,13 +290,6 @@ def build_report(sweep: Sweep, out_dir: str | Path, *, n_boot: int = 1000, calib
     return report
 
 
-def write_report(sweep: Sweep, out_dir: str | Path, *, n_boot: int = 1000, calibrated: bool = False,
-                 metrics: Sequence[str] | None = None, comparison: pd.DataFrame | None = None) -> Path:
-    """Write the report (see :func:`build_report`) and return the path of ``report.html``."""
-    return build_report(sweep, out_dir, n_boot=n_boot, calibrated=calibrated, metrics=metrics,
-                        comparison=comparison).files["html"]
-
-
 # ---------------------------------------------------------------------------------------------------- sections
 
 

@@ -54,8 +54,6 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 )}
 #: Task scores reported beside the calibration suite (NER: entity F1; WPR: nDCG); the rest is calibration_report's.
 TASK_SCORES = ("entity_f1", "ndcg")
-#: Metrics whose intervals also resample each eval set's examples (the rest resample seeds only).
-EXAMPLE_RESAMPLED = tuple(name for name, m in METRICS.items() if m.estimator is not None)
 
 #: The report's headline metrics: the summary tables' columns (accuracy first: it frames the rest) ...
 TABLE_METRICS = ("accuracy", "ece", "mce", "adaptive_ece", "brier", "nll")
