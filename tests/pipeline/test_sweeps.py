@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -89,17 +88,18 @@ def test_joblib_grid_wandb_files_and_a_rerun_that_trains_nothing(tiny_xlmr_dir, 
 
     # The same command again: every job is found finished and skipped; nothing is rewritten.
     stamps = {p: p.stat().st_mtime_ns for p in sweep.glob("*/results.json")}
+    wandb_runs = sorted(sweep.glob("*/wandb/offline-run-*"))  # a job that runs starts one more
+    assert len(wandb_runs) == 4
     for config in sweep.glob("*/.hydra/config.yaml"):  # as an older xcal, with other keys, recorded it
         config.write_text("# recorded by an older xcal\n" + config.read_text())
     hydra_files = {p: p.read_bytes() for p in sweep.glob("*/.hydra/*")}
-    start = time.perf_counter()
     again = xcal(*grid, cwd=tmp_path)
-    seconds = time.perf_counter() - start
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("already finished, skipped") == 4 and "done in" not in again.stdout
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert {p: p.read_bytes() for p in hydra_files} == hydra_files  # .hydra/ put back as it was
-    assert seconds < 30, f"re-running a finished sweep took {seconds:.1f} s"
+    assert sorted(sweep.glob("*/wandb/offline-run-*")) == wandb_runs  # no job ran
+    assert len(list((tmp_path / "encoders").glob("*/xcal_stage1.json"))) == 2  # no stage 1 trained
 
 
 @pytest.mark.slow
@@ -176,9 +176,8 @@ def test_a_crashed_lock_holder_does_not_block(tmp_path) -> None:
         FileLock(str(lock)).acquire(timeout=0.2)
     holder.send_signal(signal.SIGKILL)
     holder.wait()
-    start = time.perf_counter()
-    with FileLock(str(lock), timeout=5):
-        assert time.perf_counter() - start < 1
+    with FileLock(str(lock), timeout=0):  # one attempt, no waiting: the kernel released it with its holder
+        pass
 
 
 def compose_job(*overrides: str):
