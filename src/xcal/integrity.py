@@ -73,15 +73,21 @@ def write_directory_manifest(root: Path, name: str, header: dict[str, Any]) -> N
 
 
 def directory_is_intact(
-    root: Path, name: str, current: Callable[[dict[str, Any]], Any], required: Iterable[str] = ()
+    root: Path, name: str, current: Callable[[dict[str, Any]], Any], required: Iterable[str] = (),
+    only: Callable[[str], bool] | None = None,
 ) -> bool:
     """True only when ``root/name`` parses, ``current(manifest)`` accepts its header, it lists every
-    ``required`` file, and every file it lists is there with the recorded size and digest."""
+    ``required`` file, and every file it lists is there with the recorded size and digest.
+
+    ``only`` (a relative path -> bool) checks just the listed files it accepts: a reader of part of a directory
+    (one task's data) is not refused for parts it never reads, which a machine handed only that part lacks."""
     try:
         manifest = json.loads((root / name).read_text(encoding="utf-8"))
         files: dict[str, dict[str, Any]] = manifest["files"]
         if not current(manifest) or any(rel not in files for rel in required):
             return False
+        if only is not None:
+            files = {rel: entry for rel, entry in files.items() if only(rel)}
         paths = {rel: root / rel for rel in files}
         if any(not p.is_file() or p.stat().st_size != files[rel]["size"] for rel, p in paths.items()):
             return False

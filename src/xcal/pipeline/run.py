@@ -70,23 +70,22 @@ def stage_sources(cfg: DictConfig, data_root: Path) -> dict[str, SourceSettings 
 
 
 def _task_names(cfg: DictConfig) -> list[str]:
-    """The tasks a job reads (a mixture's every task)."""
+    """The tasks a job reads (a mixture's every task; a skipped stage 1's none)."""
     inter = cfg.intermediate
-    names = list(inter.tasks) if is_mixture(inter) else [inter.name]
+    names = [] if inter.get("size") == 0 else list(inter.tasks) if is_mixture(inter) else [inter.name]
     return [name for name in (*names, cfg.target.name) if name != NO_TASK]
 
 
 def ensure_assets(cfg: DictConfig, root: Path) -> None:
-    """Fetch and convert the embedded model and data once, if this job uses any of them."""
-    uses_embedded = cfg.model.name_or_path.startswith(EMBEDDED_PREFIX) or any(
-        TASKS[name].origin == "embedded" for name in _task_names(cfg)
-    )
-    if uses_embedded:
+    """Fetch and convert the embedded assets this job reads, once: the converted model only when
+    ``model.name_or_path`` names it, the data of its embedded tasks only (a machine handed a local model and
+    that data runs the job; the rest of the cache is never asked for)."""
+    embedded_model = cfg.model.name_or_path.startswith(EMBEDDED_PREFIX)
+    tasks = [name for name in _task_names(cfg) if TASKS[name].origin == "embedded"]
+    if embedded_model or tasks:
         from xcal.assets.fetch import ensure_embedded_assets
 
-        ensure_embedded_assets(root)
-
-
+        ensure_embedded_assets(root, model=embedded_model, tasks=tasks)
 
 
 def prepare(cfg: DictConfig, check_config: bool = True,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 
 from xcal.assets.artifacts import BIGBENCH
@@ -19,15 +20,23 @@ MANIFEST_NAME = "xcal_manifest.json"
 FORMAT_VERSION = 1  # bump when the output changes, so old builds are rebuilt rather than trusted
 
 
-def is_built(out_dir: Path) -> bool:
+def is_built(out_dir: Path, tasks: Iterable[str] | None = None) -> bool:
     """True only if the manifest exists, is current, and every file it lists matches size and hash.
+
+    ``tasks``: check only those tasks' files (a job reads its own tasks; a machine may be handed only them);
+    None checks every task.
 
     Hashing ~40 MB of parquet takes well under a second, a fair price for never training on a
     partially overwritten or edited file.
     """
+    wanted = tuple(EMBEDDED_TASKS if tasks is None else tasks)
+    unknown = sorted(set(wanted) - set(EMBEDDED_TASKS))
+    if unknown:
+        raise ValueError(f"not embedded tasks: {', '.join(unknown)}; embedded: {', '.join(EMBEDDED_TASKS)}")
     return directory_is_intact(
         Path(out_dir), MANIFEST_NAME, lambda manifest: manifest.get("format") == FORMAT_VERSION,
-        required=[f"{task}/meta.json" for task in EMBEDDED_TASKS],
+        required=[f"{task}/meta.json" for task in wanted],
+        only=None if tasks is None else (lambda rel: rel.split("/", 1)[0] in wanted),
     )
 
 
