@@ -13,6 +13,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from xcal.errors import XcalError
+from xcal.pipeline.device_slots import shared_device
 from xcal.pipeline.launchers import launcher_problem, requested_launcher
 from xcal.pipeline.overrides import override_problems
 from xcal.pipeline.record import RESULTS_FILE, JobRecord
@@ -84,8 +85,10 @@ def _job(cfg: DictConfig) -> float | None:
             return _objective(done)
         from xcal.pipeline.run import run
 
-        record = run(cfg, output_dir, run_name=run_name(cfg, HydraConfig.get().job.override_dirname),
-                     hashes=hashes)
+        # hydra/launcher=shared_gpu: the job holds a device slot for its run (else cfg is unchanged)
+        with shared_device(cfg, HydraConfig.get().launcher) as job:
+            record = run(job, output_dir, run_name=run_name(cfg, HydraConfig.get().job.override_dirname),
+                         hashes=hashes)
     except Exception as exc:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             # results.json records the failure; the other jobs of the sweep go on (the end-of-sweep

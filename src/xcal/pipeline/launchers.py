@@ -12,6 +12,8 @@ import importlib.util
 LAUNCHERS: dict[str, tuple[str, str]] = {
     "basic": ("hydra", "hydra-core"),
     "joblib": ("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher>=1.2"),
+    # conf/hydra/launcher/shared_gpu.yaml: joblib's workers, k jobs per device (xcal.pipeline.device_slots)
+    "shared_gpu": ("hydra_plugins.hydra_joblib_launcher", "hydra-joblib-launcher>=1.2"),
     "submitit_local": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher>=1.2"),
     "submitit_slurm": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher>=1.2"),
     "slurm": ("hydra_plugins.hydra_submitit_launcher", "hydra-submitit-launcher>=1.2"),  # conf/hydra/launcher
