@@ -18,6 +18,7 @@ from torchmetrics import MeanMetric
 
 from xcal.data.mixture_datamodule import TASK_KEY
 from xcal.metrics import BrierScore, ExpectedCalibrationError, NegativeLogLikelihood
+from xcal.models.compiled import CompileSettings
 from xcal.models.heads import HEADS
 from xcal.models.module import EncoderModule
 
@@ -74,13 +75,15 @@ class MixtureClassifier(EncoderModule):
         label_smoothing: float = 0.0,
         unpad_tokens: bool = False,
         n_bins: int = 15,
+        compile_settings: CompileSettings | None = None,
     ) -> None:
         unknown = {kind for kind in kinds.values() if kind not in HEADS}
         if unknown or set(kinds) != set(heads):
             raise ValueError(f"each task needs a head of a known kind ({', '.join(HEADS)}); got heads for "
                              f"{sorted(heads)} and kinds {kinds}")
         super().__init__(encoder, nn.ModuleDict(heads), stage=stage, lr=lr, optimizer=optimizer, scheduler=scheduler,
-                         warmup_ratio=warmup_ratio, label_smoothing=label_smoothing, unpad_tokens=unpad_tokens)
+                         warmup_ratio=warmup_ratio, label_smoothing=label_smoothing, unpad_tokens=unpad_tokens,
+                         compile_settings=compile_settings)
         self.kinds = dict(kinds)
         self.dev = nn.ModuleDict({task: TaskDevMetrics(kind, n_bins) for task, kind in kinds.items()})
         self.train()  # from_pretrained returns eval mode; dropout must be on (see EncoderClassifier)

@@ -20,6 +20,7 @@ from torchmetrics import MeanMetric
 
 from xcal.data.tokenize import IGNORE_INDEX
 from xcal.metrics import BrierScore, ExpectedCalibrationError, NegativeLogLikelihood
+from xcal.models.compiled import CompiledEncoder, CompileSettings, pad_id_of
 from xcal.models.heads import HEADS
 from xcal.models.unpadded import unpadded_hidden_states
 
@@ -77,6 +78,7 @@ class EncoderModule(pl.LightningModule):
         warmup_ratio: float = 0.0,
         label_smoothing: float = 0.0,
         unpad_tokens: bool = False,
+        compile_settings: CompileSettings | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -89,6 +91,9 @@ class EncoderModule(pl.LightningModule):
         self.label_smoothing = label_smoothing
         # Padding positions skipped inside the encoder (xcal.models.unpadded); the caller checks support.
         self.unpad_tokens = unpad_tokens
+        # compile.enabled: training steps through the compiled padded forward over length buckets
+        # (xcal.models.compiled); None: the eager forward, as every recorded job ran it.
+        self.compiled = None if compile_settings is None else CompiledEncoder(compile_settings, pad_id_of(encoder))
         # A mean of 0/1 correctness works for every head, including span where the class count (the
         # sequence length) changes from batch to batch.
         # No NaN check: the values are 0/1 hits, and the check's two ``.any()`` read the GPU back every step.
@@ -103,7 +108,9 @@ class EncoderModule(pl.LightningModule):
         return self._logits(head, kind, batch["input_ids"], batch["attention_mask"])
 
     def _score(self, head: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if self.unpad_tokens:
+        if self.compiled is not None and self.training:
+            hidden = self.compiled(self.encoder, input_ids, attention_mask)
+        elif self.unpad_tokens:
             hidden = unpadded_hidden_states(self.encoder, input_ids, attention_mask)
         else:
             hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
@@ -215,11 +222,13 @@ class EncoderClassifier(EncoderModule):
         head_kind: str = "sequence",
         unpad_tokens: bool = False,
         n_bins: int = 15,
+        compile_settings: CompileSettings | None = None,
     ) -> None:
         if head_kind not in HEADS:
             raise ValueError(f"head_kind={head_kind!r} is not known; known: {', '.join(HEADS)}")
         super().__init__(encoder, head, stage=stage, lr=lr, optimizer=optimizer, scheduler=scheduler,
-                         warmup_ratio=warmup_ratio, label_smoothing=label_smoothing, unpad_tokens=unpad_tokens)
+                         warmup_ratio=warmup_ratio, label_smoothing=label_smoothing, unpad_tokens=unpad_tokens,
+                         compile_settings=compile_settings)
         self.num_labels = num_labels
         self.head_kind = head_kind
         self.val_acc = MeanMetric(nan_strategy="disable")

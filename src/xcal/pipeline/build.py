@@ -19,6 +19,7 @@ from transformers import PreTrainedTokenizerBase
 from xcal.data.datamodule import TaskDataModule
 from xcal.data.mixture_datamodule import MixtureDataModule
 from xcal.data.sources import SourceSettings
+from xcal.models.compiled import CompileSettings
 from xcal.models.encoder import load_encoder
 from xcal.models.heads import build_head
 from xcal.models.mixture import MixtureClassifier
@@ -83,7 +84,8 @@ def build_module(cfg: DictConfig, encoder_path: str, spec: StageSpec) -> Encoder
         scheduler = instantiate(scheduler_cfg)
     settings = {"stage": spec.stage, "lr": spec.lr, "optimizer": instantiate(cfg.optimizer), "scheduler": scheduler,
                 "warmup_ratio": warmup_ratio, "label_smoothing": cfg.calibration.label_smoothing,
-                "unpad_tokens": unpad_tokens(cfg, encoder), "n_bins": cfg.calibration.n_bins}
+                "unpad_tokens": unpad_tokens(cfg, encoder), "n_bins": cfg.calibration.n_bins,
+                "compile_settings": CompileSettings.from_block(cfg.get("compile"))}
     if spec.mixture is not None:
         return MixtureClassifier(encoder, heads, {task.name: task.head for task in tasks}, **settings)
     task = spec.task

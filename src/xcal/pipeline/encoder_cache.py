@@ -58,6 +58,9 @@ def stage1_identity(cfg: DictConfig) -> dict[str, Any]:
         "precision": str(cfg.trainer.get("precision")),
         "max_steps": cfg.trainer.get("max_steps", -1),
     }
+    if cfg.get("compile") is not None and cfg.compile.get("enabled", False):
+        # Other dropout masks (the compiled kernels' generator) and other float rounding: other weights.
+        identity["compile"] = OmegaConf.to_container(cfg.compile, resolve=True)
     if cfg.model.get("trim_vocabulary"):
         # Exact for every token in the data; rows of absent tokens are not weight-decayed when embeddings train.
         identity["model"]["trim_vocabulary"] = True

@@ -29,9 +29,14 @@ NOT_HASHED = ("paths", "logger", "tags", "sweep_name", "hydra")
 RETIRED = {("model", "fast_dropout"): False}
 
 
+# Opt-in blocks added after jobs were recorded: with ``enabled: false`` a job computes what it computed before the
+# block existed, so the block is left out of the hash (every recorded job stays finished); enabled, it counts.
+OPT_IN = ("compile",)
+
+
 def _hashed(cfg: DictConfig) -> dict[str, Any]:
-    resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k not in NOT_HASHED]),
-                                      resolve=True)
+    skip = {*NOT_HASHED, *(k for k in OPT_IN if k in cfg and not cfg[k].get("enabled", False))}
+    resolved = OmegaConf.to_container(OmegaConf.masked_copy(cfg, [k for k in cfg if k not in skip]), resolve=True)
     trainer = resolved.get("trainer", {})
     for key in ("enable_progress_bar", "enable_model_summary", "log_every_n_steps"):
         trainer.pop(key, None)

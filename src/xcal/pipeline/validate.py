@@ -24,6 +24,7 @@ from xcal.data.sources import (
 )
 from xcal.data.tasks import EVALUABLE_HEADS, NO_TASK, TASKS
 from xcal.errors import XcalError
+from xcal.models.compiled import CompileSettings
 from xcal.utils.messages import bullets, counted, did_you_mean
 
 
@@ -173,6 +174,26 @@ def _setting_problems(cfg: DictConfig) -> list[str]:
     for key in ("seed", "data_seed"):
         if not _is_int(cfg[key]) or cfg[key] < 0:
             problems.append(f"{key}={cfg[key]!r} must be an integer >= 0")
+    return problems + _compile_problems(cfg)
+
+
+def _compile_problems(cfg: DictConfig) -> list[str]:
+    """``compile.*``: known mode and backend, increasing buckets, the last holding every trained stage's batches."""
+    block = cfg.get("compile")
+    if block is None or block.get("enabled", False) is False:
+        return []
+    if block.enabled is not True:
+        return [f"compile.enabled={block.enabled!r}; allowed: true, false"]
+    try:
+        settings = CompileSettings.from_block(block)
+    except (ValueError, TypeError) as exc:
+        return [str(exc)]
+    problems = []
+    for stage in ("intermediate", "target"):
+        trained = stage == "target" or (cfg[stage].name != NO_TASK and cfg[stage].get("size") != 0)
+        if trained and settings.length_buckets[-1] < int(cfg[stage].max_length):
+            problems.append(f"compile.length_buckets={list(settings.length_buckets)}: the last bucket is shorter "
+                            f"than {stage}.max_length={cfg[stage].max_length}; add a bucket of at least that length")
     return problems
 
 
