@@ -142,6 +142,80 @@ def test_inductor_code_matches_eager_with_dropout(tiny_encoder_dir: Path) -> Non
     assert compiled.compiled.shapes == {(4, 32)}
 
 
+SYNCS = ("aten::nonzero", "aten::item", "aten::_local_scalar_dense", "aten::is_nonzero")
+
+
+def host_syncs(module: EncoderClassifier, batch: dict[str, torch.Tensor]) -> dict[str, int]:
+    """The operators of one training step (forward, loss, backward) that read a tensor back to the host: on a GPU
+    each one waits for every kernel queued before it."""
+    from torch.profiler import ProfilerActivity, profile
+
+    module.training_step(batch, 0).backward()  # compiled, traced, warm
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        module.training_step(batch, 1).backward()
+    return {e.key: e.count for e in prof.key_averages() if e.key in SYNCS}
+
+
+def test_the_compiled_step_reads_nothing_back(tiny_encoder_dir: Path) -> None:
+    """The issue's 4 ``nonzero`` syncs a step of the real-token forward, and the finiteness check's read, are gone
+    from the compiled step: the host never waits on the device inside a step."""
+    batch = batches()[1]
+    eager = host_syncs(classifier(tiny_encoder_dir, dropout=0.1, unpad=True, settings=None), batch)
+    assert eager["aten::nonzero"] == 4 and eager["aten::is_nonzero"] == 1  # 2 in the encoder, 2 in the loss's rows
+    torch._dynamo.reset()
+    compiled = classifier(tiny_encoder_dir, dropout=0.1, unpad=False,
+                          settings=CompileSettings(BUCKETS, backend="aot_eager"))
+    assert host_syncs(compiled, batch) == {}
+
+
+def test_unlabelled_rows_leave_the_compiled_loss_and_accuracy_as_eager(tiny_encoder_dir: Path) -> None:
+    """Token labels with -100 rows and label smoothing: the compiled step's loss (unlabelled rows left out by the
+    loss) and its accuracy (weighted) equal eager's (rows cut out)."""
+    from xcal.models.heads import TokenClassificationHead
+
+    def token_model(settings):
+        torch.manual_seed(0)
+        return EncoderClassifier(load_encoder(str(tiny_encoder_dir)), TokenClassificationHead(32, 5, dropout=0.0), 5,
+                                 stage="t", lr=1e-3, optimizer=torch.optim.AdamW, label_smoothing=0.1,
+                                 head_kind="token", unpad_tokens=False, compile_settings=settings)
+
+    batch = dict(batches()[1])
+    labels = torch.randint(0, 5, batch["input_ids"].shape, generator=torch.Generator().manual_seed(3))
+    batch["labels"] = labels.masked_fill(batch["attention_mask"] == 0, -100).masked_fill(labels == 4, -100)
+    torch._dynamo.reset()
+    compiled, eager = token_model(CompileSettings(BUCKETS, backend="aot_eager")), token_model(None)
+    for module in (compiled, eager):
+        module.encoder.eval()  # no dropout: the two forwards' masks differ in shape
+    got, want = compiled.training_step(batch, 0), eager.training_step(batch, 0)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(compiled.train_acc.compute(), eager.train_acc.compute())
+    # nothing labelled: a zero loss, as eager gives, not NaN
+    empty = {**batch, "labels": torch.full_like(labels, -100)}
+    assert compiled.training_step(empty, 1).item() == 0.0 == eager.training_step(empty, 1).item()
+
+
+def test_the_compiled_steps_accuracy_weighs_its_rows() -> None:
+    """Regression: torchmetrics 1.9's MeanMetric(nan_strategy="disable") replaces weights by ones, so the compiled
+    step's accuracy (unlabelled rows weighted 0) has its own weighted mean."""
+    from xcal.models.module import WeightedMean
+
+    metric = WeightedMean()
+    metric.update(torch.tensor([1.0, 0.0, 1.0, 1.0]), torch.tensor([1.0, 1.0, 0.0, 0.0]))
+    metric.update(torch.tensor([1.0]))
+    assert metric.compute().item() == pytest.approx(2 / 3)
+
+
+def test_a_diverged_compiled_step_fails_naming_its_step(tiny_encoder_dir: Path) -> None:
+    module = classifier(tiny_encoder_dir, dropout=0.0, unpad=False, settings=CompileSettings(BUCKETS, backend="eager"))
+    for value in (1.0, 0.5, float("nan"), 0.4, float("inf")):
+        module._note_finite(torch.tensor(value))
+    with pytest.raises(FloatingPointError, match=r"t loss is not finite at step 2; lower t.lr or check the data"):
+        module.on_validation_start()
+    fine = classifier(tiny_encoder_dir, dropout=0.0, unpad=False, settings=CompileSettings(BUCKETS, backend="eager"))
+    fine._note_finite(torch.tensor(1.0))
+    fine.on_train_epoch_end()  # nothing to report
+
+
 def compose_job(*overrides: str):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         return compose("config", overrides=["paths.output_dir=/tmp/x", *overrides])

@@ -16,7 +16,7 @@ from pytorch_lightning.plugins.precision import MixedPrecision, Precision
 from pytorch_lightning.utilities import GradClipAlgorithmType
 from torch import nn
 from torch.nn import functional as F
-from torchmetrics import MeanMetric
+from torchmetrics import MeanMetric, Metric
 
 from xcal.data.tokenize import IGNORE_INDEX
 from xcal.metrics import BrierScore, ExpectedCalibrationError, NegativeLogLikelihood
@@ -58,6 +58,29 @@ def smoothed_cross_entropy(logits: torch.Tensor, labels: torch.Tensor, label_smo
     return ((1.0 - label_smoothing) * nll + label_smoothing * uniform).mean()
 
 
+class WeightedMean(Metric):
+    """The mean of ``value`` weighted by ``weight`` (default 1), with no NaN check and so no read of the device.
+
+    torchmetrics' ``MeanMetric`` is the eager step's accuracy, but with ``nan_strategy="disable"`` (its only setting
+    without a NaN check's two host reads) torchmetrics 1.9 replaces the weights by ones, so it cannot weigh rows."""
+
+    full_state_update = False
+    higher_is_better = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("weight", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, value: torch.Tensor, weight: torch.Tensor | None = None) -> None:
+        weight = torch.ones_like(value) if weight is None else weight
+        self.total += (value.double() * weight).sum()
+        self.weight += weight.double().sum()
+
+    def compute(self) -> torch.Tensor:
+        return (self.total / self.weight).float()
+
+
 class EncoderModule(pl.LightningModule):
     """What every stage's model shares: the encoder (on real tokens only when asked), cross-entropy over the
     labelled positions of whichever head a batch goes through, the training step, the optimizer and its schedule.
@@ -94,10 +117,14 @@ class EncoderModule(pl.LightningModule):
         # compile.enabled: training steps through the compiled padded forward over length buckets
         # (xcal.models.compiled); None: the eager forward, as every recorded job ran it.
         self.compiled = None if compile_settings is None else CompiledEncoder(compile_settings, pad_id_of(encoder))
+        # The compiled step's divergence watch, kept on the device: [first step whose loss was not finite (-1: none),
+        # the step counter]; read at epoch ends and before validations (_raise_if_diverged).
+        self._divergence: torch.Tensor | None = None
         # A mean of 0/1 correctness works for every head, including span where the class count (the
         # sequence length) changes from batch to batch.
         # No NaN check: the values are 0/1 hits, and the check's two ``.any()`` read the GPU back every step.
-        self.train_acc = MeanMetric(nan_strategy="disable")
+        # The compiled step weighs each row (unlabelled ones 0) rather than cutting rows out: WeightedMean.
+        self.train_acc = MeanMetric(nan_strategy="disable") if compile_settings is None else WeightedMean()
 
     def _head_of(self, batch: dict[str, Any]) -> tuple[nn.Module, str]:
         """The head a batch goes through and its kind (one of :data:`xcal.models.heads.HEADS`)."""
@@ -158,6 +185,8 @@ class EncoderModule(pl.LightningModule):
         return hits.float()
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        if self.compiled is not None and self._head_of(batch)[1] != "span":
+            return self._compiled_training_step(batch, batch_idx)
         loss, _, flat, labels = self._flat_loss(batch)
         if not torch.isfinite(loss):  # a diverged run must fail loudly, not train on and report numbers
             raise FloatingPointError(f"{self.stage} loss is {loss.item()} at step {self.global_step} "
@@ -168,6 +197,55 @@ class EncoderModule(pl.LightningModule):
             self.log(f"{self.stage}/train_loss", loss, prog_bar=True, batch_size=n)
             self.log(f"{self.stage}/train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=n)
         return loss
+
+    def _compiled_training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        """A training step of the compiled forward that never waits on the device, so the host queues the next step
+        while this one runs: the loss over every row with unlabelled rows (-100) left out by the loss itself, not
+        cut out by a boolean index (a ``nonzero``: a host sync and a data-dependent shape); accuracy weighted the same
+        way; and the loss's finiteness noted on the device and read at the epoch's end and before each validation (a
+        diverged run still fails loudly, naming its step, before any number of it is reported). Span heads (their
+        label smoothing spreads over each row's own positions) keep :meth:`_flat_loss`."""
+        head, kind = self._head_of(batch)
+        logits = self._logits(head, kind, batch["input_ids"], batch["attention_mask"])
+        labels = batch["labels"]
+        if logits.shape[:-1] != labels.shape:
+            raise ValueError(f"logits {tuple(logits.shape)} do not match labels {tuple(labels.shape)}")
+        flat, flat_labels = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
+        labelled = flat_labels != IGNORE_INDEX
+        loss = F.cross_entropy(flat, flat_labels, ignore_index=IGNORE_INDEX, label_smoothing=self.label_smoothing,
+                               reduction="sum") / labelled.sum().clamp_min(1)  # 0, not NaN, when nothing is labelled
+        self._note_finite(loss.detach())
+        n = flat_labels.numel()
+        self.train_acc.update(self._correct(flat.detach(), flat_labels, kind), weight=labelled.float())
+        self.log(f"{self.stage}/train_loss", loss, prog_bar=True, batch_size=n)
+        self.log(f"{self.stage}/train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=n)
+        return loss
+
+    def _note_finite(self, loss: torch.Tensor) -> None:
+        if self._divergence is None or self._divergence.device != loss.device:
+            self._divergence = torch.tensor([-1, self.global_step], device=loss.device)
+        first, step = self._divergence[0], self._divergence[1]
+        bad = ~torch.isfinite(loss)
+        self._divergence = torch.stack([torch.where(bad & (first < 0), step, first), step + 1])
+
+    def _raise_if_diverged(self) -> None:
+        """Fail as the eager step does (a FloatingPointError naming the stage and step) if a compiled step's loss was
+        not finite; one read of the device per epoch and validation."""
+        if self._divergence is None:
+            return
+        first = int(self._divergence[0])
+        if first >= 0:
+            raise FloatingPointError(f"{self.stage} loss is not finite at step {first}; lower {self.stage}.lr or "
+                                     "check the data")
+
+    def on_train_epoch_end(self) -> None:
+        self._raise_if_diverged()
+
+    def on_validation_start(self) -> None:
+        self._raise_if_diverged()  # a diverged model's dev numbers are not reported (nor chosen by early stopping)
+
+    def on_train_end(self) -> None:
+        self._raise_if_diverged()  # a fit stopped inside an epoch (max_steps)
 
     def configure_gradient_clipping(self, optimizer: torch.optim.Optimizer, gradient_clip_val: float | None = None,
                                     gradient_clip_algorithm: str | None = None) -> None:
