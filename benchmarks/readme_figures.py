@@ -143,15 +143,23 @@ def gpu_rows(run: dict, label: str = "") -> list[str]:
     suffix = f" ({label})" if label else ""
     lines = []
     for r in run.get("train", []):
-        flags = [f for f, on in (("cuDNN attention", r.get("cudnn_attention")), ("compiled", r.get("compiled"))) if on]
+        compiled = "compiled" + (" + CUDA graphs" if r.get("compile_mode") == "reduce-overhead" else "")
+        flags = [f for f, on in (("cuDNN attention", r.get("cudnn_attention")), (compiled, r.get("compiled"))) if on]
         lines.append(f"| train {r['task']}, batch {r['batch_size']}, {r['forward']}"
                      + (f", {', '.join(flags)}" if flags else "") + suffix
                      + f" | {r['ms_per_step']:.1f} ({r['first_epoch_ms_per_step']:.1f}) | "
                      f"{r['real_tokens_per_s']:,.0f} | {r['mfu_vs_datasheet']:.1%} |")
     for r in run.get("bare", []):
-        lines.append(f"| bare loop {r['task']}, batch {r['batch_size']}, {r['forward']} (xcal/bare "
-                     f"{r['xcal_over_bare']:.3f}){suffix} | {r['ms_per_step']:.1f} | {r['real_tokens_per_s']:,.0f} | "
-                     f"{r['mfu_vs_datasheet']:.1%} |")
+        compiled = {"default": ", compiled", "reduce-overhead": ", compiled + CUDA graphs"}.get(
+            r.get("compile_mode"), "")
+        ratio = f" (xcal/bare {r['xcal_over_bare']:.3f})" if "xcal_over_bare" in r else ""
+        lines.append(f"| bare loop {r['task']}, batch {r['batch_size']}, {r['forward']}{compiled}{ratio}{suffix} | "
+                     f"{r['ms_per_step']:.1f} | {r['real_tokens_per_s']:,.0f} | {r['mfu_vs_datasheet']:.1%} |")
+    for r in run.get("trainer", []):
+        first = 1e3 * r["first_epoch_seconds"] / r["timed_steps"]
+        lines.append(f"| transformers' Trainer (run_xnli.py's recipe, padded to {r['max_length']}) {r['task']}, batch "
+                     f"{r['batch_size']}{suffix} | {r['ms_per_step']:.1f} ({first:.1f}) | "
+                     f"{r['real_tokens_per_s']:,.0f} | {r['mfu_vs_datasheet']:.1%} |")
     for r in run.get("eval", []):
         lines.append(f"| evaluation, {r['forward']}, {r['budget_examples_tokens']} sentences/tokens per batch, "
                      f"{r['batches']} batches{suffix} | {r['seconds']:.2f} s in all | {r['real_tokens_per_s']:,.0f} | "
@@ -171,6 +179,24 @@ def trace_rows(run: dict, label: str = "") -> list[str]:
     return lines
 
 
+def jobs_rows(run: dict) -> list[str]:
+    """The study-shaped jobs per GPU-hour at each k (hydra/launcher=shared_gpu)."""
+    jobs = run.get("jobs_per_hour")
+    if not jobs:
+        return []
+    lines = ["", "Study-shaped jobs per GPU-hour (`hydra/launcher=shared_gpu`, k jobs per device; "
+             f"`{' '.join(jobs['job']['overrides'])}`):", "",
+             "| k | jobs | finished | wall | jobs per hour |", "|---|---|---|---|---|"]
+    for r in jobs["runs"]:
+        lines.append(f"| {r['jobs_per_device']} | {r['jobs']} | {r['ok']} | {r['wall_s']:.1f} s | "
+                     f"{r['jobs_per_hour']:,.0f} |")
+    ratio = jobs.get("jobs_per_hour_ratio")
+    if ratio is not None:
+        lines += ["", f"Best k = {jobs['best_k']}: **{ratio:.2f}×** the jobs per hour of one at a time "
+                      f"(`jobs_per_hour_ratio`)."]
+    return lines
+
+
 def gpu_table(gpu: dict | None) -> list[str]:
     if not gpu:
         return []
@@ -184,6 +210,7 @@ def gpu_table(gpu: dict | None) -> list[str]:
     lines += ["", "| arm | ms/step (first epoch) | real tokens/s | MFU |", "|---|---|---|---|", *gpu_rows(gpu)]
     for i, run in enumerate(others, 2):
         lines += gpu_rows(run, f"run {i}")
+    lines += jobs_rows(gpu)
     traces = trace_rows(gpu) + [row for i, run in enumerate(others, 2) for row in trace_rows(run, f"run {i}")]
     if traces:
         lines += ["", "Where a warm step's device time goes (torch.profiler over 5 bare-loop steps; ms per step):", "",

@@ -85,12 +85,14 @@ def export(out: Path) -> None:
     """Write the GPU step's inputs (settings resolved from conf/, real batches from xcal's loaders)."""
     from omegaconf import OmegaConf
 
+    from gpu.jobs import export_study_data, export_study_model
     from xcal.assets.cache import cache_dir
     from xcal.assets.fetch import ensure_embedded_assets
     from xcal.models.encoder import load_tokenizer
 
     cfg = gpu_config()
-    settings = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("trainer", "optimizer", "scheduler", "model")}
+    settings = {k: OmegaConf.to_container(cfg[k], resolve=True)
+                for k in ("trainer", "optimizer", "scheduler", "model", "compile")}
     assets = ensure_embedded_assets(cache_dir(), verbose=False)
     tokenizer = load_tokenizer(str(assets.model_dir))
     data: dict[str, Any] = {"train": {}, "lr": {}, "num_labels": {}}
@@ -102,3 +104,7 @@ def export(out: Path) -> None:
     torch.save(data, out)
     print(f"export: {out} ({out.stat().st_size / 1e6:.1f} MB), eval batches: "
           + ", ".join(f"{k}: {len(v)}" for k, v in data["eval"].items()))
+    study = out.parent / "study"  # the jobs step: e5's config and tokenizer (no weights), MultiEmo and the manifest
+    export_study_model(assets.model_dir, study / "model")
+    export_study_data(assets.data_dir, study / "data")
+    print(f"export: {study} ({sum(p.stat().st_size for p in study.rglob('*') if p.is_file()) / 1e6:.1f} MB)")

@@ -39,15 +39,15 @@ def forward_step(run: Run, module):
     return step
 
 
-def traced_step(run: Run, task: str, size: str, unpad: bool, compile_encoder: bool):
+def traced_step(run: Run, task: str, size: str, unpad: bool, compile_mode: str | None):
     """The batches and the step a trace runs: for task ``eval`` the predict step on the evaluation batches of
     budget ``size`` (examples/tokens), else the bare loop's training step."""
     if task == "eval":
         batches = [unpack(b, run.pad_id) for b in run.inputs["eval"][size]]
-        module = run.module("multiemo", unpad, compile_encoder).to(run.device).eval()
+        module = run.module("multiemo", unpad, compile_mode).to(run.device).eval()
         return batches, forward_step(run, module)
     batches = train_batches(run.inputs, task, int(size), run.pad_id)
-    module = run.module(task, unpad, compile_encoder).to(run.device)
+    module = run.module(task, unpad, compile_mode).to(run.device)
     return batches, bare_step(run, module, 2 * len(batches))
 
 
@@ -114,18 +114,19 @@ def print_trace(result: dict[str, Any], events) -> None:
     print(events.table(sort_by="self_cpu_time_total", row_limit=12), flush=True)
 
 
-def trace(run: Run, task: str, size: str, unpad: bool, compile_encoder: bool, steps: int = 5) -> dict[str, Any]:
+def trace(run: Run, task: str, size: str, unpad: bool, compile_mode: str | None, steps: int = 5) -> dict[str, Any]:
     """torch.profiler over ``steps`` warm steps of the bare loop: wall time against the device's busy time, by
     kernel family, and the top kernels; says whether the host or the kernels set the pace."""
-    batches, step = traced_step(run, task, size, unpad, compile_encoder)
-    if compile_encoder:
+    batches, step = traced_step(run, task, size, unpad, compile_mode)
+    if compile_mode:
         from torch._dynamo.utils import counters
 
         counters.clear()
     wall, events = profiled(run, step, batches, steps)
     summary = kernel_summary(events, steps)
-    breaks = graph_breaks() if compile_encoder else None
-    label = f"{task}:{size}:{'real' if unpad else 'padded'}{':compile' if compile_encoder else ''}"
+    breaks = graph_breaks() if compile_mode else None
+    flag = {None: "", "default": ":compile", "reduce-overhead": ":graphs"}.get(compile_mode, f":{compile_mode}")
+    label = f"{task}:{size}:{'real' if unpad else 'padded'}{flag}"
     top = summary.pop("top_kernels")
     result = {"arm": label, "wall_ms_per_step": 1e3 * wall, **summary, "graph_breaks": breaks, "top_kernels": top}
     print_trace(result, events)

@@ -18,6 +18,10 @@ XLMR_BASE = dict(vocab_size=250002, hidden_size=768, num_hidden_layers=12, num_a
                  attention_probs_dropout_prob=0.1)
 
 
+# conf/config.yaml's compile.length_buckets, for inputs exported before the block existed.
+DEFAULT_BUCKETS = (32, 64, 128, 256, 512)
+
+
 class Run:
     """Everything the GPU arms share: inputs, the encoder template, the card's peaks."""
 
@@ -29,6 +33,7 @@ class Run:
         self.inputs = inputs
         self.settings = inputs["settings"]
         self.warmup = warmup
+        self.compile_backend = "inductor"  # a CPU smoke run may trace only (aot_eager)
         self.pad_id = 1
         config = XLMRobertaConfig(**{**XLMR_BASE, **config_overrides})
         torch.manual_seed(0)
@@ -49,8 +54,10 @@ class Run:
     def to_device(self, tensor: torch.Tensor) -> torch.Tensor:
         return tensor.pin_memory().to(self.device, non_blocking=True) if self.device == "cuda" else tensor
 
-    def module(self, task: str, unpad: bool, compile_encoder: bool = False):
-        """xcal's EncoderClassifier as build_module makes it, on a copy of the random-init encoder."""
+    def module(self, task: str, unpad: bool, compile_mode: str | None = None):
+        """xcal's EncoderClassifier as build_module makes it, on a copy of the random-init encoder; ``compile_mode``
+        (a torch.compile mode) trains through xcal's compiled forward (``compile.enabled``) over the config's length
+        buckets, one dynamic graph for every shape (:func:`compile_settings`)."""
         import functools
 
         from transformers import get_linear_schedule_with_warmup
@@ -72,12 +79,22 @@ class Run:
         module = EncoderClassifier(encoder, head, self.inputs["num_labels"][task], stage="bench",
                                    lr=self.inputs["lr"][task], optimizer=adamw,
                                    scheduler=get_linear_schedule_with_warmup, warmup_ratio=warmup_ratio,
-                                   unpad_tokens=unpad)
+                                   unpad_tokens=unpad, compile_settings=self.compile_settings(compile_mode))
         if model.get("trim_vocabulary", False):
             self.trim(module)
-        if compile_encoder:  # the model's own (padded) forward, one graph for every batch shape
-            module.encoder = torch.compile(module.encoder, dynamic=True)
         return module
+
+    def compile_settings(self, mode: str | None):
+        """xcal's ``compile`` block for an arm (None: eager): the config's length buckets, ``dynamic`` true so one
+        compilation serves every bucket (the arms' batch shapes vary; a static graph per shape would spend the
+        device time compiling)."""
+        from xcal.models.compiled import CompileSettings
+
+        if mode is None:
+            return None
+        block = self.settings.get("compile") or {}
+        return CompileSettings(tuple(block.get("length_buckets", DEFAULT_BUCKETS)), mode=mode, dynamic=True,
+                               backend=self.compile_backend)
 
     def trim(self, module) -> None:
         """Trim ``module``'s vocabulary to the ids the exported batches use (and the special ones)."""

@@ -25,16 +25,36 @@ GOAL_MFU = 0.40
 Peaks = dict[str, float | None]
 
 
+# Arm flags: cuDNN attention, and xcal's compiled forward (compile.enabled) in torch.compile's default mode or with
+# CUDA graphs (mode reduce-overhead).
+FLAGS = {"cudnn": None, "compile": "default", "graphs": "reduce-overhead"}
+
+
 def arms(specs: str) -> list[tuple[str, str, bool, list[str]]]:
-    """``task:batch:real|padded[:cudnn][:compile],...`` → (task, batch, real tokens?, flags); for a trace the
-    task may be ``eval`` and the batch an evaluation budget (``examples/tokens``)."""
+    """``task:batch:real|padded[:cudnn][:compile|:graphs],...`` → (task, batch, real tokens?, flags); for a trace
+    the task may be ``eval`` and the batch an evaluation budget (``examples/tokens``). The compiled forward is the
+    padded one (xcal.models.compiled), so a compiled arm says ``padded``."""
     out = []
     for spec in filter(None, specs.split(",")):
         task, size, forward, *flags = spec.split(":")
-        if forward not in ("real", "padded") or not set(flags) <= {"cudnn", "compile"}:
-            raise SystemExit(f"bench_gpu: arm {spec!r} is not task:batch:real|padded[:cudnn][:compile]")
+        compiled = [f for f in flags if f in ("compile", "graphs")]
+        if forward not in ("real", "padded") or not set(flags) <= set(FLAGS) or len(compiled) > 1 \
+                or (compiled and forward != "padded"):
+            raise SystemExit(f"bench_gpu: arm {spec!r} is not task:batch:real|padded[:cudnn][:compile|:graphs] "
+                             "(compiled arms are padded)")
         out.append((task, size, forward == "real", flags))
     return out
+
+
+def compile_mode(flags: list[str]) -> str | None:
+    """The torch.compile mode an arm's flags ask for; None: eager."""
+    return next((FLAGS[f] for f in flags if FLAGS.get(f)), None)
+
+
+def arm_label(r: dict[str, Any]) -> str:
+    mode = r.get("compile_mode")
+    return (f"{r['task']} batch {r['batch_size']} {r['forward']}" + (" cuDNN" if r.get("cudnn_attention") else "")
+            + ("" if not mode else " compiled" + (" + CUDA graphs" if mode == "reduce-overhead" else "")))
 
 
 def quiet() -> None:
@@ -78,39 +98,74 @@ def train_arms(run: Run, specs: str, peaks: Peaks, result: dict[str, Any], save:
     result["train"] = []
     for task, size, unpad, flags in arms(specs):
         try:
-            r = arm_train(run, task, int(size), unpad, "cudnn" in flags, peaks, "compile" in flags)
+            r = arm_train(run, task, int(size), unpad, "cudnn" in flags, peaks, compile_mode(flags))
         except Exception as error:  # one failing arm must not lose the others' figures
-            result.setdefault("failed", []).append({"arm": f"{task}:{size}", "unpad": unpad, "error": repr(error)})
-            print(f"train {task} batch {size} unpad {unpad}: FAILED {error!r}", flush=True)
+            result.setdefault("failed", []).append({"arm": f"{task}:{size}", "unpad": unpad, "flags": flags,
+                                                    "error": repr(error)[:2000]})
+            print(f"train {task} batch {size} unpad {unpad} {flags}: FAILED {error!r}", flush=True)
             continue
         result["train"].append(r)
         save()
-        print(f"train {task:8s} batch {int(size):3d} {r['forward']:11s} cuDNN SDPA {r['cudnn_attention']!s:5s} "
-              f"compiled {r['compiled']!s:5s}: "
-              f"{r['ms_per_step']:6.1f} ms/step (first epoch {r['first_epoch_ms_per_step']:6.1f}), "
+        print(f"train {arm_label(r):45s}: "
+              f"{r['ms_per_step']:6.1f} ms/step (first epoch {r['first_epoch_ms_per_step']:7.1f}), "
               f"{r['real_tokens_per_s']:9,.0f} real tok/s, MFU {r.get('mfu_vs_datasheet', 0):.1%} "
-              f"(vs measured {r['mfu_vs_measured']:.1%}), {r['max_memory_allocated_gb']:.1f} GB", flush=True)
+              f"(vs measured {r['mfu_vs_measured']:.1%}), {r['max_memory_allocated_gb']:.1f} GB"
+              + (f"; shapes {len(r['padded_shapes'])}, {r['compile']}" if "compile" in r else ""), flush=True)
 
 
-def bare_arms(run: Run, specs: str, peaks: Peaks, result: dict[str, Any]) -> None:
-    """The bare loop beside each Lightning arm of the same task, size and forward (no cuDNN, not compiled)."""
+def same_arm(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return all(a.get(k) == b.get(k) for k in ("task", "batch_size", "forward", "compile_mode"))
+
+
+def bare_arms(run: Run, specs: str, peaks: Peaks, result: dict[str, Any], save: Callable[[], None]) -> None:
+    """The bare loop beside each Lightning arm of the same task, size, forward and compile mode (no cuDNN)."""
     result["bare"] = []
-    for task, size, unpad, _ in arms(specs):
-        r = arm_bare(run, task, int(size), peaks, unpad)
-        lightning = next((t for t in result["train"] if t["task"] == r["task"] and t["batch_size"] == int(size)
-                          and t["forward"] == r["forward"] and not t["cudnn_attention"] and not t["compiled"]), None)
-        if lightning is None:
+    for task, size, unpad, flags in arms(specs):
+        try:
+            r = arm_bare(run, task, int(size), peaks, unpad, compile_mode(flags))
+        except Exception as error:
+            result.setdefault("failed", []).append({"arm": f"bare {task}:{size}", "flags": flags,
+                                                    "error": repr(error)[:2000]})
+            print(f"bare {task} batch {size} {flags}: FAILED {error!r}", flush=True)
             continue
-        r["xcal_over_bare"] = lightning["real_tokens_per_s"] / r["real_tokens_per_s"]
+        lightning = next((t for t in result["train"] if same_arm(t, r) and not t["cudnn_attention"]), None)
+        if lightning is not None:
+            r["xcal_over_bare"] = lightning["real_tokens_per_s"] / r["real_tokens_per_s"]
         result["bare"].append(r)
-        print(f"bare loop {r['task']} batch {size} {r['forward']}: {r['real_tokens_per_s']:,.0f} real tok/s; "
-              f"xcal/bare {r['xcal_over_bare']:.3f}", flush=True)
+        save()
+        print(f"bare loop {arm_label(r)}: {r['ms_per_step']:6.1f} ms/step, {r['real_tokens_per_s']:,.0f} real tok/s; "
+              f"xcal/bare {r.get('xcal_over_bare', float('nan')):.3f}", flush=True)
 
 
-def eval_arms(run: Run, budgets, peaks: Peaks, result: dict[str, Any], save: Callable[[], None]) -> None:
+def trainer_arms(run: Run, specs: str, peaks: Peaks, result: dict[str, Any], save: Callable[[], None]) -> None:
+    """transformers' Trainer as run_xnli.py sets it up, on the same examples (``task:batch,...``), beside xcal's
+    arm of the same task and size (its default forward, eager)."""
+    from gpu.trainer_recipe import arm_trainer
+
+    result["trainer"] = []
+    for spec in filter(None, specs.split(",")):
+        task, size = spec.split(":")
+        try:
+            r = arm_trainer(run, task, int(size), peaks)
+        except Exception as error:
+            result.setdefault("failed", []).append({"arm": f"trainer {spec}", "error": repr(error)[:2000]})
+            print(f"trainer {spec}: FAILED {error!r}", flush=True)
+            continue
+        for t in result["train"]:
+            if t["task"] == task and t["batch_size"] == int(size) and not t["cudnn_attention"]:
+                r.setdefault("xcal_over_trainer", {})[arm_label(t)] = t["real_tokens_per_s"] / r["real_tokens_per_s"]
+        result["trainer"].append(r)
+        save()
+        print(f"HF Trainer {task} batch {size} (padded to {r['max_length']}): {r['ms_per_step']:6.1f} ms/step, "
+              f"{r['real_tokens_per_s']:,.0f} real tok/s, MFU {r.get('mfu_vs_datasheet', 0):.1%}; xcal/Trainer "
+              f"{r.get('xcal_over_trainer')}", flush=True)
+
+
+def eval_arms(run: Run, budgets, peaks: Peaks, result: dict[str, Any], save: Callable[[], None],
+              forwards: tuple[str, ...] = ("real", "padded")) -> None:
     result["eval"] = []
     for budget in budgets:
-        for unpad in (True, False):
+        for unpad in [forward == "real" for forward in forwards]:
             r = arm_eval(run, budget, unpad, peaks)
             result["eval"].append(r)
             save()
@@ -122,12 +177,23 @@ def eval_arms(run: Run, budgets, peaks: Peaks, result: dict[str, Any], save: Cal
 def trace_arms(run: Run, specs: str, result: dict[str, Any], save: Callable[[], None]) -> None:
     result["trace"] = []
     for task, size, unpad, flags in arms(specs):
-        result["trace"].append(trace(run, task, size, unpad, "compile" in flags))
+        try:
+            result["trace"].append(trace(run, task, size, unpad, compile_mode(flags)))
+        except Exception as error:
+            result.setdefault("failed", []).append({"arm": f"trace {task}:{size}", "flags": flags,
+                                                    "error": repr(error)[:2000]})
+            print(f"trace {task} batch {size} {flags}: FAILED {error!r}", flush=True)
+            continue
         save()
 
 
 def run_gpu(args: argparse.Namespace) -> None:
     quiet()
+    import torch._dynamo
+
+    # every arm compiles the same function (xcal.models.compiled) for a fresh module; the default limit of 8
+    # cached graphs per function would silently send later arms back to eager
+    torch._dynamo.config.cache_size_limit = max(torch._dynamo.config.cache_size_limit, 64)
     if not torch.cuda.is_available() and not args.smoke:
         raise SystemExit(f"bench_gpu run: no CUDA GPU here; {RESULT} keeps the last measured figures "
                          "(--smoke runs the logic on the CPU with a small config)")
@@ -135,6 +201,7 @@ def run_gpu(args: argparse.Namespace) -> None:
     name, peaks = device_peaks()
     overrides = json.loads(args.config) if args.config else {}
     run = Run(inputs, overrides, args.warmup)
+    run.compile_backend = args.compile_backend
     result = header(run, name, peaks, overrides, inputs, args.warmup)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -149,8 +216,9 @@ def run_gpu(args: argparse.Namespace) -> None:
     result["exactness"] = exactness(run)
     print(f"exactness: {result['exactness']}", flush=True)
     train_arms(run, args.arms, peaks, result, save)
-    bare_arms(run, args.bare, peaks, result)
-    save()
-    eval_arms(run, inputs["eval"] if args.eval else (), peaks, result, save)
+    bare_arms(run, args.bare, peaks, result, save)
+    trainer_arms(run, args.trainer, peaks, result, save)
+    budgets = [b for b in inputs["eval"] if not args.eval_budgets or b in args.eval_budgets.split(",")]
+    eval_arms(run, budgets if args.eval else (), peaks, result, save, tuple(args.eval_forwards.split(",")))
     trace_arms(run, args.trace, result, save)
     print(f"wrote {out}")

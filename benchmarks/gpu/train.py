@@ -12,15 +12,31 @@ from gpu.batches import stats, train_batches
 from gpu.run import Run, attention_kernels, epoch_timer
 
 
+def compile_counters() -> dict[str, Any]:
+    """torch.compile's work so far (cleared per arm): frames compiled, graphs, graph breaks, recompilations. An arm
+    that claims to be compiled shows its graphs here; one that fell back to eager (a recompile limit) would not."""
+    from torch._dynamo.utils import counters
+
+    return {"stats": dict(counters["stats"]), "graph_breaks": {k[:160]: v for k, v in counters["graph_break"].items()},
+            "recompiles": sum(counters["recompiles"].values()) if "recompiles" in counters else None}
+
+
+def clear_compile_counters() -> None:
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+
+
 def arm_train(run: Run, task: str, size: int, unpad: bool, cudnn: bool, peaks: dict[str, float | None],
-              compile_encoder: bool = False) -> dict[str, Any]:
+              compile_mode: str | None = None) -> dict[str, Any]:
     """Two epochs over the same batches: the first sees every batch shape once (kernel choice, cuDNN plans,
-    the allocator's pools: what a long run pays once), the second is timed."""
+    the allocator's pools, compilation and CUDA-graph recording: what a long run pays once), the second is timed."""
     from torch.utils.data import DataLoader
 
     attention_kernels(cudnn)
     batches = train_batches(run.inputs, task, int(size), run.pad_id)
-    module = run.module(task, unpad, compile_encoder)
+    module = run.module(task, unpad, compile_mode)
+    clear_compile_counters()
     timer = epoch_timer(run.sync)
     trainer = run.trainer(2 * len(batches), [timer], epochs=2)
     if run.device == "cuda":
@@ -32,11 +48,14 @@ def arm_train(run: Run, task: str, size: int, unpad: bool, cudnn: bool, peaks: d
     s = stats(batches)
     flops = run.shape.train_flops_per_token(s["mean_length"])
     tokens_per_s = s["real_tokens"] / seconds
+    compiled = module.compiled
     return {"task": task, "batch_size": size, "forward": "real tokens" if unpad else "padded",
-            "cudnn_attention": cudnn, "compiled": compile_encoder, "timed_steps": len(batches), "seconds": seconds,
+            "cudnn_attention": cudnn, "compiled": compile_mode is not None, "compile_mode": compile_mode,
+            "timed_steps": len(batches), "seconds": seconds,
             "ms_per_step": 1e3 * seconds / len(batches), "first_epoch_ms_per_step": 1e3 * cold / len(batches), **s,
             "real_tokens_per_s": tokens_per_s, "train_flops_per_token": flops, **run.mfu(tokens_per_s, flops, peaks),
-            "max_memory_allocated_gb": torch.cuda.max_memory_allocated() / 1e9 if run.device == "cuda" else 0.0}
+            "max_memory_allocated_gb": torch.cuda.max_memory_allocated() / 1e9 if run.device == "cuda" else 0.0,
+            **({} if compiled is None else {"padded_shapes": sorted(compiled.shapes), "compile": compile_counters()})}
 
 
 def bare_step(run: Run, module, total_steps: int):
@@ -61,11 +80,12 @@ def bare_step(run: Run, module, total_steps: int):
     return step
 
 
-def arm_bare(run: Run, task: str, size: int, peaks: dict[str, float | None], unpad: bool = False) -> dict[str, Any]:
-    """The same module (real-token or padded forward), optimizer groups, schedule and clipping in a plain loop
-    under bf16 autocast, no cuDNN attention."""
+def arm_bare(run: Run, task: str, size: int, peaks: dict[str, float | None], unpad: bool = False,
+             compile_mode: str | None = None) -> dict[str, Any]:
+    """The same module (real-token, padded or compiled forward), optimizer groups, schedule and clipping in a plain
+    loop under bf16 autocast, no cuDNN attention."""
     batches = train_batches(run.inputs, task, int(size), run.pad_id)
-    module = run.module(task, unpad).to(run.device)
+    module = run.module(task, unpad, compile_mode).to(run.device)
     step = bare_step(run, module, 2 * len(batches))
     t0 = 0.0
     for i, batch in enumerate(batches + batches):  # the first pass untimed, as in arm_train
@@ -79,6 +99,6 @@ def arm_bare(run: Run, task: str, size: int, peaks: dict[str, float | None], unp
     flops = run.shape.train_flops_per_token(s["mean_length"])
     tokens_per_s = s["real_tokens"] / seconds
     return {"task": task, "batch_size": size, "forward": "real tokens" if unpad else "padded", "loop": "bare",
-            "timed_steps": len(batches), "seconds": seconds, "ms_per_step": 1e3 * seconds / len(batches), **s,
-            "real_tokens_per_s": tokens_per_s,
+            "compiled": compile_mode is not None, "compile_mode": compile_mode, "timed_steps": len(batches),
+            "seconds": seconds, "ms_per_step": 1e3 * seconds / len(batches), **s, "real_tokens_per_s": tokens_per_s,
             **run.mfu(tokens_per_s, flops, peaks)}
