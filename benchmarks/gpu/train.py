@@ -70,7 +70,8 @@ def bare_step(run: Run, module, total_steps: int):
     def step(batch: dict[str, torch.Tensor]) -> None:
         batch = {k: run.to_device(v) for k, v in batch.items()}
         with torch.autocast(run.device, dtype=torch.bfloat16, enabled=run.device == "cuda"):
-            loss = module._flat_loss(batch)[0]
+            # the compiled forward's sync-free loss, as its training step computes it; else the eager one
+            loss = (module._flat_loss if module.compiled is None else module._compiled_loss)(batch)[0]
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()

@@ -205,6 +205,17 @@ class EncoderModule(pl.LightningModule):
         way; and the loss's finiteness noted on the device and read at the epoch's end and before each validation (a
         diverged run still fails loudly, naming its step, before any number of it is reported). Span heads (their
         label smoothing spreads over each row's own positions) keep :meth:`_flat_loss`."""
+        loss, flat, flat_labels, labelled, kind = self._compiled_loss(batch)
+        self._note_finite(loss.detach())
+        n = flat_labels.numel()
+        self.train_acc.update(self._correct(flat.detach(), flat_labels, kind), weight=labelled.float())
+        self.log(f"{self.stage}/train_loss", loss, prog_bar=True, batch_size=n)
+        self.log(f"{self.stage}/train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=n)
+        return loss
+
+    def _compiled_loss(self, batch: dict[str, torch.Tensor]
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, str]:
+        """``(loss, flat logits, flat labels, labelled rows, head kind)`` over every row, without a host sync."""
         head, kind = self._head_of(batch)
         logits = self._logits(head, kind, batch["input_ids"], batch["attention_mask"])
         labels = batch["labels"]
@@ -214,12 +225,7 @@ class EncoderModule(pl.LightningModule):
         labelled = flat_labels != IGNORE_INDEX
         loss = F.cross_entropy(flat, flat_labels, ignore_index=IGNORE_INDEX, label_smoothing=self.label_smoothing,
                                reduction="sum") / labelled.sum().clamp_min(1)  # 0, not NaN, when nothing is labelled
-        self._note_finite(loss.detach())
-        n = flat_labels.numel()
-        self.train_acc.update(self._correct(flat.detach(), flat_labels, kind), weight=labelled.float())
-        self.log(f"{self.stage}/train_loss", loss, prog_bar=True, batch_size=n)
-        self.log(f"{self.stage}/train_acc", self.train_acc, on_step=False, on_epoch=True, batch_size=n)
-        return loss
+        return loss, flat, flat_labels, labelled, kind
 
     def _note_finite(self, loss: torch.Tensor) -> None:
         if self._divergence is None or self._divergence.device != loss.device:
