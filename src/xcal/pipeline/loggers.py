@@ -47,7 +47,11 @@ def build_loggers(cfg: DictConfig, output_dir: Path, run_name: str) -> list[Logg
     return loggers
 
 
-TABLE_METRICS = ("accuracy", "ece", "ece_ci_low", "ece_ci_high", "brier", "nll", "mce", "adaptive_ece")
+def table_columns() -> tuple[str, ...]:
+    """The W&B summary table's metric columns: the registry's table metrics, each with its interval bounds."""
+    from xcal.metrics import TABLE, get_metric, metric_names
+
+    return tuple(key for name in metric_names(shown=TABLE) for key in (name, *get_metric(name).interval_keys()))
 
 
 def log_zeroshot_media(loggers: list[Logger], zeroshot: dict[str, Any], plot_dir: Path) -> None:
@@ -57,13 +61,14 @@ def log_zeroshot_media(loggers: list[Logger], zeroshot: dict[str, Any], plot_dir
     for logger in loggers:
         if not isinstance(logger, WandbLogger):
             continue
-        columns = ["language", "split", "calibrated", *TABLE_METRICS]
+        metrics = table_columns()
+        columns = ["language", "split", "calibrated", *metrics]
         rows = []
         for lang, splits in zeroshot.items():
             for split, entry in splits.items():
                 for calibrated, values in ((False, entry), (True, entry.get("ts"))):
                     if values:
-                        rows.append([lang, split, calibrated, *(values.get(m) for m in TABLE_METRICS)])
+                        rows.append([lang, split, calibrated, *(values.get(m) for m in metrics)])
         logger.log_table(key="zeroshot/table", columns=columns, data=rows)
         for lang, splits in zeroshot.items():
             for split, entry in splits.items():

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 from xcal.atomic import atomic_write_json
+from xcal.metrics.registry import HEADLINE, metric_names
 
 RESULTS_FILE = "results.json"
-HEADLINE_METRICS = ("accuracy", "ece", "brier", "nll")
 
 
 class JobRecord(TypedDict, total=False):
@@ -76,9 +76,10 @@ def write_record(output_dir: Path, record: JobRecord) -> Path:
 
 
 def language_means(zeroshot: dict[str, dict[str, dict[str, Any]]], split: str) -> dict[str, float]:
-    """Mean of each headline metric over languages for one split (the sweeper's objective)."""
+    """Mean of each headline metric (:data:`~xcal.metrics.HEADLINE`) over languages for one split (the sweeper's
+    objective)."""
     rows = [splits[split] for splits in zeroshot.values() if split in splits]
-    return {m: sum(r[m] for r in rows) / len(rows) for m in HEADLINE_METRICS if rows}
+    return {m: sum(r[m] for r in rows) / len(rows) for m in metric_names(shown=HEADLINE, scored=True) if rows}
 
 
 def flat_metrics(zeroshot: dict[str, dict[str, dict[str, Any]]], primary_split: str) -> dict[str, float]:

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xcal.errors import XcalError
-from xcal.report.registry import METRICS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,8 +25,13 @@ if TYPE_CHECKING:
     from xcal.report.html import Report
 
 PROG = "xcal-report"
-#: Every metric a tidy table can carry; ``--metrics`` must name some of these.
-KNOWN_METRICS = tuple(METRICS)
+
+
+def known_metrics() -> tuple[str, ...]:
+    """Every registered metric (:mod:`xcal.metrics.registry`); ``--metrics`` must name some of these."""
+    from xcal.metrics import metric_names
+
+    return metric_names()
 
 
 def parse_metrics(value: str | None) -> tuple[str, ...] | None:
@@ -37,10 +41,11 @@ def parse_metrics(value: str | None) -> tuple[str, ...] | None:
     from xcal.report.collect import ReportError
 
     names = tuple(dict.fromkeys(m.strip() for m in value.split(",") if m.strip()))
-    unknown = [m for m in names if m not in KNOWN_METRICS]
+    known = known_metrics()
+    unknown = [m for m in names if m not in known]
     if unknown or not names:
         raise ReportError(f"--metrics {value!r}: unknown metric(s) {', '.join(unknown) or '(none given)'}; "
-                          f"allowed: {', '.join(KNOWN_METRICS)} (comma-separated, e.g. --metrics ece,brier)")
+                          f"allowed: {', '.join(known)} (comma-separated, e.g. --metrics ece,brier)")
     return names
 
 
@@ -55,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for intervals (default 1000)")
     parser.add_argument("--metrics", default=None,
                         help=f"comma-separated calibration metrics (default: the headline set); any of "
-                             f"{', '.join(KNOWN_METRICS)}")
+                             f"{', '.join(known_metrics())}")
     parser.add_argument("--findings", type=Path, default=None, metavar="PATH",
                         help="also write a study's findings page (the answer with intervals, then how to read it) "
                              "to PATH, figures in a folder beside it, e.g. --findings docs/findings.md")

@@ -20,10 +20,9 @@ import numpy as np
 import pandas as pd
 
 from xcal.errors import XcalError
+from xcal.metrics.registry import result_columns
 from xcal.pipeline.record import RESULTS_FILE, read_record_or_none
 from xcal.report.jobs import (
-    METRIC_COLUMNS,
-    TASK_SCORE_COLUMNS,
     TRAINING_LANGUAGE,
     Job,
     grid_cell,
@@ -32,7 +31,7 @@ from xcal.report.jobs import (
 )
 
 # Re-exported: the report modules take the layout's names from here.
-__all__ = ["METRIC_COLUMNS", "NO_INTERMEDIATE", "TRAINING_LANGUAGE", "ReportError", "Sweep", "load_predictions",
+__all__ = ["NO_INTERMEDIATE", "TRAINING_LANGUAGE", "ReportError", "Sweep", "load_predictions",
            "load_sweep", "write_tidy"]
 
 EXPECTED_LAYOUT = "multirun/<sweep>/<job>/results.json"
@@ -235,7 +234,7 @@ def _mixed_problems(jobs: list[Job]) -> list[str]:
 
 
 def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    present = [c for c in (*METRIC_COLUMNS, *TASK_SCORE_COLUMNS) if any(c in r for r in rows)]
+    present = [c for c in result_columns() if any(c in r for r in rows)]
     columns = [*ID_COLUMNS, *present, "n", "reliability_diagram", *EXTRA_COLUMNS]
     table = pd.DataFrame(rows, columns=columns)
     for col in ("size", "seed", "data_seed", "n", "n_bins"):

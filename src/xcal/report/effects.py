@@ -23,9 +23,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sstats
 
+from xcal.metrics.registry import TABLE, metric_names
 from xcal.report.collect import NO_INTERMEDIATE, TRAINING_LANGUAGE, ReportError, Sweep
 from xcal.report.inference import Design, contrast, detectable, slope_weights
-from xcal.report.registry import CALIBRATION_METRICS
 from xcal.report.resampling import LEVEL, excludes_zero
 from xcal.report.selection import POOLED, check_metrics, group_keys, language_order, select_rows
 from xcal.report.sentences import effect_sentence
@@ -160,7 +160,7 @@ def _baseline_rows(rows: pd.DataFrame, group: pd.DataFrame, key: dict[str, Any])
 
 def size_effects(
     sweep: Sweep,
-    metrics: Sequence[str] = CALIBRATION_METRICS,
+    metrics: Sequence[str] | None = None,
     calibrated: bool = False,
     n_boot: int = 1000,
     seed: int = 0,
@@ -187,7 +187,7 @@ def size_effects(
     if n_boot < 0:
         raise ReportError(f"n_boot={n_boot}: must be >= 0 (0 = no intervals; any other value gives the t interval)")
     rows = select_rows(sweep.table, calibrated, split)
-    metrics = check_metrics(rows, metrics)
+    metrics = check_metrics(rows, metric_names(shown=TABLE, calibration=True) if metrics is None else metrics)
     keys = group_keys(rows)
     out: list[dict[str, Any]] = []
     for key_values, group in rows.groupby(keys, sort=True):

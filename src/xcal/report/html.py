@@ -24,11 +24,11 @@ import numpy as np
 import pandas as pd
 
 from xcal import __version__ as _xcal_version
+from xcal.metrics.registry import HEADLINE, TABLE, metric_names
 from xcal.report import plots
 from xcal.report.collect import Sweep, write_tidy
 from xcal.report.compare import comparison_display, comparison_sentence
 from xcal.report.effects import size_effects
-from xcal.report.registry import CALIBRATION_METRICS, FIGURE_METRICS, TABLE_METRICS
 from xcal.report.selection import MEAN_ALL, MEAN_ZERO_SHOT, POOLED
 from xcal.report.tables import summary_table, to_html, to_markdown
 
@@ -272,9 +272,9 @@ def build_report(sweep: Sweep, out_dir: str | Path, *, n_boot: int = 1000, calib
         table_metrics = figure_metrics = ("accuracy", *effect_metrics)
     else:
         present = set(sweep.table.columns)
-        effect_metrics = tuple(m for m in CALIBRATION_METRICS if m in present)
-        table_metrics = tuple(m for m in TABLE_METRICS if m in present)
-        figure_metrics = tuple(m for m in FIGURE_METRICS if m in present)
+        effect_metrics = tuple(m for m in metric_names(shown=TABLE, calibration=True) if m in present)
+        table_metrics = tuple(m for m in metric_names(shown=TABLE) if m in present)
+        figure_metrics = tuple(m for m in metric_names(shown=HEADLINE) if m in present)
     split = plots.default_split(sweep.table)
     summary = summary_table(sweep.table, metrics=table_metrics, calibrated=calibrated, n_boot=n_boot, seed=seed)
     effects = size_effects(sweep, metrics=effect_metrics, calibrated=calibrated, n_boot=n_boot, seed=seed)

@@ -11,16 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from xcal.metrics.registry import result_columns
 from xcal.pipeline.record import RESULTS_FILE, RecordError, read_record
 
 TRAINING_LANGUAGE = "en"
-#: Metric columns of the tidy table, in order (each one only when some row has it).
-METRIC_COLUMNS = (
-    "accuracy", "ece", "mce", "rmsce", "adaptive_ece", "classwise_ece", "brier", "brier_top_label", "nll",
-    "debiased_ece", "smooth_ece", "ece_ci_low", "ece_ci_high", "brier_ci_low", "brier_ci_high",
-)
-#: Task scores reported next to the calibration suite (NER: entity F1; WPR: nDCG).
-TASK_SCORE_COLUMNS = ("entity_f1", "entity_precision", "entity_recall", "ndcg")
 
 
 class _Corrupt(Exception):
@@ -121,6 +115,7 @@ def _rows(record: dict[str, Any], job_dir: Path, sweep_dir: Path) -> list[dict[s
         "encoder": _encoder(record, size_label),
     }
     primary = record.get("primary_split")
+    columns = result_columns()
     zeroshot = _get(record, "zeroshot")
     if not isinstance(zeroshot, dict) or not zeroshot:
         raise _Corrupt("'zeroshot' is empty or not an object")
@@ -137,7 +132,7 @@ def _rows(record: dict[str, Any], job_dir: Path, sweep_dir: Path) -> list[dict[s
             for calibrated, values in variants:
                 row = {**base, "language": str(language), "zero_shot": language != TRAINING_LANGUAGE,
                        "split": str(split), "calibrated": calibrated}
-                for metric in (*METRIC_COLUMNS, *TASK_SCORE_COLUMNS):
+                for metric in columns:
                     if metric in values:
                         row[metric] = _number(values[metric])
                 if "n" not in values:

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from xcal.metrics.registry import HEADLINE, metric_label, metric_names
 from xcal.report.canvas import baseline_x, new_figure, placeholder, save, size_colors
 from xcal.report.collect import TRAINING_LANGUAGE, ReportError, load_predictions
-from xcal.report.registry import FIGURE_METRICS, metric_label
 from xcal.report.selection import MEAN_ZERO_SHOT
 
 if TYPE_CHECKING:
@@ -157,7 +157,7 @@ def _metric_panel(ax: Axes, frame: pd.DataFrame, metric: str, colors: dict[str, 
 
 
 def metric_vs_size(table: pd.DataFrame, path: str | Path, *,
-                   metrics: Sequence[str] = FIGURE_METRICS, calibrated: bool = False,
+                   metrics: Sequence[str] | None = None, calibrated: bool = False,
                    split: str | None = None, band: str = "std") -> Path:
     """Each metric against intermediate-task size, one line per language (English bold, black).
 
@@ -170,7 +170,8 @@ def metric_vs_size(table: pd.DataFrame, path: str | Path, *,
         raise ValueError(f"band must be 'std' or 'range', got {band!r}")
     split = split or default_split(table)
     rows = select(table, split=split, calibrated=calibrated)
-    metrics = [m for m in metrics if m in rows.columns and rows[m].notna().any()]
+    metrics = [m for m in (metric_names(shown=HEADLINE) if metrics is None else metrics)
+               if m in rows.columns and rows[m].notna().any()]
     blocks = groups(rows)
     if not metrics or not blocks:
         return placeholder(path, "no results to plot against size")
@@ -371,7 +372,7 @@ def raw_vs_scaled(table: pd.DataFrame, path: str | Path, *, split: str | None = 
 
 
 def write_figures(table: pd.DataFrame, out_dir: str | Path, *, calibrated: bool = False,
-                  metrics: Sequence[str] = FIGURE_METRICS, split: str | None = None,
+                  metrics: Sequence[str] | None = None, split: str | None = None,
                   n_bins: int = 15) -> dict[str, Path]:
     """Every report figure under ``out_dir`` (``figures/`` in a report), by name in display order.
 

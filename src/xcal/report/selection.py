@@ -8,8 +8,8 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from xcal.metrics.registry import result_columns
 from xcal.report.collect import TRAINING_LANGUAGE, ReportError
-from xcal.report.registry import METRICS
 
 #: Per-job mean over the zero-shot languages (a row of the summary tables).
 MEAN_ZERO_SHOT = "mean (zero-shot)"
@@ -42,7 +42,8 @@ def check_metrics(rows: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     unknown = [m for m in metrics if m not in rows.columns]
     if unknown:
-        numeric = [c for c in rows.columns if c in METRICS or c.startswith(("ece_", "brier_"))]
+        known = set(result_columns())
+        numeric = [c for c in rows.columns if c in known or c.startswith(("ece_", "brier_"))]
         raise ReportError(f"metric(s) {', '.join(unknown)} not in the sweep's results; available: "
                           f"{', '.join(numeric)}")
     return metrics

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from xcal.metrics.registry import metric_label
 from xcal.report.collect import TRAINING_LANGUAGE
-from xcal.report.registry import metric_label
 from xcal.report.resampling import excludes_zero
 from xcal.report.selection import POOLED
 

@@ -21,7 +21,8 @@ import pandas as pd
 import torch
 
 from xcal.calibration import fit_temperature
-from xcal.metrics import assign_bins, brier_decomposition, debiased_ece, uniform_edges
+from xcal.metrics import assign_bins, brier_decomposition, calibration_report, uniform_edges
+from xcal.metrics.calibration_error import _ce_compute
 from xcal.report.collect import TRAINING_LANGUAGE, Sweep, load_predictions
 from xcal.report.inference import Design, contrast, detectable, slope_weights
 
@@ -33,30 +34,23 @@ def _probs(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     return torch.softmax(torch.as_tensor(logits, dtype=torch.float64) / temperature, dim=-1).numpy()
 
 
-def _bins(conf: np.ndarray, n_bins: int) -> np.ndarray:
-    return assign_bins(torch.as_tensor(conf), uniform_edges(n_bins)).numpy()
-
-
-def _ece(conf: np.ndarray, correct: np.ndarray, n_bins: int) -> float:
-    bins = _bins(conf, n_bins)
-    gaps = np.bincount(bins, weights=conf, minlength=n_bins) - np.bincount(bins, weights=correct, minlength=n_bins)
-    return float(np.abs(gaps).sum() / len(conf))
+#: The registered metrics (:mod:`xcal.metrics.registry`) the findings read, beside their own terms.
+SET_METRICS = ("accuracy", "ece", "brier", "nll", "debiased_ece")
 
 
 def set_scores(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> dict[str, float]:
-    """Accuracy, ECE (``n_bins`` and 10 bins), Brier with its decomposition, NLL, mean confidence, signed, the
-    debiased l2 calibration error, and the ECE a perfectly calibrated model would score here."""
-    conf, correct = probs.max(-1), (probs.argmax(-1) == labels).astype(np.float64)
+    """The registry's :data:`SET_METRICS` (``n_bins`` bins), ECE with the published 10 bins (``ece10``), the
+    Brier score's decomposition, mean confidence, signed calibration (confidence - accuracy), and the ECE a
+    perfectly calibrated model would score here."""
     p, y = torch.as_tensor(probs), torch.as_tensor(labels)
-    scores = {"accuracy": float(correct.mean()), "ece": _ece(conf, correct, n_bins),
-              "ece10": _ece(conf, correct, PUBLISHED_BINS),
-              "brier": float(((probs - np.eye(probs.shape[1])[labels]) ** 2).sum(-1).mean()),
-              "nll": float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-300, None)).mean()),
-              "confidence": float(conf.mean())}
+    scores = calibration_report(p, y, n_bins=n_bins, bootstrap=0, metrics=SET_METRICS)
+    del scores["n"]
+    scores["ece10"] = calibration_report(p, y, n_bins=PUBLISHED_BINS, bootstrap=0, metrics=("ece",))["ece"]
+    conf = probs.max(-1)
+    scores["confidence"] = float(conf.mean())
     scores["signed"] = scores["confidence"] - scores["accuracy"]
     parts = brier_decomposition(p, y, n_bins=n_bins).as_dict()
     scores.update({k: v for k, v in parts.items() if k in DECOMPOSITION})
-    scores["debiased_ece"] = float(debiased_ece(p, y, n_bins=n_bins))
     scores["ece_if_calibrated"] = calibrated_ece(conf, n_bins)
     return scores
 
@@ -69,12 +63,11 @@ def calibrated_ece(conf: np.ndarray, n_bins: int, draws: int = CALIBRATED_DRAWS)
     """The ECE a perfectly calibrated model with these confidences would score on this many examples: each
     prediction is right with probability its confidence. Binned ECE is biased upwards at finite size, so this is
     the floor a measured ECE is read against, not 0."""
-    correct = np.random.default_rng(0).random((draws, len(conf))) < conf
-    bins = _bins(conf, n_bins)
-    flat = (np.arange(draws)[:, None] * n_bins + bins).ravel()
-    gaps = (np.bincount(flat, weights=np.broadcast_to(conf, correct.shape).ravel(), minlength=draws * n_bins)
-            - np.bincount(flat, weights=correct.ravel().astype(np.float64), minlength=draws * n_bins))
-    return float(np.abs(gaps.reshape(draws, n_bins)).sum(1).mean() / len(conf))
+    correct = torch.as_tensor(np.random.default_rng(0).random((draws, len(conf))) < conf, dtype=torch.float64)
+    c = torch.as_tensor(conf, dtype=torch.float64)
+    one_hot = torch.nn.functional.one_hot(assign_bins(c, uniform_edges(n_bins)), n_bins).to(torch.float64)
+    count = one_hot.sum(0).expand(draws, n_bins)
+    return float(_ce_compute(count, (c @ one_hot).expand(draws, n_bins), correct @ one_hot).mean())
 
 
 @dataclass

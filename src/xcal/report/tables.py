@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from xcal.metrics.registry import TABLE, metric_names
 from xcal.report.collect import TRAINING_LANGUAGE
-from xcal.report.registry import TABLE_METRICS
 from xcal.report.resampling import LEVEL
 from xcal.report.selection import MEAN_ALL, MEAN_ZERO_SHOT, check_metrics, group_keys, language_order, select_rows
 
@@ -29,7 +29,7 @@ def _mean_interval(values: np.ndarray, n_boot: int, rng: np.random.Generator, le
 
 def summary_table(
     table: pd.DataFrame,
-    metrics: Sequence[str] = TABLE_METRICS,
+    metrics: Sequence[str] | None = None,
     calibrated: bool = False,
     *,
     split: str | None = None,
@@ -45,7 +45,7 @@ def summary_table(
     bootstrap of the mean over seeds, NaN with one seed), then ``seeds`` (the number of jobs averaged).
     """
     rows = select_rows(table, calibrated, split)
-    metrics = check_metrics(rows, metrics)
+    metrics = check_metrics(rows, metric_names(shown=TABLE) if metrics is None else metrics)
     keys = [*group_keys(rows), "size", "size_label"]
     job_keys = [*keys, "job_dir"]  # a job's identity: names can repeat across merged sweep dirs
     per_job = rows[[*job_keys, "language", *metrics]]
