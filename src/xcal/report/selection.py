@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from xcal.calibration.registry import RAW
 from xcal.metrics.registry import result_columns
 from xcal.report.collect import TRAINING_LANGUAGE, ReportError
 
@@ -19,15 +20,17 @@ MEAN_ALL = "mean (all)"
 POOLED = "pooled (zero-shot)"
 
 
-def select_rows(table: pd.DataFrame, calibrated: bool, split: str | None) -> pd.DataFrame:
-    """The rows one analysis uses: raw or temperature-scaled, on each job's primary split (or ``split``)."""
+def select_rows(table: pd.DataFrame, calibrator: str = RAW, split: str | None = None) -> pd.DataFrame:
+    """The rows one analysis uses: raw (``calibrator="none"``) or under one calibrator, on each job's primary
+    split (or ``split``)."""
     if table.empty:
         raise ReportError("the sweep table is empty: no finished job to summarise; run the sweep with `xcal -m ...`")
-    rows = table[table["calibrated"] == bool(calibrated)]
+    rows = table[table["calibrator"] == calibrator]
     if rows.empty:
-        raise ReportError("no temperature-scaled results in this sweep (calibration.temperature_scaling was off); "
-                          "use calibrated=False or re-run with calibration.temperature_scaling=true"
-                          if calibrated else "no raw results in this sweep table")
+        have = ", ".join(dict.fromkeys(table["calibrator"]))
+        raise ReportError(f"no results under calibrator {calibrator!r} in this sweep (it has: {have}); re-score the "
+                          f"sweep from its saved predictions with `xcal-report SWEEP --calibrators {calibrator}`, or "
+                          f"choose one it has")
     if split is not None:
         chosen = rows[rows["split"] == split]
         if chosen.empty:

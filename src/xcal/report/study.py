@@ -2,10 +2,12 @@
 
 Each (job, language) test set gets the calibration terms a reader needs to interpret ECE: signed calibration
 (mean confidence - accuracy: over- or under-confident), the Brier score's decomposition, ECE with the
-published 10 bins beside xcal's 15, and ECE after two temperatures: the zero-shot one (fit on English dev,
-what a user can do) and an oracle fit on the language's own dev set ("self-TS", Ahuja et al. 2022).
+published 10 bins beside xcal's 15, and ECE and Brier after every registered post-hoc calibrator
+(``ece@<name>``, ``brier@<name>``; :func:`xcal.calibration.rescore.rescore`), among them the zero-shot
+temperature (fit on English dev, what a user can do) and an oracle fit on the language's own dev set ("self-TS",
+Ahuja et al. 2022).
 
-Cell means, their differences and size slopes come with the nested-design t intervals of
+Cell means, their differences, size slopes and study-wide means come with the nested-design t intervals of
 :mod:`xcal.report.inference`: the stage-1 encoder is the unit of a cell, target seeds sub-sample it.
 """
 
@@ -20,18 +22,15 @@ import numpy as np
 import pandas as pd
 import torch
 
-from xcal.calibration import fit_temperature
+from xcal.calibration import RAW, calibrator_names, get_calibrator
+from xcal.calibration.rescore import fit_key, rescore
 from xcal.metrics import assign_bins, brier_decomposition, calibration_report, uniform_edges
 from xcal.metrics.calibration_error import _ce_compute
-from xcal.report.collect import TRAINING_LANGUAGE, Sweep, load_predictions
+from xcal.report.collect import TRAINING_LANGUAGE, Sweep, load_logits, load_predictions
 from xcal.report.inference import Design, contrast, detectable, slope_weights
 
 DECOMPOSITION = ("reliability", "resolution", "uncertainty", "within_bin_variance", "within_bin_covariance")
 PUBLISHED_BINS = 10
-
-
-def _probs(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    return torch.softmax(torch.as_tensor(logits, dtype=torch.float64) / temperature, dim=-1).numpy()
 
 
 #: The registered metrics (:mod:`xcal.metrics.registry`) the findings read, beside their own terms.
@@ -72,54 +71,79 @@ def calibrated_ece(conf: np.ndarray, n_bins: int, draws: int = CALIBRATED_DRAWS)
 
 @dataclass
 class StudyScores:
-    """Per (job, language) rows of :func:`set_scores` (+ temperatures and TS variants)."""
+    """Per (job, language) rows of :func:`set_scores`, and ECE / Brier after each calibrator."""
 
     sets: pd.DataFrame
     split: str
+    calibrators: tuple[str, ...] = ()  # those with ``ece@<name>`` / ``brier@<name>`` columns, registry order
 
 
-def _job_rows(job: pd.Series, languages: Sequence[str], split: str) -> list[dict]:
-    """Score every language of one job: raw, English-dev temperature, own-dev temperature (self-TS)."""
+#: What the findings compare calibrators on.
+CALIBRATOR_METRICS = ("ece", "brier")
+
+
+def calibrated_column(metric: str, calibrator: str) -> str:
+    """The study table's column of ``metric`` after ``calibrator`` (``"ece@vector"``)."""
+    return f"{metric}@{calibrator}"
+
+
+def _calibrated_scores(job_dir: Path, keys: list[tuple[str, str]], calibrators: Sequence[str],
+                       n_bins: int) -> dict[tuple[str, str], dict[str, dict]]:
+    """ECE and Brier of ``keys`` after each calibrator, fitted on the job's saved dev sets; a calibrator whose fit
+    set a language lacks is left out for that language."""
+    logits, labels = {}, {}
+    for key in dict.fromkeys([*keys, *((language, "dev") for language, _ in keys)]):
+        loaded = load_logits(job_dir, *key)
+        if loaded is not None:
+            logits[key], labels[key] = loaded
+    out: dict[tuple[str, str], dict[str, dict]] = {}
+    for name in calibrators:
+        spec = get_calibrator(name)
+        scorable = [key for key in keys if key in logits and fit_key(spec, key) in logits]
+        if not scorable:
+            continue
+        scored = rescore(logits, labels, [name], n_bins=n_bins, sets=scorable, metrics=CALIBRATOR_METRICS)
+        for key, entry in scored.items():
+            out.setdefault(key, {}).update(entry)
+    return out
+
+
+def _job_rows(job: pd.Series, languages: Sequence[str], split: str, calibrators: Sequence[str]) -> list[dict]:
+    """Score every language of one job: raw, and ECE / Brier after each calibrator (with the own-dev temperature,
+    ``self_temperature``)."""
     rows = []
     n_bins = int(job["n_bins"]) if int(job["n_bins"]) > 0 else 15
+    scored = _calibrated_scores(Path(job["job_dir"]), [(la, split) for la in languages], calibrators, n_bins)
     for language in languages:
-        test, dev = (_raw_logits(job["job_dir"], language, s) for s in (split, "dev"))
+        test = load_predictions(Path(job["job_dir"]), language, split)
         if test is None:
             continue
-        logits, labels = test
-        probs = _probs(logits)
+        probs, labels = test
         row = {**job.to_dict(), "language": language, "zero_shot": language != TRAINING_LANGUAGE,
                **set_scores(probs, labels, n_bins)}
-        temperature = job["temperature"]
-        if np.isfinite(temperature):
-            row["ece_ts"] = set_scores(_probs(logits, temperature), labels, n_bins)["ece"]
-        if dev is not None:
-            row["self_temperature"] = fit_temperature(torch.as_tensor(dev[0]), torch.as_tensor(dev[1]))
-            row["ece_self_ts"] = set_scores(_probs(logits, row["self_temperature"]), labels, n_bins)["ece"]
+        for name, entry in scored.get((language, split), {}).items():
+            row.update({calibrated_column(m, name): entry[m] for m in CALIBRATOR_METRICS})
+            if name == "temperature_own_dev":
+                row["self_temperature"] = entry["parameters"]["temperature"]
         rows.append(row)
     return rows
 
 
-def _raw_logits(job_dir: str, language: str, split: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """Logits (as log-probabilities: softmax-equivalent) and labels of one saved eval set."""
-    loaded = load_predictions(Path(job_dir), language, split, calibrated=False)
-    if loaded is None:
-        return None
-    probs, labels = loaded
-    return np.log(np.clip(probs, 1e-300, None)), labels
-
-
-def score_study(sweep: Sweep, *, split: str = "test") -> StudyScores:
-    """Re-score every finished job's ``split`` predictions, every language."""
-    table = sweep.table[(sweep.table["split"] == split) & ~sweep.table["calibrated"]]
+def score_study(sweep: Sweep, *, split: str = "test", calibrators: Sequence[str] | None = None) -> StudyScores:
+    """Re-score every finished job's ``split`` predictions, every language, raw and after ``calibrators``
+    (default: every registered one)."""
+    table = sweep.table[(sweep.table["split"] == split) & (sweep.table["calibrator"] == RAW)]
     keys = ["job", "job_dir", "intermediate", "size", "size_label", "target", "model", "seed", "encoder",
             "temperature", "n_bins"]
     jobs = table[keys].drop_duplicates("job_dir").sort_values(["intermediate", "size", "seed"])
+    names = calibrator_names() if calibrators is None else tuple(calibrators)
     rows = []
     for _, job in jobs.iterrows():
         languages = sorted(table.loc[table["job_dir"] == job["job_dir"], "language"].unique())
-        rows += _job_rows(job, languages, split)
-    return StudyScores(pd.DataFrame(rows), split)
+        rows += _job_rows(job, languages, split, names)
+    sets = pd.DataFrame(rows)
+    present = tuple(n for n in names if calibrated_column("ece", n) in sets)
+    return StudyScores(sets, split, present)
 
 
 @dataclass(frozen=True)
@@ -190,3 +214,20 @@ def slope_estimate(scores: StudyScores, task: str, metric: str, languages: Seque
     units = min(design.encoders_in(design.cells.index(c)) for c in sizes)
     return Estimate(float(result.value), low, high, int(jobs["cell"].isin(list(sizes)).sum()), units,
                     detectable(se, df), result.conditional)
+
+
+def study_estimate(scores: StudyScores, metric: str, languages: Sequence[str], *,
+                   baseline: str | None = None) -> Estimate:
+    """The study-wide mean of ``metric`` over ``languages`` -- every cell weighted equally, a cell's mean the
+    mean of its stage-1 encoders' -- or, with ``baseline`` (another column of the same sets), the mean paired
+    change ``metric - baseline``; with the nested t interval whose variance components are pooled over the
+    study's cells."""
+    sets = scores.sets
+    column = sets[metric] if baseline is None else sets[metric] - sets[baseline]
+    jobs = job_values(StudyScores(sets.assign(_value=column), scores.split), "_value", languages)
+    design = Design.of(list(jobs["cell"]), list(jobs["encoder"]))
+    result = contrast(jobs["value"].to_numpy(np.float64), design, np.full(len(design.cells), 1 / len(design.cells)))
+    se, df = float(result.se), float(result.df)
+    low, high = (float(result.low), float(result.high)) if np.isfinite(se) and se > 0 else (math.nan, math.nan)
+    units = min(design.encoders_in(i) for i in range(len(design.cells)))
+    return Estimate(float(result.value), low, high, len(jobs), units, detectable(se, df), result.conditional)
