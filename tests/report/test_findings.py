@@ -204,6 +204,7 @@ def test_calibrator_scores_come_from_the_one_engine_and_study_means_weigh_cells_
     assert table["ece"][0] == f"{raw.value:.3f} ({raw.low:.3f} to {raw.high:.3f})" and table["ece − raw"][0] == ""
     first, second = calibrator_sentences(scores)
     assert first.startswith(f"Over the study's cells (each weighted equally), mean zero-shot ECE is {raw.value:.3f}")
+    assert "changes them by: temperature scaling" in first  # each job its own stage 1: not conditional
     assert f"temperature scaling {change.value:+.3f} (95% CI" in first
     assert second.endswith("of 2 languages.") and "oracle" not in second
 

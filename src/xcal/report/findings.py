@@ -408,8 +408,8 @@ def calibrator_sentences(scores: StudyScores) -> list[str]:
     best = means.idxmin(axis=1).map(lambda c: get_calibrator(c.split("@", 1)[1]).display).value_counts()
     wins = ", ".join(f"{label} in {count}" for label, count in best.items())
     return [f"Over the study's cells (each weighted equally), mean zero-shot ECE is {_fmt(raw['ece'].value)} raw and "
-            f"the Brier score {_fmt(raw['brier'].value)}; a post-hoc calibrator changes them by: "
-            + "; ".join(parts) + (" (intervals about the stage-1 encoders trained, one a cell)" if conditional else "")
-            + ".",
+            f"the Brier score {_fmt(raw['brier'].value)}; a post-hoc calibrator changes them by"
+            + (" (intervals about the stage-1 encoders trained, one a cell)" if conditional else "") + ": "
+            + "; ".join(parts) + ".",
             f"Among the calibrators a zero-shot user can fit (English dev), the lowest mean ECE per zero-shot language "
             f"goes to {wins} of {len(means)} languages."]
