@@ -4,7 +4,9 @@ A job's results.json holds the calibrators it ran with (``calibrated.<name>``, o
 scaling). Any other registered calibrator is fitted here on the job's saved dev logits (English dev; the
 language's own dev for an oracle) and every saved set is scored with the registry's metrics, through the engine a
 job itself uses (:func:`xcal.calibration.rescore.rescore`): a re-scored number equals the one the job would have
-recorded, example-bootstrap intervals aside (re-scoring computes none; the report's intervals are over seeds).
+recorded, example-bootstrap intervals aside (re-scoring computes none; the report's intervals are over seeds). By
+default only the metrics the report's tables show are re-scored (:data:`~xcal.metrics.TABLE`): the detail ones
+cost far more (smooth ECE's bandwidth search is most of a full report) and are left empty.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import pandas as pd
 from xcal.calibration import Calibrator, get_calibrator
 from xcal.calibration.registry import RAW
 from xcal.calibration.rescore import fit_key, rescore
-from xcal.metrics.registry import result_columns
+from xcal.metrics.registry import TABLE, metric_names, result_columns
 from xcal.pipeline.record import LEGACY_TS, RESULTS_FILE, calibrated_entries, read_record_or_none
 from xcal.report.collect import ReportError, Sweep, load_logits, sort_table
 
@@ -67,12 +69,13 @@ def _job_sets(job_dir: Path, keys: list[tuple[str, str]]) -> tuple[dict, dict] |
     return (logits, labels) if logits else None
 
 
-def rescore_sweep(sweep: Sweep, calibrators: Sequence[str]) -> Sweep:
+def rescore_sweep(sweep: Sweep, calibrators: Sequence[str], metrics: Sequence[str] | None = None) -> Sweep:
     """``sweep`` with a row per (job, language, split) for each of ``calibrators`` the job did not record,
-    re-scored from its saved predictions; a job that cannot be re-scored (no predictions, no fit set) keeps its
-    rows and gets a note in ``problems``. Recorded calibrators are read as they are (the committed ``ts``
-    records too)."""
+    re-scored from its saved predictions on ``metrics`` (default: those shown in tables, ``shown=TABLE``); a job
+    that cannot be re-scored (no predictions, no fit set) keeps its rows and gets a note in ``problems``.
+    Recorded calibrators are read as they are (the committed ``ts`` records too)."""
     names = check_calibrators(calibrators)
+    scored = metric_names(shown=TABLE, scored=True) if metrics is None else tuple(metrics)
     table = sweep.table
     if not names or table.empty:
         return sweep
@@ -92,7 +95,7 @@ def rescore_sweep(sweep: Sweep, calibrators: Sequence[str]) -> Sweep:
             continue
         n_bins = int(sets["n_bins"].iloc[0]) if int(sets["n_bins"].iloc[0]) > 0 else 15
         try:
-            scores = rescore(*data, missing, n_bins=n_bins)
+            scores = rescore(*data, missing, n_bins=n_bins, metrics=scored)
         except ValueError as exc:
             problems.append(f"job {sets['job'].iloc[0]!r}: {', '.join(missing)} not re-scored: {exc}")
             continue
