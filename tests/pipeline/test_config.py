@@ -56,6 +56,11 @@ def test_experiment_embedded_sweep_sets_the_grid() -> None:
         (["target.languages=[de,xx]"], "target.languages has 'xx'"),
         (["target.eval_splits=[validation]"], "target.eval_splits has 'validation'"),
         (["calibration.n_bins=0"], "calibration.n_bins=0 must be an integer >= 1"),
+        (["calibration.calibrators=[temperature,vectr]"],
+         "calibration.calibrators has 'vectr', which is not a registered calibrator; registered: temperature, "
+         "temperature_own_dev, vector, dirichlet, histogram (did you mean 'vector'?)"),
+        (["calibration.calibrators=[vector,vector]"], "calibration.calibrators lists 'vector' 2 times"),
+        (["calibration.calibrators=vector"], "calibration.calibrators='vector' must be a list of calibrator names"),
         (["model.pooling=max"], "model.pooling='max'; allowed: cls, mean"),
         (["model.unpad_tokens=sometimes"], "model.unpad_tokens='sometimes'; allowed: true, false"),
         (["target.train_size=0"], "target.train_size=0 must be a positive integer or null"),

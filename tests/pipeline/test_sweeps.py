@@ -78,7 +78,7 @@ def test_joblib_grid_wandb_files_and_a_rerun_that_trains_nothing(tiny_xlmr_dir, 
         assert run.job_type == ("target" if size == 0 else "intermediate+target")
         assert run.config["intermediate"]["size"] == size and run.config["seed"] == record["config"]["seed"]
         keys = run.logged_keys
-        assert {"zeroshot/de/ece", "zeroshot/en/accuracy", "zeroshot/de/ece_ts", "target/train_loss",
+        assert {"zeroshot/de/ece", "zeroshot/en/accuracy", "zeroshot/de/ece/temperature", "target/train_loss",
                 "target/val_acc"} <= keys
         # the per-language summary table and the reliability diagrams, as W&B media
         assert {"zeroshot/table/_type", "zeroshot/table/nrows", "reliability/de/dev/_type"} <= keys

@@ -162,3 +162,57 @@ def test_cost_table_counts_stage_one_once_and_takes_medians(tmp_path: Path) -> N
     assert row["stage1"] == pytest.approx(25.0) and row["stage1_s_per_step"] == pytest.approx(1.5)
     assert row["target"] == pytest.approx(11.0) and row["job"] == pytest.approx(40.0)
     assert row["all_jobs"] == pytest.approx((2400 + 900 + 3240) / 60)
+
+
+@pytest.fixture(scope="module")
+def dev_study(tmp_path_factory) -> Path:
+    """The study's design on the dev split: every language has the dev set the calibrators fit on."""
+    root = tmp_path_factory.mktemp("dev-study")
+    common = {**COMMON, "split": "dev", "n": 300}
+    write_synthetic_sweep(root, sizes=(0,), intermediate="none", **common)
+    return write_synthetic_sweep(root, sizes=(1000, 16000), intermediate="vitaminc", **common)
+
+
+def test_calibrator_scores_come_from_the_one_engine_and_study_means_weigh_cells_equally(dev_study: Path) -> None:
+    from xcal.calibration import calibrator_names
+    from xcal.calibration.rescore import load_predictions, rescore
+    from xcal.report.findings import calibrator_sentences, calibrator_table
+    from xcal.report.study import study_estimate
+
+    scores = score_study(load_sweep(dev_study), split="dev")
+    assert scores.calibrators == calibrator_names()
+    sets = scores.sets
+    job = sets["job_dir"].iloc[0]
+    direct = rescore(*load_predictions(Path(job) / "predictions"), ["vector", "temperature_own_dev"],
+                     metrics=["ece", "brier"])
+    row = sets[(sets["job_dir"] == job) & (sets["language"] == "ja")].iloc[0]
+    assert row["ece@vector"] == direct[("ja", "dev")]["vector"]["ece"]
+    assert row["brier@temperature_own_dev"] == direct[("ja", "dev")]["temperature_own_dev"]["brier"]
+    assert row["self_temperature"] == direct[("ja", "dev")]["temperature_own_dev"]["parameters"]["temperature"]
+    zero_shot = ["de", "ja"]
+    raw = study_estimate(scores, "ece", zero_shot)
+    cells = sets[sets["language"].isin(zero_shot)].groupby(["intermediate", "size", "job_dir"])["ece"].mean()
+    assert raw.value == pytest.approx(cells.groupby(["intermediate", "size"]).mean().mean(), abs=1e-12)
+    assert raw.low < raw.value < raw.high and raw.seeds == 6
+    change = study_estimate(scores, "ece@temperature", zero_shot, baseline="ece")
+    assert change.value == pytest.approx(study_estimate(scores, "ece@temperature", zero_shot).value - raw.value)
+    # the planted over-confidence: an English-dev temperature lowers zero-shot ECE, and the paired interval says so
+    assert change.value < 0 and change.high < 0
+    table = calibrator_table(scores)
+    assert list(table["calibrator"]) == ["raw", "temperature scaling", "temperature scaling on own dev (oracle)",
+                                         "vector scaling", "Dirichlet calibration (ODIR)", "histogram binning"]
+    assert table["ece"][0] == f"{raw.value:.3f} ({raw.low:.3f} to {raw.high:.3f})" and table["ece − raw"][0] == ""
+    first, second = calibrator_sentences(scores)
+    assert first.startswith(f"Over the study's cells (each weighted equally), mean zero-shot ECE is {raw.value:.3f}")
+    assert "changes them by: temperature scaling" in first  # each job its own stage 1: not conditional
+    assert f"temperature scaling {change.value:+.3f} (95% CI" in first
+    assert second.endswith("of 2 languages.") and "oracle" not in second
+
+
+def test_findings_page_gains_the_calibrator_section_only_with_fit_sets(study: Path, dev_study: Path,
+                                                                       tmp_path: Path) -> None:
+    text = render(load_sweep(dev_study), tmp_path / "findings.md")
+    section = text.split("## Post-hoc calibrators", 1)[1].split("\n## ", 1)[0]
+    assert "| calibrator | ece | ece − raw | brier | brier − raw |" in section
+    assert "### ECE per language and calibrator" in section and "| zero-shot mean |" in section
+    assert "## Post-hoc calibrators" not in render(load_sweep(study), tmp_path / "other.md")  # no dev sets saved

@@ -142,11 +142,11 @@ def test_report_of_a_real_sweep(real_sweep: Path, tmp_path: Path, capsys) -> Non
     assert table.groupby(["size", "seed"]).size().eq(len(LANGUAGES) * 2).all()
     _, record = job_record(real_sweep, 16, 1)
     row = table[(table["size"] == 16) & (table["seed"] == 1) & (table["language"] == "de")]
-    raw, scaled = row[~row["calibrated"]].iloc[0], row[row["calibrated"]].iloc[0]
+    raw, scaled = row[row["calibrator"] == "none"].iloc[0], row[row["calibrator"] == "temperature"].iloc[0]
     entry = record["zeroshot"]["de"]["dev"]
     assert raw["ece"] == pytest.approx(entry["ece"], rel=1e-12)
     assert raw["nll"] == pytest.approx(entry["nll"], rel=1e-12)
-    assert scaled["ece"] == pytest.approx(entry["ts"]["ece"], rel=1e-12)
+    assert scaled["ece"] == pytest.approx(entry["calibrated"]["temperature"]["ece"], rel=1e-12)
     assert Path(raw["reliability_diagram"]).name == "reliability_de_dev.png" and scaled["reliability_diagram"] == ""
     assert pd.read_parquet(out / "results.parquet").shape == table.shape
 
@@ -262,7 +262,7 @@ def test_one_size_report_leads_with_the_comparison_and_one_no_slope_sentence(tmp
         inside = (comparison[f"{metric} study low"] <= comparison[f"{metric} live"]) & \
             (comparison[f"{metric} live"] <= comparison[f"{metric} study high"])
         assert list(comparison[f"{metric} inside"]) == list(inside)
-    raw = study.table[~study.table["calibrated"] & study.table["zero_shot"] & (study.table["size"] == 0)]
+    raw = study.table[(study.table["calibrator"] == "none") & study.table["zero_shot"] & (study.table["size"] == 0)]
     assert comparison["ece study"][0] == pytest.approx(raw.groupby("job")["ece"].mean().mean(), abs=1e-12)
     assert not comparison["study conditional"].any()
 
@@ -298,7 +298,8 @@ def test_one_size_report_leads_with_the_comparison_and_one_no_slope_sentence(tmp
         assert not any(re.search(r"\d\.\d{4}", cell) for r in body for cell in r), body
     headline = html_tables(sections["Mean over zero-shot languages by intermediate size (mean ± std over seeds)"])[0]
     assert headline[0] == ["intermediate", "target", "size", "accuracy", "ece", "brier", "seeds"]
-    zero = live.table[~live.table["calibrated"] & live.table["zero_shot"] & (live.table["size"] == 0)]["ece"].mean()
+    raw = live.table[live.table["calibrator"] == "none"]
+    zero = raw[raw["zero_shot"] & (raw["size"] == 0)]["ece"].mean()
     assert headline[1][4] == f"{zero:.3f}"
     # the markdown twin leads the same way
     markdown = report.files["markdown"].read_text()
@@ -310,9 +311,15 @@ def test_calibrated_report_says_so(synthetic_sweep: Path, tmp_path: Path, capsys
     rc, stdout, stderr = run_cli(capsys, synthetic_sweep, "--out", tmp_path, "--calibrated", "--metrics", "ece",
                                  "--n-boot", "0")
     assert rc == 0, stderr
-    assert "(temperature-scaled, test split" in stdout.splitlines()[0]
-    assert all("(temperature-scaled)" in line for line in stdout.splitlines() if line.startswith("- "))
-    assert "metrics temperature-scaled" in (tmp_path / "report.md").read_text()
+    assert "(after temperature scaling, test split" in stdout.splitlines()[0]
+    assert all("(after temperature scaling)" in line for line in stdout.splitlines() if line.startswith("- "))
+    assert "metrics after temperature scaling (fit on en dev)" in (tmp_path / "report.md").read_text()
+    # a calibrator the jobs did not record is re-scored where its fit set was saved; these jobs saved test only
+    rc, stdout, stderr = run_cli(capsys, synthetic_sweep, "--out", tmp_path, "--calibrated", "vector", "--n-boot", "0")
+    assert rc == 2 and "no results under calibrator 'vector' in this sweep (it has: none, temperature)" in stderr
+    assert "vector could not be re-scored" not in stderr and "needs the fit set ('en', 'dev')" in stderr
+    rc, _, stderr = run_cli(capsys, synthetic_sweep, "--calibrated", "vectr")
+    assert rc == 2 and stderr.startswith("xcal-report: error: --calibrated: unknown calibrator(s) vectr; registered: ")
 
 
 def test_reliability_grid_uses_predictions_else_the_job_pngs(synthetic_sweep: Path, tmp_path: Path,

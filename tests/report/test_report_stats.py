@@ -26,10 +26,9 @@ import torch
 from scipy import stats
 
 from report_fixtures import FULL_SIZE, job_name, write_synthetic_sweep
-from xcal.metrics import brier_score, expected_calibration_error, negative_log_likelihood
+from xcal.metrics import TABLE, brier_score, expected_calibration_error, metric_names, negative_log_likelihood
 from xcal.report.collect import ReportError, Sweep, load_predictions, load_sweep, write_tidy
 from xcal.report.effects import T_CONDITIONAL, T_ENCODERS, size_effects
-from xcal.report.registry import CALIBRATION_METRICS
 from xcal.report.selection import MEAN_ALL, MEAN_ZERO_SHOT, POOLED
 from xcal.report.sentences import effect_sentence
 from xcal.report.tables import summary_table, to_html, to_markdown
@@ -40,7 +39,7 @@ NOISE = 0.002
 ALL_METRICS = ["accuracy", "ece", "mce", "rmsce", "adaptive_ece", "classwise_ece", "brier", "brier_top_label", "nll",
                "debiased_ece", "smooth_ece", "ece_ci_low", "ece_ci_high", "brier_ci_low", "brier_ci_high"]
 ID_COLUMNS = ["sweep", "job", "job_dir", "intermediate", "size", "size_label", "target", "model", "seed", "data_seed",
-              "language", "zero_shot", "split", "calibrated"]
+              "language", "zero_shot", "split", "calibrator"]
 
 
 def slope_tolerance(sizes: tuple[int, ...], seeds: int, languages: int = 1) -> float:
@@ -91,11 +90,13 @@ def test_tidy_table_columns_rows_and_values(main_sweep: Sweep, tmp_path: Path) -
     # no stage 1 at size 0; above it each job trained its own (intermediate.seed follows seed)
     assert table.loc[table["size"] == 0, "encoder"].isna().all()
     assert set(table.loc[(table["size"] == 100) & (table["seed"] == 2), "encoder"]) == {"mnli-100-seed2-data0"}
-    assert table.groupby("calibrated").size().to_dict() == {False: 60, True: 60}
+    # the fixture writes the records of jobs before the calibrator registry: ``ts`` reads as ``temperature``
+    assert table.groupby("calibrator").size().to_dict() == {"none": 60, "temperature": 60}
+    assert list(table["calibrator"][:2]) == ["none", "temperature"]  # raw first within each set
     assert main_sweep.problems == [] and (main_sweep.jobs["status"] == "ok").all() and len(main_sweep.jobs) == 15
-    raw = table[~table["calibrated"]]
+    raw = table[table["calibrator"] == "none"]
     assert all(Path(p).is_absolute() and Path(p).is_file() for p in raw["reliability_diagram"])
-    assert (table[table["calibrated"]]["reliability_diagram"] == "").all()
+    assert (table[table["calibrator"] != "none"]["reliability_diagram"] == "").all()
     # one exact row: the JSON's numbers, unchanged
     row = raw[(raw["language"] == "de") & (raw["size"] == 400) & (raw["seed"] == 1)].iloc[0]
     record = json.loads((Path(row["job_dir"]) / "results.json").read_text())
@@ -111,10 +112,10 @@ def test_tidy_table_columns_rows_and_values(main_sweep: Sweep, tmp_path: Path) -
 
 def test_predictions_agree_with_results_and_temperature(main_sweep: Sweep) -> None:
     table = main_sweep.table
-    for calibrated in (False, True):
+    for calibrator in ("none", "temperature"):
         row = table[(table["language"] == "fr") & (table["size"] == 1600) & (table["seed"] == 2)
-                    & (table["calibrated"] == calibrated)].iloc[0]
-        loaded = load_predictions(Path(row["job_dir"]), "fr", "test", calibrated)
+                    & (table["calibrator"] == calibrator)].iloc[0]
+        loaded = load_predictions(Path(row["job_dir"]), "fr", "test", calibrator)
         assert loaded is not None
         probs, labels = loaded
         assert probs.shape == (400, 3) and probs.dtype == np.float64 and labels.shape == (400,)
@@ -134,12 +135,12 @@ def test_summary_table_matches_pandas(main_sweep: Sweep) -> None:
     summary = summary_table(main_sweep.table)
     assert list(summary.columns[:5]) == ["intermediate", "target", "size", "size_label", "language"]
     assert summary.columns[-1] == "seeds"
-    for m in ("accuracy", *CALIBRATION_METRICS):
+    for m in metric_names(shown=TABLE):
         assert [f"{m}_mean", f"{m}_std", f"{m}_ci_low", f"{m}_ci_high"] == [c for c in summary.columns
                                                                              if c.startswith(f"{m}_")]
     assert len(summary) == 5 * (4 + 2)  # sizes x (4 languages + the two means)
     assert list(summary[summary["size"] == 400]["language"]) == ["en", "de", "fr", "zh", MEAN_ZERO_SHOT, MEAN_ALL]
-    raw = main_sweep.table[~main_sweep.table["calibrated"]]
+    raw = main_sweep.table[(main_sweep.table["calibrator"] == "none")]
     cell = raw[(raw["size"] == 400) & (raw["language"] == "de")]
     got = summary[(summary["size"] == 400) & (summary["language"] == "de")].iloc[0]
     assert got["ece_mean"] == pytest.approx(cell["ece"].mean(), abs=1e-15)
@@ -153,8 +154,8 @@ def test_summary_table_matches_pandas(main_sweep: Sweep) -> None:
     every = raw[raw["size"] == 0].groupby("job")["accuracy"].mean()
     got = summary[(summary["size"] == 0) & (summary["language"] == MEAN_ALL)].iloc[0]
     assert got["accuracy_mean"] == pytest.approx(every.mean(), abs=1e-15)
-    calibrated = summary_table(main_sweep.table, metrics=("ece",), calibrated=True)
-    scaled = main_sweep.table[main_sweep.table["calibrated"] & (main_sweep.table["size"] == 100)
+    calibrated = summary_table(main_sweep.table, metrics=("ece",), calibrator="temperature")
+    scaled = main_sweep.table[(main_sweep.table["calibrator"] == "temperature") & (main_sweep.table["size"] == 100)
                               & (main_sweep.table["language"] == "zh")]
     assert calibrated[(calibrated["size"] == 100) & (calibrated["language"] == "zh")]["ece_mean"].iloc[0] == \
         pytest.approx(scaled["ece"].mean(), abs=1e-15)
@@ -185,7 +186,7 @@ def test_planted_slope_recovered_with_interval(main_sweep: Sweep, main_effects: 
     assert 0.0005 < tol < 0.002  # the design pins the slope to about +-0.001
     ece = main_effects[main_effects["metric"] == "ece"]
     assert list(ece["language"]) == ["en", "de", "fr", "zh", POOLED]
-    raw = main_sweep.table[~main_sweep.table["calibrated"] & (main_sweep.table["size"] > 0)]
+    raw = main_sweep.table[(main_sweep.table["calibrator"] == "none") & (main_sweep.table["size"] > 0)]
     for row in ece.itertuples():
         width = tol / math.sqrt(3) if row.language == POOLED else tol
         assert abs(row.slope - -0.01) < width, row.language
@@ -209,8 +210,8 @@ def test_planted_slope_recovered_with_interval(main_sweep: Sweep, main_effects: 
     assert pooled["english_predicts"] is True and pooled["english_slope"] == effect(main_effects, "en")["slope"]
     assert pooled["english_zero_shot_rho"] > 0.9
     assert effect(main_effects, "en")["english_predicts"] is None
-    assert set(main_effects["metric"]) == set(CALIBRATION_METRICS)
-    assert len(main_effects) == len(CALIBRATION_METRICS) * 5
+    assert tuple(dict.fromkeys(main_effects["metric"])) == ("ece", "mce", "adaptive_ece", "brier", "nll")
+    assert len(main_effects) == 5 * 5
     sentence = pooled["sentence"]
     # the interval's half-width (about 0.0004) sets the decimals: 4
     assert re.fullmatch(
@@ -220,7 +221,7 @@ def test_planted_slope_recovered_with_interval(main_sweep: Sweep, main_effects: 
 
 
 def test_baseline_is_the_size_zero_mean(main_sweep: Sweep, main_effects: pd.DataFrame) -> None:
-    raw = main_sweep.table[~main_sweep.table["calibrated"] & (main_sweep.table["size"] == 0)]
+    raw = main_sweep.table[(main_sweep.table["calibrator"] == "none") & (main_sweep.table["size"] == 0)]
     assert effect(main_effects, "fr", "brier")["baseline"] == pytest.approx(
         raw[raw["language"] == "fr"]["brier"].mean(), abs=1e-15)
     zero = raw[raw["zero_shot"]].groupby("job")["ece"].mean().mean()
@@ -288,7 +289,7 @@ def nested_sweep(encoders: int, seeds: tuple[int, ...], *, encoder_sd: float = 0
                 job = f"mnli-{size}-enc{e}-seed{s}"
                 rows.append({"job_dir": job, "job": job, "intermediate": "mnli", "target": "xnli", "model": "m",
                              "size": size, "seed": s, "encoder": f"mnli-{size}-seed{e}", "language": "en",
-                             "split": "test", "primary": True, "calibrated": False,
+                             "split": "test", "primary": True, "calibrator": "none",
                              "ece": 0.2 - 0.01 * math.log2(size) + shift + NOISE * rng.standard_normal()})
     return Sweep(table=pd.DataFrame(rows), jobs=pd.DataFrame())
 
@@ -315,15 +316,15 @@ def test_the_unit_of_a_size_is_its_stage1_encoder() -> None:
 
 
 def test_effect_sentence_edge_cases() -> None:
-    row = {"metric": "nll", "calibrated": True, "intermediate": "qqp", "target": "paws-x", "language": "fr",
+    row = {"metric": "nll", "calibrator": "temperature", "intermediate": "qqp", "target": "paws-x", "language": "fr",
            "slope": math.nan, "slope_ci_low": math.nan, "slope_ci_high": math.nan, "spearman_rho": math.nan,
            "n_sizes": 1, "n_seeds": 3, "english_slope": math.nan, "english_predicts": None, "interval": "none"}
-    assert effect_sentence(row) == ("NLL (temperature-scaled) on paws-x in fr: fewer than two qqp training-set "
+    assert effect_sentence(row) == ("NLL (after temperature scaling) on paws-x in fr: fewer than two qqp training-set "
                                     "sizes above 0, so no size effect can be fitted.")
     row.update(slope=0.0004, slope_ci_low=0.0001, slope_ci_high=0.0008, spearman_rho=0.5, n_sizes=3,
                english_slope=-0.002, english_predicts=False, interval=T_ENCODERS, detectable=0.0005)
     assert effect_sentence(pd.Series(row)) == (
-        "NLL (temperature-scaled) rises by 0.0004 per doubling of the qqp training set on paws-x in fr (95% CI "
+        "NLL (after temperature scaling) rises by 0.0004 per doubling of the qqp training set on paws-x in fr (95% CI "
         "0.0001 to 0.0008; Spearman rho 0.50, 3 sizes x 3 seeds); the English effect (-0.0020) has the opposite "
         "sign.")
     row.update(n_runs=8)  # one size short of a seed: the design says what the fit had, not 3 x 3
@@ -332,8 +333,8 @@ def test_effect_sentence_edge_cases() -> None:
     row.update(slope=0.0021, slope_ci_low=-0.012, slope_ci_high=0.016, detectable=0.0198, english_predicts=None,
                interval=T_CONDITIONAL, n_runs=9)
     assert effect_sentence(row) == (
-        "NLL (temperature-scaled) shows no clear effect of the qqp training-set size on paws-x in fr (slope 0.002 "
-        "per doubling, 95% CI -0.012 to 0.016; 80% power for a slope of 0.020; one stage-1 encoder a size, so it "
+        "NLL (after temperature scaling) shows no clear effect of the qqp training-set size on paws-x in fr (slope "
+        "0.002 per doubling, 95% CI -0.012 to 0.016; 80% power for a slope of 0.020; one stage-1 encoder a size, so it "
         "holds for the encoders trained, not for a new stage-1 run; Spearman rho 0.50, 3 sizes x 3 seeds); the "
         "English effect (-0.002) does not settle the direction (an interval covers 0).")
     row.update(slope_ci_low=math.nan, slope_ci_high=math.nan, detectable=math.nan, interval="none")
@@ -354,13 +355,15 @@ def test_partial_sweep_keeps_good_rows_and_names_problems(tmp_path: Path) -> Non
                         "mnli-100_xnli_seed1": "failed", "mnli-full_xnli_seed0": "corrupt",
                         "mnli-full_xnli_seed1": "ok"}
     assert sorted(sweep.table["job"].unique()) == ["mnli-0_xnli_seed0", "mnli-full_xnli_seed1"]
-    assert len(sweep.table) == 2 * 2 and not sweep.table["calibrated"].any()  # no temperature scaling here
+    assert len(sweep.table) == 2 * 2 and set(sweep.table["calibrator"]) == {"none"}  # no temperature scaling here
     assert sweep.table["temperature"].isna().all()
-    with pytest.raises(ReportError, match=r"no temperature-scaled results .*calibration\.temperature_scaling=true"):
-        summary_table(sweep.table, calibrated=True)
+    with pytest.raises(ReportError, match=r"no results under calibrator 'temperature' in this sweep \(it has: none\); "
+                                          r"re-score .* `xcal-report SWEEP --calibrators temperature`"):
+        summary_table(sweep.table, calibrator="temperature")
     job_dir = Path(sweep.table["job_dir"].iloc[0])
-    assert load_predictions(job_dir, "de", "test", calibrated=True) is None
-    assert load_predictions(job_dir, "de", "test", calibrated=False) is not None
+    # no record of a temperature, and no dev predictions to fit one on
+    assert load_predictions(job_dir, "de", "test", "temperature") is None
+    assert load_predictions(job_dir, "de", "test") is not None
     full = sweep.table[sweep.table["size_label"] == "full"]
     assert set(full["size"]) == {FULL_SIZE} and set(full["seed"]) == {1}
     text = "\n".join(sweep.problems)

@@ -19,10 +19,12 @@ from xcal.calibration.dirichlet import DirichletCalibration
 from xcal.calibration.histogram import HistogramBinning
 from xcal.calibration.registry import (
     OWN_DEV,
+    RAW,
     SHARED_FIT_SET,
     CalibratorSpec,
     build_calibrator,
     calibrator_names,
+    calibrator_state,
     get_calibrator,
     register_calibrator,
 )
@@ -37,6 +39,7 @@ from xcal.calibration.vector import VectorScaling
 
 __all__ = [
     "OWN_DEV",
+    "RAW",
     "SHARED_FIT_SET",
     "Calibrator",
     "CalibratorSpec",
@@ -48,6 +51,7 @@ __all__ = [
     "apply_temperature",
     "build_calibrator",
     "calibrator_names",
+    "calibrator_state",
     "check_logits",
     "check_logits_labels",
     "fit_temperature",

@@ -50,7 +50,7 @@ def odir_penalty(weights: Tensor, bias: Tensor, reg_lambda: float, reg_mu: float
     return reg_lambda / (c * (c - 1)) * off.square().sum() + reg_mu / c * bias.square().sum()
 
 
-@register_calibrator("dirichlet", display="Dirichlet (ODIR)")
+@register_calibrator("dirichlet", display="Dirichlet calibration (ODIR)")
 class DirichletCalibration(Calibrator):
     """Matrix scaling of log-probabilities with off-diagonal and intercept regularisation (Kull et al., 2019).
 

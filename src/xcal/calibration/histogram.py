@@ -35,7 +35,7 @@ from xcal.metrics._inputs import ALLOWED_BINNINGS, check_n_bins
 from xcal.metrics.binning import assign_bins, bin_sums, edges_for
 
 
-@register_calibrator("histogram", display="Histogram binning")
+@register_calibrator("histogram", display="histogram binning")
 class HistogramBinning(Calibrator):
     """Top-label histogram binning: each confidence bin maps to the fit set's accuracy in it.
 

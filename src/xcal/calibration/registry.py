@@ -29,6 +29,8 @@ T = TypeVar("T", bound=type[Calibrator])
 SHARED_FIT_SET = "en dev"
 #: The fit set of a per-language oracle: the language's own labelled dev set.
 OWN_DEV = "own dev"
+#: The calibrator name of uncalibrated (raw) values in every table and record; no calibrator may take it.
+RAW = "none"
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -40,7 +42,7 @@ class CalibratorSpec:
     Attributes:
         name: registry key, also the results' key (``calibrated.<name>``): lowercase, digits, underscores.
         cls: the :class:`~xcal.calibration.base.Calibrator` subclass.
-        display: short label for tables and plots.
+        display: how tables, sentences and plots name it ("vector scaling", lower case unless a proper name).
         oracle_fit_set: ``None`` when the calibrator fits on the shared English dev set; otherwise the set it
             needs (``"own dev"``: the evaluated language's labelled dev set -- an oracle a zero-shot user cannot run).
         kwargs: constructor arguments.
@@ -84,8 +86,8 @@ def register_calibrator(
     Raises:
         ValueError: on a malformed or already-registered name, or a class that is not a ``Calibrator``.
     """
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise ValueError(f"calibrator name must match {_NAME.pattern}, got {name!r}")
+    if not isinstance(name, str) or not _NAME.match(name) or name == RAW:
+        raise ValueError(f"calibrator name must match {_NAME.pattern} and not be {RAW!r} (raw values), got {name!r}")
     if name in _CALIBRATORS:
         raise ValueError(f"calibrator {name!r} is already registered (by {_CALIBRATORS[name].cls.__qualname__})")
 
@@ -109,6 +111,15 @@ def get_calibrator(name: str) -> CalibratorSpec:
         return _CALIBRATORS[name]
     except KeyError:
         raise ValueError(f"unknown calibrator {name!r}; registered: {', '.join(_CALIBRATORS) or 'none'}") from None
+
+
+def calibrator_state(name: str) -> str:
+    """How a table or sentence says which values it shows: ``"raw"`` for :data:`RAW`, else ``"after <display>"``
+    (a name the registry no longer knows, read from an old record, is shown as it is)."""
+    if name == RAW:
+        return "raw"
+    spec = _CALIBRATORS.get(name)
+    return f"after {spec.display if spec is not None else name}"
 
 
 def build_calibrator(name: str) -> Calibrator:

@@ -1,25 +1,30 @@
-"""Re-score saved predictions under every named calibrator, without re-running a model.
+"""Fit registered calibrators on saved predictions and score every set with them: the one engine behind a job's
+``calibrated.<name>`` results and the report's re-scoring of a finished sweep (no model needed).
 
-A finished job saves the logits and labels of each (language, split) (``predictions/<lang>_<split>.npz``);
-:func:`rescore` fits each calibrator on its fit set -- English dev for the shared ones, the evaluated language's
-own dev for the oracles (``oracle_fit_set == "own dev"``) -- and scores every set with the top-label ECE
-(equal-width bins, :func:`xcal.metrics.expected_calibration_error`) and the Brier score
-(:func:`xcal.metrics.brier_score`). Pure: no files, no config; :func:`load_predictions` reads a job's directory.
+A set is one ``(language, split)`` of logits and labels. Each calibrator is fitted on its fit set -- English dev
+for the shared ones, the evaluated language's own dev for the oracles (``oracle_fit_set == "own dev"``) -- once per
+fit set, and applied to every set. :func:`calibrate` yields the calibrated probabilities; :func:`rescore` turns them
+into :func:`xcal.metrics.calibration_report` entries with the fit set and the fitted parameters.
+:func:`load_predictions` reads a job's ``predictions/<lang>_<split>.npz``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from torch import Tensor
 
-from xcal.calibration.base import check_logits_labels
-from xcal.calibration.registry import OWN_DEV, get_calibrator
-from xcal.metrics import brier_score, expected_calibration_error
+from xcal.calibration.base import Calibrator, check_logits_labels
+from xcal.calibration.registry import OWN_DEV, CalibratorSpec, get_calibrator
+from xcal.metrics import calibration_report
 
 SetKey = tuple[str, str]
+#: The shared fit set of every non-oracle calibrator: English dev.
+SHARED_FIT_KEY: SetKey = ("en", "dev")
 
 
 def load_predictions(directory: str | Path) -> tuple[dict[SetKey, np.ndarray], dict[SetKey, np.ndarray]]:
@@ -34,59 +39,106 @@ def load_predictions(directory: str | Path) -> tuple[dict[SetKey, np.ndarray], d
     return logits, labels
 
 
+def specs_for(calibrators: Iterable[str]) -> list[CalibratorSpec]:
+    """The registry entries of ``calibrators`` (each once), or a ``ValueError`` naming the unknown or unsupported."""
+    specs = [get_calibrator(name) for name in dict.fromkeys(calibrators)]
+    for spec in specs:
+        if spec.oracle_fit_set not in (None, OWN_DEV):
+            raise ValueError(f"calibrator {spec.name!r}: fit sets are 'en dev' and {OWN_DEV!r}, not "
+                             f"{spec.oracle_fit_set!r}")
+    return specs
+
+
+def fit_key(spec: CalibratorSpec, key: SetKey, fit_set: SetKey = SHARED_FIT_KEY) -> SetKey:
+    """The set ``spec`` is fitted on when it scores ``key``: ``fit_set``, or the language's own for an oracle."""
+    return (key[0], fit_set[1]) if spec.oracle_fit_set == OWN_DEV else tuple(fit_set)
+
+
+@dataclass(frozen=True)
+class Calibrated:
+    """One set under one calibrator: its float64 probabilities, the set it was fitted on, the fitted map."""
+
+    name: str
+    probs: Tensor
+    fit_set: SetKey
+    calibrator: Calibrator
+
+    def record(self) -> dict[str, Any]:
+        """What results.json keeps beside the metrics: the fit set ``[language, split]`` and the parameters."""
+        return {"fit_set": list(self.fit_set), "parameters": self.calibrator.parameters()}
+
+
+def calibrate(
+    logits_by_set: Mapping[SetKey, Any],
+    labels_by_set: Mapping[SetKey, Any],
+    calibrators: Iterable[str],
+    fit_set: SetKey = SHARED_FIT_KEY,
+    sets: Iterable[SetKey] | None = None,
+) -> Iterator[tuple[SetKey, Calibrated]]:
+    """Fit each named calibrator on its fit set (once per fit set) and yield every set (or only ``sets``) under
+    every calibrator, sets in sorted order, calibrators in the order given.
+
+    Raises:
+        ValueError: unknown calibrator names, sets named by logits but not labels, a fit set with no saved
+            predictions, or bad logits/labels -- all before the first fit.
+    """
+    if set(logits_by_set) != set(labels_by_set):
+        raise ValueError(f"logits and labels name different sets: {sorted(set(logits_by_set) ^ set(labels_by_set))}")
+    specs = specs_for(calibrators)
+    data = {key: check_logits_labels(logits_by_set[key], labels_by_set[key]) for key in logits_by_set}
+    scored = sorted(data) if sets is None else sorted(set(sets))
+    unknown = [key for key in scored if key not in data]
+    if unknown:
+        raise ValueError(f"sets {unknown} have no saved predictions (sets: {sorted(data)})")
+    for spec in specs:
+        for key in scored:
+            needed = fit_key(spec, key, fit_set)
+            if needed not in data:
+                raise ValueError(f"calibrator {spec.name!r} needs the fit set {needed}, which has no saved "
+                                 f"predictions (sets: {sorted(data)})")
+    fitted: dict[tuple[str, SetKey], Calibrator] = {}
+    for key in scored:
+        for spec in specs:
+            needed = fit_key(spec, key, fit_set)
+            if (spec.name, needed) not in fitted:
+                fitted[(spec.name, needed)] = spec.build().fit(*data[needed])
+            cal = fitted[(spec.name, needed)]
+            yield key, Calibrated(spec.name, cal.apply(data[key][0]), needed, cal)
+
+
 def rescore(
     logits_by_set: Mapping[SetKey, Any],
     labels_by_set: Mapping[SetKey, Any],
     calibrators: Iterable[str],
-    fit_set: SetKey = ("en", "dev"),
+    fit_set: SetKey = SHARED_FIT_KEY,
     n_bins: int = 15,
+    *,
+    sets: Iterable[SetKey] | None = None,
+    bootstrap: int = 0,
+    seed: int = 0,
+    metrics: Iterable[str] | None = None,
 ) -> dict[SetKey, dict[str, dict[str, Any]]]:
-    """Fit each named calibrator on its fit set and score every saved set with it.
+    """Every saved set scored under every named calibrator (:func:`calibrate`).
 
     Args:
         logits_by_set: ``(N, C)`` logits per ``(language, split)``.
         labels_by_set: ``(N,)`` integer labels per ``(language, split)`` (same keys).
         calibrators: registry names (:func:`xcal.calibration.calibrator_names`).
-        fit_set: the shared fit set, ``(language, split)``; an oracle fitted on ``"own dev"`` uses
-            ``(language, fit_set[1])`` of each evaluated language instead.
-        n_bins: equal-width bins of the ECE.
+        fit_set: the shared fit set; an oracle fitted on ``"own dev"`` uses ``(language, fit_set[1])``.
+        n_bins: bins of the binned metrics.
+        sets: score only these sets (default: every one); the others may still be fit sets.
+        bootstrap: resamples of the example-bootstrap intervals (0: none).
+        seed: bootstrap seed.
+        metrics: registered metric names (default: every one computed from predictions).
 
     Returns:
-        ``{(language, split): {name: {"ece", "brier", "fit_set": (language, split), "parameters": dict}}}``,
-        floats and JSON-ready parameters.
-
-    Raises:
-        ValueError: on unknown calibrator names, mismatched keys, a missing fit set, or bad logits/labels.
+        ``{(language, split): {name: {**calibration_report, "fit_set": [language, split], "parameters": dict}}}``,
+        JSON-ready.
     """
-    if set(logits_by_set) != set(labels_by_set):
-        raise ValueError(f"logits and labels name different sets: {sorted(set(logits_by_set) ^ set(labels_by_set))}")
-    specs = [get_calibrator(name) for name in calibrators]
-    for spec in specs:
-        if spec.oracle_fit_set not in (None, OWN_DEV):
-            raise ValueError(f"rescore knows the fit sets 'en dev' and {OWN_DEV!r}, not {spec.oracle_fit_set!r}")
-    data = {key: check_logits_labels(logits_by_set[key], labels_by_set[key]) for key in logits_by_set}
-
-    fitted: dict[tuple[str, SetKey], Any] = {}
-
-    def calibrator_for(name: str, key: SetKey) -> Any:
-        if key not in data:
-            raise ValueError(f"calibrator {name!r} needs the fit set {key}, which has no saved predictions")
-        if (name, key) not in fitted:
-            fitted[(name, key)] = get_calibrator(name).build().fit(*data[key])
-        return fitted[(name, key)]
-
+    names = None if metrics is None else tuple(metrics)
     out: dict[SetKey, dict[str, dict[str, Any]]] = {}
-    for key in sorted(data):
-        logits, labels = data[key]
-        row = out.setdefault(key, {})
-        for spec in specs:
-            fit_key = (key[0], fit_set[1]) if spec.oracle_fit_set == OWN_DEV else tuple(fit_set)
-            cal = calibrator_for(spec.name, fit_key)
-            probs = cal.apply(logits)
-            row[spec.name] = {
-                "ece": float(expected_calibration_error(probs, labels, n_bins=n_bins)),
-                "brier": float(brier_score(probs, labels)),
-                "fit_set": fit_key,
-                "parameters": cal.parameters(),
-            }
+    for key, cal in calibrate(logits_by_set, labels_by_set, calibrators, fit_set, sets):
+        entry = calibration_report(cal.probs, labels_by_set[key], n_bins=n_bins, bootstrap=bootstrap, seed=seed,
+                                   metrics=names)
+        out.setdefault(key, {})[cal.name] = {**entry, **cal.record()}
     return out

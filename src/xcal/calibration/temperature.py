@@ -185,8 +185,8 @@ class TemperatureScaler(nn.Module):
         return apply_temperature(logits, self.value)
 
 
-@register_calibrator("temperature_own_dev", display="TS (own dev, oracle)", oracle_fit_set=OWN_DEV)
-@register_calibrator("temperature", display="TS")
+@register_calibrator("temperature_own_dev", display="temperature scaling on own dev (oracle)", oracle_fit_set=OWN_DEV)
+@register_calibrator("temperature", display="temperature scaling")
 class TemperatureCalibrator(Calibrator):
     """Temperature scaling behind the :class:`~xcal.calibration.base.Calibrator` protocol.
 

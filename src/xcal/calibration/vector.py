@@ -31,7 +31,7 @@ def _vector(name: str, value: Any, num_classes: int) -> Tensor:
     return t
 
 
-@register_calibrator("vector", display="Vector scaling")
+@register_calibrator("vector", display="vector scaling")
 class VectorScaling(Calibrator):
     """Per-class scale and bias on the logits, NLL-fitted (Guo et al., 2017).
 

@@ -1,11 +1,13 @@
 """Calibration metrics: functional estimators, ``torchmetrics.Metric`` classes, reliability diagrams,
-bootstrap intervals.
+bootstrap intervals, and the one registry every list of metric names derives from
+(:mod:`xcal.metrics.registry`; the built-ins are declared in :mod:`xcal.metrics.suite`).
 
 Inputs are probabilities ``(N, C)`` (rows summing to 1) and integer labels ``(N,)``; pass
 ``from_logits=True`` for logits. Ambiguous input raises ``ValueError``. Bin-edge convention: bins
 ``(lo, hi]``, confidence 0 in the first bin, exactly 1.0 in the last (see :mod:`xcal.metrics.binning`).
 """
 
+from xcal.metrics import suite  # noqa: F401  (registers the built-in metrics)
 from xcal.metrics.binning import (
     ReliabilityBins,
     assign_bins,
@@ -18,7 +20,22 @@ from xcal.metrics.bootstrap import BootstrapInterval, bootstrap_interval, resamp
 from xcal.metrics.brier_decomposition import BrierDecomposition, brier_decomposition
 from xcal.metrics.calibration_error import classwise_ece, debiased_ece, expected_calibration_error
 from xcal.metrics.diagram import plot_reliability_diagram
-from xcal.metrics.report import INTERVAL_KEYS, REPORT_KEYS, calibration_report
+from xcal.metrics.registry import (
+    DETAIL,
+    HEADLINE,
+    TABLE,
+    MetricSpec,
+    SetStats,
+    dev_metrics,
+    get_metric,
+    interval_keys,
+    metric_label,
+    metric_names,
+    metric_specs,
+    register_metric,
+    result_columns,
+)
+from xcal.metrics.report import calibration_report
 from xcal.metrics.scores import accuracy, brier_score, negative_log_likelihood
 from xcal.metrics.smooth import smooth_ece
 from xcal.metrics.stateful import (
@@ -31,16 +48,19 @@ from xcal.metrics.stateful import (
 )
 
 __all__ = [
-    "INTERVAL_KEYS",
-    "REPORT_KEYS",
+    "DETAIL",
+    "HEADLINE",
+    "TABLE",
     "BootstrapInterval",
     "BrierDecomposition",
     "BrierScore",
     "ClasswiseECE",
     "DebiasedECE",
     "ExpectedCalibrationError",
+    "MetricSpec",
     "NegativeLogLikelihood",
     "ReliabilityBins",
+    "SetStats",
     "SmoothECE",
     "accuracy",
     "assign_bins",
@@ -50,14 +70,22 @@ __all__ = [
     "calibration_report",
     "classwise_ece",
     "debiased_ece",
+    "dev_metrics",
     "expected_calibration_error",
+    "get_metric",
+    "interval_keys",
+    "metric_label",
+    "metric_names",
+    "metric_specs",
     "negative_log_likelihood",
     "plot_reliability_diagram",
     "quantile_edges",
+    "register_metric",
     "reliability_bins",
     "resample_indices",
     "resampled_metrics",
     "resampled_quantile_bins",
+    "result_columns",
     "smooth_ece",
     "uniform_edges",
 ]

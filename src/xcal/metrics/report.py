@@ -1,49 +1,20 @@
-"""One call that evaluates every calibration metric on one set of predictions.
+"""One call that evaluates every registered metric on one set of predictions.
 
-Validation, the float64 conversion, the top-label confidences and the sort for the equal-mass bins
-are done once and shared, so the report costs little more than its most expensive metric.
+The metrics are those of :mod:`xcal.metrics.registry`, in its order. Validation, the float64 conversion, the
+top-label confidences and the sort for the equal-mass bins are done once and shared (:class:`SetStats`), so the
+report costs little more than its most expensive metric.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from torch import Tensor
 
 from xcal.metrics._inputs import check_ignore_index, check_n_bins, prepare
-from xcal.metrics.binning import assign_bins, bin_sums, quantile_edges, top_label, uniform_edges
-from xcal.metrics.bootstrap import (
-    _check_bootstrap_args,
-    _ece_decomposition,
-    _mean_decomposition,
-    percentile_interval,
-    resampled_values,
-)
-from xcal.metrics.calibration_error import (
-    _ce_compute,
-    _classwise_compute,
-    _classwise_update,
-    _debiased_compute,
-)
-from xcal.metrics.scores import _brier_per_example, _nll_per_example
-from xcal.metrics.smooth import _smooth_ece_from_top_label
-
-#: Keys of :func:`calibration_report` (the bootstrap keys only when ``bootstrap > 0``).
-REPORT_KEYS = (
-    "n",
-    "accuracy",
-    "ece",
-    "mce",
-    "rmsce",
-    "adaptive_ece",
-    "classwise_ece",
-    "brier",
-    "brier_top_label",
-    "nll",
-    "debiased_ece",
-    "smooth_ece",
-)
-INTERVAL_KEYS = ("ece_ci_low", "ece_ci_high", "brier_ci_low", "brier_ci_high")
+from xcal.metrics.bootstrap import _check_bootstrap_args, percentile_interval, resampled_values
+from xcal.metrics.registry import SetStats, get_metric, metric_specs
 
 
 def calibration_report(
@@ -56,10 +27,12 @@ def calibration_report(
     level: float = 0.95,
     from_logits: bool = False,
     ignore_index: int | None = None,
+    metrics: Sequence[str] | None = None,
 ) -> dict[str, Any]:
-    """Every calibration metric of xcal as plain python numbers.
+    """Every registered metric that is computed from predictions (:func:`~xcal.metrics.metric_names`
+    ``(scored=True)``), as plain python numbers.
 
-    Keys and definitions:
+    Keys and definitions of the built-in ones (:mod:`xcal.metrics.suite`):
 
     * ``n`` (int): number of predictions after dropping ``ignore_index``.
     * ``accuracy``: top-1 accuracy.
@@ -71,9 +44,9 @@ def calibration_report(
     * ``nll``: negative log-likelihood.
     * ``debiased_ece``: Kumar et al. (2019) debiased l2 error, ``n_bins`` equal-mass bins.
     * ``smooth_ece``: smECE with the automatic bandwidth (Błasiok & Nakkiran, 2023).
-    * ``ece_ci_low`` / ``ece_ci_high`` / ``brier_ci_low`` / ``brier_ci_high``: percentile bootstrap
-      interval at ``level`` from ``bootstrap`` resamples (the same resamples for both metrics); left
-      out when ``bootstrap == 0``.
+    * ``<name>_ci_low`` / ``<name>_ci_high`` for each metric registered with ``interval=True`` (``ece``,
+      ``brier``): percentile bootstrap interval at ``level`` from ``bootstrap`` resamples (the same resamples for
+      every metric); left out when ``bootstrap == 0``.
 
     Bin edges follow :mod:`xcal.metrics.binning`: bins ``(lo, hi]``, confidence 0 in the first bin,
     exactly 1.0 in the last.
@@ -87,6 +60,7 @@ def calibration_report(
         level: confidence level of the intervals.
         from_logits: ``probs`` are logits.
         ignore_index: label value to drop.
+        metrics: only these registered names (default: every scored metric); intervals only for those among them.
 
     Returns:
         ``dict[str, float]`` (``n`` is an ``int``).
@@ -95,38 +69,21 @@ def calibration_report(
     check_ignore_index(ignore_index)
     if bootstrap != 0:
         _check_bootstrap_args(bootstrap, level)
+    if metrics is None:
+        specs = [spec for spec in metric_specs() if spec.compute is not None]
+    else:
+        specs = [get_metric(name) for name in metrics]
+        not_scored = [spec.name for spec in specs if spec.compute is None]
+        if not_scored:
+            raise ValueError(f"{', '.join(not_scored)}: task scores, not computed from probabilities and labels")
     p = prepare(probs, labels, from_logits=from_logits, ignore_index=ignore_index)
-    conf, correct = top_label(p.probs, p.labels)
-
-    uniform = bin_sums(conf, correct, assign_bins(conf, uniform_edges(n_bins)), n_bins)
-    q_edges = quantile_edges(conf, n_bins)
-    quantile = bin_sums(conf, correct, assign_bins(conf, q_edges), q_edges.shape[0] - 1)
-    brier_each = _brier_per_example(p)
-    out: dict[str, Any] = {
-        "n": p.n,
-        "accuracy": float(correct.mean()),
-        "ece": float(_ce_compute(*uniform, norm="l1")),
-        "mce": float(_ce_compute(*uniform, norm="max")),
-        "rmsce": float(_ce_compute(*uniform, norm="l2")),
-        "adaptive_ece": float(_ce_compute(*quantile, norm="l1")),
-        "classwise_ece": float(_classwise_compute(*_classwise_update(p, n_bins))),
-        "brier": float(brier_each.mean()),
-        "brier_top_label": float((conf - correct).square().mean()),
-        "nll": float(_nll_per_example(p).mean()),
-        "debiased_ece": float(_debiased_compute(*quantile)),
-        "smooth_ece": _smooth_ece_from_top_label(conf, correct)[0],
-    }
-    if bootstrap:
-        decs = [
-            _ece_decomposition(p, {"n_bins": n_bins}),
-            _mean_decomposition(lambda _p, _kw: brier_each)(p, {}),
-        ]
-        ece_vals, brier_vals = resampled_values(decs, p.n, bootstrap, seed)
-        ece_ci, brier_ci = percentile_interval(ece_vals, level), percentile_interval(brier_vals, level)
-        out.update(
-            ece_ci_low=ece_ci.low,
-            ece_ci_high=ece_ci.high,
-            brier_ci_low=brier_ci.low,
-            brier_ci_high=brier_ci.high,
-        )
+    stats = SetStats(p, n_bins)
+    out: dict[str, Any] = {"n": p.n}
+    out.update({spec.name: float(spec.compute(stats)) for spec in specs})
+    resampled = [spec for spec in specs if spec.interval]
+    if bootstrap and resampled:
+        values = resampled_values([spec.resample(stats) for spec in resampled], p.n, bootstrap, seed)
+        for spec, vals in zip(resampled, values, strict=True):
+            ci = percentile_interval(vals, level)
+            out[f"{spec.name}_ci_low"], out[f"{spec.name}_ci_high"] = ci.low, ci.high
     return out

@@ -17,13 +17,14 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from xcal.data.mixture_datamodule import TASK_KEY
-from xcal.metrics import BrierScore, ExpectedCalibrationError, NegativeLogLikelihood
+from xcal.metrics import dev_metrics, metric_names
 from xcal.models.compiled import CompileSettings
 from xcal.models.heads import HEADS
 from xcal.models.module import EncoderModule
 
-#: What each task's English dev logs; span heads have no label distribution, so only loss and accuracy.
-DEV_METRICS = ("loss", "acc", "ece", "brier", "nll", "confidence")
+#: What each task's English dev logs (the registry's dev metrics between accuracy and confidence); span heads have
+#: no label distribution, so only loss and accuracy.
+DEV_METRICS = ("loss", "acc", *metric_names(dev=True), "confidence")
 
 
 class TaskDevMetrics(nn.Module):
@@ -35,9 +36,7 @@ class TaskDevMetrics(nn.Module):
         self.acc = MeanMetric(nan_strategy="disable")
         self.calibrated = kind != "span"
         if self.calibrated:
-            self.ece = ExpectedCalibrationError(n_bins=n_bins, from_logits=True)
-            self.brier = BrierScore(from_logits=True)
-            self.nll = NegativeLogLikelihood(from_logits=True)
+            self.calibration = nn.ModuleDict(dev_metrics(n_bins))
             self.confidence = MeanMetric(nan_strategy="disable")
 
     def update(self, loss: torch.Tensor, hits: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
@@ -45,13 +44,14 @@ class TaskDevMetrics(nn.Module):
         self.acc.update(hits)
         if self.calibrated:
             self.confidence.update(torch.softmax(logits, dim=-1).amax(-1))
-            for metric in (self.ece, self.brier, self.nll):
+            for metric in self.calibration.values():
                 metric.update(logits, labels)
 
     def compute_and_reset(self) -> dict[str, torch.Tensor]:
         """The validation's values (none when it saw no labelled example), then empty for the next one."""
         names = DEV_METRICS if self.calibrated else DEV_METRICS[:2]
-        metrics = [getattr(self, name) for name in names]
+        metrics = [getattr(self, name) if name in ("loss", "acc", "confidence") else self.calibration[name]
+                   for name in names]
         values = {name: m.compute() for name, m in zip(names, metrics, strict=True)} if self.loss.update_called else {}
         for metric in metrics:
             metric.reset()

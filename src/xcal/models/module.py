@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from torchmetrics import MeanMetric, Metric
 
 from xcal.data.tokenize import IGNORE_INDEX
-from xcal.metrics import BrierScore, ExpectedCalibrationError, NegativeLogLikelihood
+from xcal.metrics import dev_metrics
 from xcal.models.compiled import CompiledEncoder, CompileSettings, pad_id_of
 from xcal.models.heads import HEADS
 from xcal.models.unpadded import unpadded_hidden_states
@@ -320,9 +320,7 @@ class EncoderClassifier(EncoderModule):
         # tested against; span heads score a varying set of positions, not a label distribution.
         self.val_calibration = head_kind != "span"
         if self.val_calibration:
-            self.val_ece = ExpectedCalibrationError(n_bins=n_bins, from_logits=True)
-            self.val_brier = BrierScore(from_logits=True)
-            self.val_nll = NegativeLogLikelihood(from_logits=True)
+            self.val_metrics = nn.ModuleDict(dev_metrics(n_bins))
             self.val_confidence = MeanMetric(nan_strategy="disable")
         # from_pretrained returns the encoder in eval mode and Lightning (>= 2.2) keeps each module's
         # mode as it finds it, so without this, dropout would be silently off during training.
@@ -355,8 +353,7 @@ class EncoderClassifier(EncoderModule):
         """English dev ECE, Brier, NLL and mean top-label confidence, accumulated over the whole validation
         (epoch-level values, so they equal the functional metrics on all dev predictions)."""
         self.val_confidence.update(torch.softmax(logits, dim=-1).amax(-1))
-        for name in ("ece", "brier", "nll"):
-            metric = getattr(self, f"val_{name}")
+        for name, metric in self.val_metrics.items():
             metric.update(logits, labels)
             self.log(f"{self.stage}/val_{name}", metric, on_step=False, on_epoch=True, batch_size=n)
         self.log(f"{self.stage}/val_confidence", self.val_confidence, on_step=False, on_epoch=True, batch_size=n)

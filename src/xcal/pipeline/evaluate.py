@@ -1,4 +1,4 @@
-"""Stage 3: zero-shot evaluation on every language and split, raw and temperature-scaled.
+"""Stage 3: zero-shot evaluation on every language and split, raw and under each selected post-hoc calibrator.
 
 Predictions are classification over *labelled positions*: one per example for sequence and multiple-choice
 heads, one per labelled word for token heads, so the whole calibration suite is token-level for NER/POS.
@@ -9,6 +9,7 @@ to each language's entry.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 
-from xcal.calibration import fit_temperature
+from xcal.calibration.rescore import calibrate
 from xcal.data.datamodule import EvalSet, TaskDataModule, column
 from xcal.data.tasks import TaskSpec
 from xcal.metrics import calibration_report, plot_reliability_diagram
@@ -84,37 +85,40 @@ def zero_shot_metrics(
     n_bins: int,
     bootstrap: int,
     seed: int,
-    temperature_scaling: bool,
+    calibrators: Sequence[str] = (),
     fit_split: str = "dev",
     plot_dir: Path | None = None,
     task: TaskSpec | None = None,
-) -> tuple[dict[str, dict[str, dict[str, Any]]], float | None]:
-    """Per language and split: every calibration metric raw, and under the temperature fit on
-    English ``fit_split`` logits (the zero-shot setting: no target-language labels are used)."""
-    temperature = None
-    if temperature_scaling:
-        fit_key = EvalSet("en", fit_split)
-        if fit_key not in predictions:
-            raise ValueError(f"temperature scaling needs English {fit_split} predictions; evaluate split "
-                             f"{fit_split!r} in English or set calibration.temperature_scaling=false")
-        temperature = fit_temperature(predictions[fit_key].logits, predictions[fit_key].labels)
+) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per language and split: every registered metric raw, and in ``calibrated.<name>`` under each calibrator
+    of ``calibrators`` (:mod:`xcal.calibration.registry`) with its fit set and fitted parameters. Shared
+    calibrators fit on English ``fit_split`` logits (the zero-shot setting: no target-language labels are used),
+    oracles on the language's own ``fit_split``."""
+    scaled: dict[EvalSet, dict[str, dict[str, Any]]] = {}
+    if calibrators:
+        logits = {(k.language, k.split): p.logits for k, p in predictions.items()}
+        labels = {(k.language, k.split): p.labels for k, p in predictions.items()}
+        for (language, split), cal in calibrate(logits, labels, calibrators, ("en", fit_split)):
+            key = EvalSet(language, split)
+            entry = calibration_report(cal.probs, predictions[key].labels, n_bins=n_bins, bootstrap=bootstrap,
+                                       seed=seed)
+            entry.update(task_scores(task, predictions[key], cal.probs))
+            scaled.setdefault(key, {})[cal.name] = {**entry, **cal.record()}
     table: dict[str, dict[str, dict[str, Any]]] = {}
     for key, pred in predictions.items():
         probs = torch.softmax(pred.logits.double(), dim=-1)
         entry = calibration_report(probs, pred.labels, n_bins=n_bins, bootstrap=bootstrap, seed=seed)
         entry.update(task_scores(task, pred, probs))
         entry["examples"] = int(pred.counts.numel())
-        if temperature is not None:
-            scaled = torch.softmax(pred.logits.double() / temperature, dim=-1)
-            entry["ts"] = calibration_report(scaled, pred.labels, n_bins=n_bins, bootstrap=bootstrap, seed=seed)
-            entry["ts"].update(task_scores(task, pred, scaled))
+        if key in scaled:
+            entry["calibrated"] = scaled[key]
         if plot_dir is not None:
             name = f"reliability_{key.language}_{key.split}.png"
             plot_reliability_diagram(probs, pred.labels, plot_dir / name, n_bins=n_bins,
                                      title=f"{key.language} {key.split} (raw)")
             entry["reliability_diagram"] = name
         table.setdefault(key.language, {})[key.split] = entry
-    return table, temperature
+    return table
 
 
 def save_predictions(predictions: dict[EvalSet, Predictions], directory: Path) -> str:

@@ -13,10 +13,13 @@ from typing import Any
 
 import pytorch_lightning as pl
 
+from xcal.metrics import metric_names
+
 log = logging.getLogger(__name__)
 
-#: The validation keys recorded (each ``<stage>/val_<name>``), when the module logs them.
-CURVE_KEYS = ("loss", "acc", "ece", "brier", "nll", "confidence")
+#: The validation keys recorded (each ``<stage>/val_<name>``), when the module logs them: the registry's dev
+#: metrics (:func:`xcal.metrics.metric_names` ``(dev=True)``) between accuracy and confidence.
+CURVE_KEYS = ("loss", "acc", *metric_names(dev=True), "confidence")
 
 
 class ValidationHistory(pl.Callback):

@@ -11,6 +11,9 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
 
+from xcal.calibration.registry import RAW
+from xcal.pipeline.record import calibrated_entries
+
 
 def wandb_mode(requested: str | None) -> str:
     """``auto`` → online when an API key is configured (env or ``wandb login``), else offline."""
@@ -47,23 +50,28 @@ def build_loggers(cfg: DictConfig, output_dir: Path, run_name: str) -> list[Logg
     return loggers
 
 
-TABLE_METRICS = ("accuracy", "ece", "ece_ci_low", "ece_ci_high", "brier", "nll", "mce", "adaptive_ece")
+def table_columns() -> tuple[str, ...]:
+    """The W&B summary table's metric columns: the registry's table metrics, each with its interval bounds."""
+    from xcal.metrics import TABLE, get_metric, metric_names
+
+    return tuple(key for name in metric_names(shown=TABLE) for key in (name, *get_metric(name).interval_keys()))
 
 
 def log_zeroshot_media(loggers: list[Logger], zeroshot: dict[str, Any], plot_dir: Path) -> None:
-    """W&B only: a per-language summary table and the reliability diagrams as images."""
+    """W&B only: a per-language summary table (one row per split and calibrator, ``none`` raw) and the reliability
+    diagrams as images."""
     from pytorch_lightning.loggers import WandbLogger
 
     for logger in loggers:
         if not isinstance(logger, WandbLogger):
             continue
-        columns = ["language", "split", "calibrated", *TABLE_METRICS]
+        metrics = table_columns()
+        columns = ["language", "split", "calibrator", *metrics]
         rows = []
         for lang, splits in zeroshot.items():
             for split, entry in splits.items():
-                for calibrated, values in ((False, entry), (True, entry.get("ts"))):
-                    if values:
-                        rows.append([lang, split, calibrated, *(values.get(m) for m in TABLE_METRICS)])
+                for calibrator, values in ((RAW, entry), *calibrated_entries(entry).items()):
+                    rows.append([lang, split, calibrator, *(values.get(m) for m in metrics)])
         logger.log_table(key="zeroshot/table", columns=columns, data=rows)
         for lang, splits in zeroshot.items():
             for split, entry in splits.items():

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 from xcal.atomic import atomic_write_json
+from xcal.metrics.registry import HEADLINE, metric_names
 
 RESULTS_FILE = "results.json"
-HEADLINE_METRICS = ("accuracy", "ece", "brier", "nll")
 
 
 class JobRecord(TypedDict, total=False):
@@ -30,9 +30,12 @@ class JobRecord(TypedDict, total=False):
     languages: dict[str, list[str]]  # ``evaluated`` and ``missing`` target languages
     target: dict[str, Any]  # stage 2: sizes, speed, English dev numbers, ``stopping``, ``history``
     predictions: str  # the folder of ``<lang>_<split>.npz`` logits, when saved
-    temperature: float | None  # fitted on English dev; None without temperature scaling
     primary_split: str
-    zeroshot: dict[str, dict[str, dict[str, Any]]]  # language -> split -> metric (``ts``: temperature-scaled)
+    # language -> split -> metric, and ``calibrated``: calibrator name -> metric, ``fit_set`` ([language, split])
+    # and the fitted ``parameters``. Records written before the calibrator registry have ``ts`` (temperature
+    # scaling) instead of ``calibrated.temperature``, and the temperature at the top (``temperature``):
+    # :func:`calibrated_entries` reads both.
+    zeroshot: dict[str, dict[str, dict[str, Any]]]
     mean_over_languages: dict[str, dict[str, float]]  # split -> headline metric
     evaluation: dict[str, float]  # seconds, examples, labelled_positions
     error: str
@@ -76,20 +79,35 @@ def write_record(output_dir: Path, record: JobRecord) -> Path:
 
 
 def language_means(zeroshot: dict[str, dict[str, dict[str, Any]]], split: str) -> dict[str, float]:
-    """Mean of each headline metric over languages for one split (the sweeper's objective)."""
+    """Mean of each headline metric (:data:`~xcal.metrics.HEADLINE`) over languages for one split (the sweeper's
+    objective)."""
     rows = [splits[split] for splits in zeroshot.values() if split in splits]
-    return {m: sum(r[m] for r in rows) / len(rows) for m in HEADLINE_METRICS if rows}
+    return {m: sum(r[m] for r in rows) / len(rows) for m in metric_names(shown=HEADLINE, scored=True) if rows}
+
+
+#: The calibrator of a record's ``ts`` entries (written before the calibrator registry).
+LEGACY_TS = "temperature"
+
+
+def calibrated_entries(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """One language and split's calibrated results by calibrator name: ``calibrated``, or a legacy record's
+    ``ts`` as ``temperature``."""
+    calibrated = entry.get("calibrated")
+    if isinstance(calibrated, dict):
+        return {name: values for name, values in calibrated.items() if isinstance(values, dict)}
+    return {LEGACY_TS: entry["ts"]} if isinstance(entry.get("ts"), dict) else {}
 
 
 def flat_metrics(zeroshot: dict[str, dict[str, dict[str, Any]]], primary_split: str) -> dict[str, float]:
     """Logger keys: ``zeroshot/<lang>/<metric>`` for the primary split, ``zeroshot/<lang>/<split>/<metric>``
-    for every split, ``..._ts`` for the temperature-scaled values."""
+    for every split, and ``.../<metric>/<calibrator>`` for each calibrator's values."""
     flat: dict[str, float] = {}
     for lang, splits in zeroshot.items():
         for split, entry in splits.items():
-            for variant, values in (("", entry), ("_ts", entry.get("ts", {}))):
+            variants = [("", entry), *((f"/{name}", values) for name, values in calibrated_entries(entry).items())]
+            for variant, values in variants:
                 for metric, value in values.items():
-                    if not isinstance(value, (int, float)):
+                    if isinstance(value, bool) or not isinstance(value, (int, float)):
                         continue
                     flat[f"zeroshot/{lang}/{split}/{metric}{variant}"] = float(value)
                     if split == primary_split:

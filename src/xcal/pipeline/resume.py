@@ -8,7 +8,10 @@ job's directory is left as it was (:class:`KeepFinishedJobs`).
 
 from __future__ import annotations
 
+import copy
+import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,32 @@ RETIRED = {("model", "fast_dropout"): False}
 # Opt-in blocks added after jobs were recorded: with ``enabled: false`` a job computes what it computed before the
 # block existed, so the block is left out of the hash (every recorded job stays finished); enabled, it counts.
 OPT_IN = ("compile",)
+
+
+def _with_retired_keys(resolved: dict[str, Any]) -> bool:
+    """Put back each :data:`RETIRED` key with its value; whether anything changed."""
+    changed = False
+    for (group, key), value in RETIRED.items():
+        if isinstance(resolved.get(group), dict) and key not in resolved[group]:
+            resolved[group][key] = value
+            changed = True
+    return changed
+
+
+def _calibrators_as_temperature_scaling(resolved: dict[str, Any]) -> bool:
+    """``calibration.calibrators`` replaced ``calibration.temperature_scaling``: a job recorded with ``true``
+    computed what ``[temperature]`` computes (raw and English-dev temperature scaling), ``false`` what ``[]``
+    does; whether the config had one of those two lists."""
+    block = resolved.get("calibration")
+    if not isinstance(block, dict) or block.get("calibrators") not in ([], ["temperature"]):
+        return False
+    block["temperature_scaling"] = bool(block.pop("calibrators"))
+    return True
+
+
+#: Rewrites of today's resolved config into one a finished job of the same computation may have been recorded
+#: with (each in place, returning whether it applied); every combination is tried.
+MIGRATIONS: tuple[Callable[[dict[str, Any]], bool], ...] = (_with_retired_keys, _calibrators_as_temperature_scaling)
 
 
 def _hashed(cfg: DictConfig) -> dict[str, Any]:
@@ -64,10 +93,13 @@ class ConfigHashes:
     def of(cls, cfg: DictConfig) -> ConfigHashes:
         resolved = _hashed(cfg)
         current = _digest(resolved)
-        for (group, key), value in RETIRED.items():
-            if isinstance(resolved.get(group), dict) and key not in resolved[group]:
-                resolved[group][key] = value
-        return cls(current, frozenset({current, _digest(resolved)}))
+        recorded = {current}
+        for count in range(1, len(MIGRATIONS) + 1):
+            for chosen in itertools.combinations(MIGRATIONS, count):
+                migrated = copy.deepcopy(resolved)
+                if all(migrate(migrated) for migrate in chosen):
+                    recorded.add(_digest(migrated))
+        return cls(current, frozenset(recorded))
 
 
 def finished_record(output_dir: Path, config: DictConfig | ConfigHashes) -> JobRecord | None:

@@ -181,14 +181,14 @@ def _stages(work: Workspace, record: JobRecord) -> None:
 
 
 def _evaluate(work: Workspace, spec: StageSpec, result: StageResult, record: JobRecord) -> None:
-    """Zero-shot metrics of every language and split, raw and temperature-scaled, into ``record`` and the
-    loggers; the record's status becomes ok."""
+    """Zero-shot metrics of every language and split, raw and under each selected calibrator, into ``record``
+    and the loggers; the record's status becomes ok."""
     calibration, output_dir = work.cfg.calibration, work.output_dir
     eval_start = time.perf_counter()
     predictions = predict_logits(result.trainer, result.module, result.datamodule)
-    zeroshot, temperature = zero_shot_metrics(
+    zeroshot = zero_shot_metrics(
         predictions, n_bins=calibration.n_bins, bootstrap=calibration.bootstrap, seed=work.cfg.seed,
-        temperature_scaling=calibration.temperature_scaling,
+        calibrators=list(calibration.calibrators),
         plot_dir=output_dir / "plots" if calibration.reliability_diagrams else None, task=spec.task,
     )
     if calibration.save_predictions:
@@ -196,7 +196,6 @@ def _evaluate(work: Workspace, spec: StageSpec, result: StageResult, record: Job
     primary = "test" if "test" in spec.eval_splits else spec.eval_splits[0]
     record.update(
         status="ok",
-        temperature=temperature,
         primary_split=primary,
         zeroshot=zeroshot,
         mean_over_languages={s: language_means(zeroshot, s) for s in spec.eval_splits},

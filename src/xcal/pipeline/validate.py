@@ -174,7 +174,7 @@ def _setting_problems(cfg: DictConfig) -> list[str]:
     for key in ("seed", "data_seed"):
         if not _is_int(cfg[key]) or cfg[key] < 0:
             problems.append(f"{key}={cfg[key]!r} must be an integer >= 0")
-    return problems + _compile_problems(cfg)
+    return problems + _compile_problems(cfg) + _calibrator_problems(cfg)
 
 
 def _compile_problems(cfg: DictConfig) -> list[str]:
@@ -194,6 +194,27 @@ def _compile_problems(cfg: DictConfig) -> list[str]:
         if trained and settings.length_buckets[-1] < int(cfg[stage].max_length):
             problems.append(f"compile.length_buckets={list(settings.length_buckets)}: the last bucket is shorter "
                             f"than {stage}.max_length={cfg[stage].max_length}; add a bucket of at least that length")
+    return problems
+
+
+def _calibrator_problems(cfg: DictConfig) -> list[str]:
+    """``calibration.calibrators``: registered names, each once (their dev fit sets are always evaluated:
+    :func:`xcal.data.sources.eval_languages` adds ``dev`` to the splits)."""
+    from xcal.calibration import calibrator_names
+
+    listed = cfg.calibration.get("calibrators")
+    known = list(calibrator_names())
+    example = "e.g. 'calibration.calibrators=[temperature,vector]' or [] for none"
+    if not isinstance(listed, ListConfig) or not all(isinstance(n, str) for n in listed):
+        return [f"calibration.calibrators={listed!r} must be a list of calibrator names ({example}); registered: "
+                f"{', '.join(known)}"]
+    problems = []
+    for name, times in Counter(listed).items():
+        if name not in known:
+            problems.append(f"calibration.calibrators has {name!r}, which is not a registered calibrator; registered: "
+                            f"{', '.join(known)}{did_you_mean(name, known)}")
+        elif times > 1:
+            problems.append(f"calibration.calibrators lists {name!r} {times} times; list each calibrator once")
     return problems
 
 

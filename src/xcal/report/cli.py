@@ -1,7 +1,7 @@
 """``xcal-report``: turn one or more finished sweep directories into tables, figures and a fitted size effect.
 
-    xcal-report multirun/vitaminc_sweep [more sweep dirs] [--out DIR] [--calibrated] [--n-boot 1000]
-                [--metrics ece,brier] [--findings docs/findings.md] [--wandb]
+    xcal-report multirun/vitaminc_sweep [more sweep dirs] [--out DIR] [--calibrated [NAME]] [--n-boot 1000]
+                [--metrics ece,brier] [--calibrators temperature,vector] [--findings docs/findings.md] [--wandb]
     xcal-report PILOT_SWEEP --plan ece=0.02 brier=0.01 [--plan-costs multirun/embedded_study] [--budget-hours 15]
 
 stdout: the mean over zero-shot languages by size, the effect sentences, and last ``report: <path>``.
@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from xcal.errors import XcalError
-from xcal.report.registry import METRICS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -26,8 +25,13 @@ if TYPE_CHECKING:
     from xcal.report.html import Report
 
 PROG = "xcal-report"
-#: Every metric a tidy table can carry; ``--metrics`` must name some of these.
-KNOWN_METRICS = tuple(METRICS)
+
+
+def known_metrics() -> tuple[str, ...]:
+    """Every registered metric (:mod:`xcal.metrics.registry`); ``--metrics`` must name some of these."""
+    from xcal.metrics import metric_names
+
+    return metric_names()
 
 
 def parse_metrics(value: str | None) -> tuple[str, ...] | None:
@@ -37,11 +41,25 @@ def parse_metrics(value: str | None) -> tuple[str, ...] | None:
     from xcal.report.collect import ReportError
 
     names = tuple(dict.fromkeys(m.strip() for m in value.split(",") if m.strip()))
-    unknown = [m for m in names if m not in KNOWN_METRICS]
+    known = known_metrics()
+    unknown = [m for m in names if m not in known]
     if unknown or not names:
         raise ReportError(f"--metrics {value!r}: unknown metric(s) {', '.join(unknown) or '(none given)'}; "
-                          f"allowed: {', '.join(KNOWN_METRICS)} (comma-separated, e.g. --metrics ece,brier)")
+                          f"allowed: {', '.join(known)} (comma-separated, e.g. --metrics ece,brier)")
     return names
+
+
+def parse_calibrators(value: str | None) -> tuple[str, ...]:
+    """``"temperature,vector"`` -> the names (checked against the registry); ``"all"``: every registered one;
+    None or ``"none"``: none (the report reads what the jobs recorded)."""
+    from xcal.calibration import calibrator_names
+    from xcal.report.rescoring import check_calibrators
+
+    if value is None or value.strip() in ("", "none"):
+        return ()
+    if value.strip() == "all":
+        return calibrator_names()
+    return check_calibrators([n.strip() for n in value.split(",") if n.strip()])
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,12 +68,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("sweep_dirs", nargs="+", type=Path, metavar="SWEEP_DIR",
                         help="multirun/<sweep_name> directories (several: results copied from several machines)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: <first sweep>/report)")
-    parser.add_argument("--calibrated", action="store_true",
-                        help="report temperature-scaled metrics instead of raw ones")
+    parser.add_argument("--calibrated", nargs="?", const="temperature", default=None, metavar="CALIBRATOR",
+                        help="report the metrics after a post-hoc calibrator instead of raw ones (a bare "
+                             "--calibrated: temperature scaling fit on English dev)")
+    parser.add_argument("--calibrators", default=None, metavar="NAMES",
+                        help="re-score these registered calibrators from every job's saved predictions (no model "
+                             "needed; a job's own recorded ones are read as they are) and compare them per language; "
+                             "comma-separated, 'all' for every registered one, default: only what the jobs recorded")
     parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for intervals (default 1000)")
     parser.add_argument("--metrics", default=None,
                         help=f"comma-separated calibration metrics (default: the headline set); any of "
-                             f"{', '.join(KNOWN_METRICS)}")
+                             f"{', '.join(known_metrics())}")
     parser.add_argument("--findings", type=Path, default=None, metavar="PATH",
                         help="also write a study's findings page (the answer with intervals, then how to read it) "
                              "to PATH, figures in a folder beside it, e.g. --findings docs/findings.md")
@@ -93,7 +116,7 @@ def log_to_wandb(report: Report, run_dir: Path) -> str:
     run_dir.mkdir(parents=True, exist_ok=True)
     run = wandb.init(project="xcal", group=group, job_type="report", name=f"report-{group}", dir=str(run_dir),
                      mode=wandb_mode("auto"),
-                     config={"sources": [str(s) for s in report.sweep.sources], "calibrated": report.calibrated,
+                     config={"sources": [str(s) for s in report.sweep.sources], "calibrator": report.calibrator,
                              "split": report.split})
     try:
         run.log({
@@ -131,17 +154,22 @@ def compare_with_study(sweep, study_dir: Path, out_dir: Path) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    from xcal.calibration.registry import RAW, calibrator_state
     from xcal.report.collect import ReportError, load_sweep
     from xcal.report.compare import compare_cells
     from xcal.report.html import build_report, display_table
+    from xcal.report.rescoring import check_calibrators, rescore_sweep
     from xcal.report.tables import to_markdown
 
     metrics = parse_metrics(args.metrics)
+    calibrators = parse_calibrators(args.calibrators)
+    calibrator = RAW if args.calibrated is None else check_calibrators([args.calibrated], "--calibrated")[0]
     if args.n_boot < 0:
         raise ReportError(f"--n-boot {args.n_boot}: the number of bootstrap resamples must be >= 0 (0 = no intervals)")
     sweep = load_sweep(list(args.sweep_dirs) if len(args.sweep_dirs) > 1 else args.sweep_dirs[0])
     for problem in sweep.problems:
         print(f"{PROG}: note: {problem}", file=sys.stderr)
+    n_problems = len(sweep.problems)
     if sweep.table.empty:
         raise ReportError(f"no finished job with results in {', '.join(map(str, args.sweep_dirs))}: every "
                           f"results.json is failed or unreadable (see the notes above); re-run the sweep with "
@@ -149,10 +177,16 @@ def run(args: argparse.Namespace) -> int:
     out = args.out or (args.sweep_dirs[0] / "report")
     if args.plan is not None:
         return plan(args, sweep, out)
+    # the report's own calibrator is re-scored too where a job did not record it
+    wanted = tuple(dict.fromkeys([*calibrators, *([calibrator] if calibrator != RAW else [])]))
+    if wanted:
+        sweep = rescore_sweep(sweep, wanted)
+        for problem in sweep.problems[n_problems:]:
+            print(f"{PROG}: note: {problem}", file=sys.stderr)
     comparison = None if args.compare is None else compare_cells(sweep, load_sweep(args.compare))
-    report = build_report(sweep, out, n_boot=args.n_boot, calibrated=args.calibrated, metrics=metrics,
+    report = build_report(sweep, out, n_boot=args.n_boot, calibrator=calibrator, metrics=metrics,
                           comparison=comparison)
-    state = "temperature-scaled" if args.calibrated else "raw"
+    state = calibrator_state(calibrator)
     scope = "zero-shot languages" if report.sweep.table["zero_shot"].any() else "languages (English only)"
     print(f"Mean over {scope} by intermediate size ({state}, {report.split} split; mean ± std over seeds):\n")
     print(to_markdown(display_table(report.headline)))

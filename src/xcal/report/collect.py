@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from xcal.calibration.registry import RAW, calibrator_names
 from xcal.errors import XcalError
+from xcal.metrics.registry import result_columns
 from xcal.pipeline.record import RESULTS_FILE, read_record_or_none
 from xcal.report.jobs import (
-    METRIC_COLUMNS,
-    TASK_SCORE_COLUMNS,
     TRAINING_LANGUAGE,
     Job,
     grid_cell,
@@ -32,7 +32,7 @@ from xcal.report.jobs import (
 )
 
 # Re-exported: the report modules take the layout's names from here.
-__all__ = ["METRIC_COLUMNS", "NO_INTERMEDIATE", "TRAINING_LANGUAGE", "ReportError", "Sweep", "load_predictions",
+__all__ = ["NO_INTERMEDIATE", "TRAINING_LANGUAGE", "ReportError", "Sweep", "load_predictions",
            "load_sweep", "write_tidy"]
 
 EXPECTED_LAYOUT = "multirun/<sweep>/<job>/results.json"
@@ -40,7 +40,7 @@ PRODUCED_BY = "`xcal -m ...` (a Hydra multirun) writes one per job"
 
 ID_COLUMNS = (
     "sweep", "job", "job_dir", "intermediate", "size", "size_label", "target", "model", "seed", "data_seed",
-    "language", "zero_shot", "split", "calibrated",
+    "language", "zero_shot", "split", "calibrator",
 )
 #: Appended after ``n`` and ``reliability_diagram``: the job's primary split, temperature, bin count and stage-1
 #: encoder.
@@ -60,7 +60,7 @@ class ReportError(XcalError, ValueError):
 class Sweep:
     """Everything a report needs from one or several sweep directories."""
 
-    table: pd.DataFrame  # tidy: one row per (job, language, split, calibrated)
+    table: pd.DataFrame  # tidy: one row per (job, language, split, calibrator); calibrator "none": raw
     jobs: pd.DataFrame  # one row per job directory found: job, job_dir, sweep, status, error, used
     problems: list[str] = field(default_factory=list)  # failed/corrupt/missing jobs, missing cells, mixed sweeps
     sources: list[Path] = field(default_factory=list)  # the sweep directories read
@@ -235,20 +235,35 @@ def _mixed_problems(jobs: list[Job]) -> list[str]:
 
 
 def _table(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    present = [c for c in (*METRIC_COLUMNS, *TASK_SCORE_COLUMNS) if any(c in r for r in rows)]
+    present = [c for c in result_columns() if any(c in r for r in rows)]
     columns = [*ID_COLUMNS, *present, "n", "reliability_diagram", *EXTRA_COLUMNS]
     table = pd.DataFrame(rows, columns=columns)
     for col in ("size", "seed", "data_seed", "n", "n_bins"):
         table[col] = table[col].astype("int64")
-    for col in ("zero_shot", "calibrated", "primary"):
+    for col in ("zero_shot", "primary"):
         table[col] = table[col].astype(bool)
     for col in (*present, "temperature"):
         table[col] = table[col].astype("float64")
     for col in ("sweep", "job", "job_dir", "intermediate", "size_label", "target", "model", "language", "split",
-                "reliability_diagram"):
+                "calibrator", "reliability_diagram"):
         table[col] = table[col].astype(str)
+    return sort_table(table)
+
+
+def sort_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The tidy table's row order: by experiment, size, seed, job, language, split, then calibrator (raw first,
+    then the registry's order, then calibrators it does not know, by name)."""
     return table.sort_values(["model", "intermediate", "target", "size", "seed", "job", "language", "split",
-                              "calibrated"], kind="stable", ignore_index=True)
+                              "calibrator"], key=_calibrators_in_order, kind="stable", ignore_index=True)
+
+
+def _calibrators_in_order(column: pd.Series) -> pd.Series:
+    """Sort key of the calibrator column (the others sort as they are)."""
+    if column.name != "calibrator":
+        return column
+    known = calibrator_names()
+    rank = {RAW: 0, **{name: i + 1 for i, name in enumerate(known)}}
+    return column.map(lambda name: f"{rank.get(name, len(rank)):04d} {name}")
 
 
 def load_sweep(paths: Path | str | list[Path] | list[str]) -> Sweep:
@@ -295,19 +310,9 @@ def write_tidy(sweep: Sweep, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
-def load_predictions(
-    job_dir: Path, language: str, split: str, calibrated: bool
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """``(probs [N, K] float64, labels [N])`` of one eval set from ``predictions/<lang>_<split>.npz``.
-
-    ``calibrated=True`` divides the logits by the job's fitted temperature first. Returns None when the job
-    saved no predictions (``calibration.save_predictions=false``, older runs) or fitted no temperature.
+def load_logits(job_dir: Path, language: str, split: str) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(logits [N, K] float64, labels [N] int64)`` of one eval set from ``predictions/<lang>_<split>.npz``; None
+    when the job saved no predictions for it (``calibration.save_predictions=false``, older runs).
 
     Raises:
         ReportError: the npz file exists but cannot be read (truncated copy, wrong arrays).
@@ -317,9 +322,6 @@ def load_predictions(
     folder = record.get("predictions") or "predictions"
     path = job_dir / str(folder) / f"{language}_{split}.npz"
     if not path.is_file():
-        return None
-    temperature = record.get("temperature")
-    if calibrated and temperature is None:
         return None
     try:
         with np.load(path) as data:
@@ -332,6 +334,29 @@ def load_predictions(
     if logits.ndim != 2 or labels.shape != (logits.shape[0],):
         raise ReportError(f"predictions file {path} has logits of shape {logits.shape} and labels of shape "
                           f"{labels.shape}; expected [N, K] and [N]. Copy it again or delete it.")
-    if calibrated:
-        logits = logits / float(temperature)
-    return _softmax(logits), labels
+    return logits, labels
+
+
+def load_predictions(
+    job_dir: Path, language: str, split: str, calibrator: str = RAW
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(probs [N, K] float64, labels [N])`` of one eval set from ``predictions/<lang>_<split>.npz``: the softmax
+    of its logits, or (``calibrator`` a registered name) the calibrated probabilities
+    (:func:`xcal.report.rescoring.job_calibrator`: the job's recorded fit, else one fitted on its saved dev
+    logits). None when the job saved no predictions, or none of the set the calibrator is fitted on.
+
+    Raises:
+        ReportError: the npz file exists but cannot be read; the calibrator is not registered.
+    """
+    loaded = load_logits(job_dir, language, split)
+    if loaded is None:
+        return None
+    logits, labels = loaded
+    if calibrator == RAW:
+        shifted = logits - logits.max(axis=-1, keepdims=True)
+        exp = np.exp(shifted)
+        return exp / exp.sum(axis=-1, keepdims=True), labels
+    from xcal.report.rescoring import job_calibrator
+
+    fitted = job_calibrator(Path(job_dir), calibrator, language, split, logits.shape[1])
+    return None if fitted is None else (fitted.apply(logits).numpy(), labels)

@@ -15,6 +15,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from xcal.calibration.registry import RAW
 from xcal.report.collect import NO_INTERMEDIATE, TRAINING_LANGUAGE, Sweep
 from xcal.report.effects import job_design
 from xcal.report.inference import contrast
@@ -28,7 +29,7 @@ def _zero_shot_means(sweep: Sweep, split: str) -> pd.DataFrame:
     """Per job: the mean over zero-shot languages of each metric (raw), with its cell coordinates and stage-1
     encoder; size 0 of any intermediate task is the no-intermediate baseline."""
     table = sweep.table
-    rows = table[(table["split"] == split) & ~table["calibrated"] & (table["language"] != TRAINING_LANGUAGE)]
+    rows = table[(table["split"] == split) & (table["calibrator"] == RAW) & (table["language"] != TRAINING_LANGUAGE)]
     if "encoder" not in rows:
         rows = rows.assign(encoder=None)
     means = rows.groupby("job_dir", as_index=False, sort=False).agg(

@@ -23,15 +23,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sstats
 
+from xcal.calibration.registry import RAW
+from xcal.metrics.registry import TABLE, metric_names
 from xcal.report.collect import NO_INTERMEDIATE, TRAINING_LANGUAGE, ReportError, Sweep
 from xcal.report.inference import Design, contrast, detectable, slope_weights
-from xcal.report.registry import CALIBRATION_METRICS
 from xcal.report.resampling import LEVEL, excludes_zero
 from xcal.report.selection import POOLED, check_metrics, group_keys, language_order, select_rows
 from xcal.report.sentences import effect_sentence
 
 EFFECT_COLUMNS = (
-    "intermediate", "target", "metric", "language", "calibrated", "slope", "slope_ci_low", "slope_ci_high",
+    "intermediate", "target", "metric", "language", "calibrator", "slope", "slope_ci_low", "slope_ci_high",
     "df", "detectable", "spearman_rho", "spearman_p", "n_sizes", "n_seeds", "n_runs", "baseline", "english_slope",
     "english_predicts", "english_zero_shot_rho", "interval", "sentence",
 )
@@ -126,7 +127,7 @@ def _with_english(row: dict[str, Any], fit: dict[str, Any], english: dict[str, A
     return row
 
 
-def _group_effects(group: pd.DataFrame, baseline_rows: pd.DataFrame, metrics: list[str], *, calibrated: bool,
+def _group_effects(group: pd.DataFrame, baseline_rows: pd.DataFrame, metrics: list[str], *, calibrator: str,
                    n_boot: int, level: float, key: dict[str, Any]) -> list[dict[str, Any]]:
     """Effect rows of one (model, intermediate, target) group."""
     fit = group[group["size"] > 0]
@@ -141,7 +142,7 @@ def _group_effects(group: pd.DataFrame, baseline_rows: pd.DataFrame, metrics: li
                 baseline_rows[baseline_rows["language"].isin(zero_shot)].groupby("job_dir")[metric].mean()
             fits[label] = _fit(values, jobs, base, n_boot=n_boot, level=level)
         for label in [*languages, *([POOLED] if zero_shot else [])]:
-            row = {**key, "metric": metric, "language": label, "calibrated": bool(calibrated)}
+            row = {**key, "metric": metric, "language": label, "calibrator": calibrator}
             row.update({k: v for k, v in fits[label].items() if not k.startswith("_")})
             out.append(_with_english(row, fits[label], fits.get(TRAINING_LANGUAGE)))
     return out
@@ -160,8 +161,8 @@ def _baseline_rows(rows: pd.DataFrame, group: pd.DataFrame, key: dict[str, Any])
 
 def size_effects(
     sweep: Sweep,
-    metrics: Sequence[str] = CALIBRATION_METRICS,
-    calibrated: bool = False,
+    metrics: Sequence[str] | None = None,
+    calibrator: str = RAW,
     n_boot: int = 1000,
     seed: int = 0,
     *,
@@ -186,15 +187,15 @@ def size_effects(
     """
     if n_boot < 0:
         raise ReportError(f"n_boot={n_boot}: must be >= 0 (0 = no intervals; any other value gives the t interval)")
-    rows = select_rows(sweep.table, calibrated, split)
-    metrics = check_metrics(rows, metrics)
+    rows = select_rows(sweep.table, calibrator, split)
+    metrics = check_metrics(rows, metric_names(shown=TABLE, calibration=True) if metrics is None else metrics)
     keys = group_keys(rows)
     out: list[dict[str, Any]] = []
     for key_values, group in rows.groupby(keys, sort=True):
         if not (group["size"] > 0).any():
             continue
         key = dict(zip(keys, key_values, strict=True))
-        out.extend(_group_effects(group, _baseline_rows(rows, group, key), metrics, calibrated=calibrated,
+        out.extend(_group_effects(group, _baseline_rows(rows, group, key), metrics, calibrator=calibrator,
                                   n_boot=n_boot, level=level, key=key))
     columns = [*(["model"] if "model" in keys else []), *EFFECT_COLUMNS]
     frame = pd.DataFrame(out, columns=[c for c in columns if c != "sentence"])

@@ -18,10 +18,22 @@ from scipy import stats as sstats
 from xcal.pipeline.record import RESULTS_FILE, read_record
 from xcal.report import plots
 from xcal.report.collect import NO_INTERMEDIATE, TRAINING_LANGUAGE
-from xcal.report.study import Estimate, StudyScores, cell_estimate, slope_estimate
+from xcal.report.study import (
+    CALIBRATOR_METRICS,
+    Estimate,
+    StudyScores,
+    calibrated_column,
+    cell_estimate,
+    slope_estimate,
+    study_estimate,
+)
 from xcal.report.tables import to_markdown
 
 ANSWER_METRICS = ("ece", "brier", "signed", "accuracy")
+#: The two temperatures the answer reads, by their short names in its sentences and per-language table: English-dev
+#: temperature scaling (TS) and the own-dev oracle (self-TS).
+TS_COLUMNS = {calibrated_column("ece", "temperature"): "ece_ts",
+              calibrated_column("ece", "temperature_own_dev"): "ece_self_ts"}
 #: Chang et al. 2023 (X-FEVER): mBERT fine-tuned on English fact verification, zero-shot (accuracy, ECE) x 100,
 #: 10 equal-width bins.
 XFEVER = {"en": (87.9, 6.0), "es": (83.7, 8.5), "fr": (84.3, 7.9), "ja": (72.4, 14.6), "zh": (82.1, 8.6)}
@@ -117,7 +129,7 @@ def direction_sentence(estimates: pd.DataFrame, scores: StudyScores) -> str:
     one (an oracle) do to zero-shot ECE, counted the same way; and the ECE a calibrated model would score."""
     signed = estimates[(estimates["metric"] == "signed") & (estimates["scope"] == "zero-shot")]["value"]
     word = "over-confident" if (signed > 0).all() else "under-confident" if (signed < 0).all() else "mixed"
-    sets = scores.sets
+    sets = scores.sets.rename(columns=TS_COLUMNS)
     zs = sets[sets["zero_shot"]]
     per_job = zs.groupby("job_dir")[[c for c in ("signed", "ece", "ece_ts", "ece_self_ts") if c in zs]].mean()
     english = sets[~sets["zero_shot"]]
@@ -242,10 +254,11 @@ def cost_table(scores: StudyScores) -> pd.DataFrame:
 def per_language_table(scores: StudyScores) -> pd.DataFrame:
     """Per language, mean over jobs: accuracy, ECE, signed calibration, ECE after English-dev TS and self-TS,
     the per-language temperature, the ECE a calibrated model would score, and the debiased l2 error."""
+    sets = scores.sets.rename(columns=TS_COLUMNS)
     columns = [c for c in ("accuracy", "ece", "signed", "ece_ts", "ece_self_ts", "self_temperature",
                            "ece_if_calibrated", "debiased_ece")
-               if c in scores.sets]
-    table = scores.sets.groupby("language")[columns].mean().reset_index()
+               if c in sets]
+    table = sets.groupby("language")[columns].mean().reset_index()
     order = plots.ordered_languages(list(table["language"]))
     return table.set_index("language").loc[order].reset_index()
 
@@ -325,3 +338,78 @@ def slope_sentences(scores: StudyScores) -> list[str]:
 
 def markdown_table(frame: pd.DataFrame) -> str:
     return to_markdown(frame)
+
+
+def _calibrator_rows(scores: StudyScores) -> list[tuple[str, str | None]]:
+    """``(label, column suffix)`` of raw (None) and each calibrator the study was scored with."""
+    from xcal.calibration import get_calibrator
+
+    return [("raw", None), *((get_calibrator(n).display, n) for n in scores.calibrators)]
+
+
+def _column(metric: str, calibrator: str | None) -> str:
+    return metric if calibrator is None else calibrated_column(metric, calibrator)
+
+
+def _with_interval(e: Estimate, sign: bool = False) -> str:
+    text = _fmt(e.value, sign=sign)
+    return text if not np.isfinite(e.low) else f"{text} ({_fmt(e.low, sign=sign)} to {_fmt(e.high, sign=sign)})"
+
+
+def calibrator_table(scores: StudyScores) -> pd.DataFrame:
+    """Per calibrator (raw first): the study-wide mean zero-shot ECE and Brier (every cell weighted equally) and
+    their paired change from raw, each with its 95% interval (:func:`~xcal.report.study.study_estimate`)."""
+    zero_shot = _languages(scores, "zero-shot")
+    rows = []
+    for label, name in _calibrator_rows(scores):
+        row: dict[str, object] = {"calibrator": label}
+        for metric in CALIBRATOR_METRICS:
+            row[metric] = _with_interval(study_estimate(scores, _column(metric, name), zero_shot))
+            change = study_estimate(scores, _column(metric, name), zero_shot, baseline=metric) if name else None
+            row[f"{metric} − raw"] = _with_interval(change, sign=True) if change is not None else ""
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def calibrator_language_table(scores: StudyScores, metric: str) -> pd.DataFrame:
+    """``metric`` per language (rows; the zero-shot mean last) and calibrator (columns, raw first): the study-wide
+    mean with its 95% interval."""
+    languages = plots.ordered_languages(list(scores.sets["language"].unique()))
+    zero_shot = _languages(scores, "zero-shot")
+    rows = []
+    for language in [*languages, "zero-shot mean"]:
+        scope = zero_shot if language == "zero-shot mean" else [language]
+        rows.append({"language": language, **{label: _with_interval(study_estimate(scores, _column(metric, name),
+                                                                                   scope))
+                                              for label, name in _calibrator_rows(scores)}})
+    return pd.DataFrame(rows)
+
+
+def calibrator_sentences(scores: StudyScores) -> list[str]:
+    """The calibrator table's headline: each calibrator's change in mean zero-shot ECE and Brier from raw, and in
+    how many zero-shot languages each one has the lowest mean ECE (the oracle beside the zero-shot ones)."""
+    zero_shot = _languages(scores, "zero-shot")
+    names = [n for n in scores.calibrators]
+    if not names:
+        return []
+    from xcal.calibration import get_calibrator
+
+    raw = {m: study_estimate(scores, m, zero_shot) for m in CALIBRATOR_METRICS}
+    parts, conditional = [], False
+    for name in names:
+        ece = study_estimate(scores, _column("ece", name), zero_shot, baseline="ece")
+        conditional |= ece.conditional
+        brier = study_estimate(scores, _column("brier", name), zero_shot, baseline="brier")
+        parts.append(f"{get_calibrator(name).display} {_fmt(ece.value, sign=True)} ({_ci(ece, sign=True)}; Brier "
+                     f"{_fmt(brier.value, sign=True)}, {_ci(brier, sign=True)})")
+    shared = [n for n in names if not get_calibrator(n).is_oracle]
+    means = scores.sets[scores.sets["zero_shot"]].groupby("language")[
+        [_column("ece", n) for n in shared]].mean()
+    best = means.idxmin(axis=1).map(lambda c: get_calibrator(c.split("@", 1)[1]).display).value_counts()
+    wins = ", ".join(f"{label} in {count}" for label, count in best.items())
+    return [f"Over the study's cells (each weighted equally), mean zero-shot ECE is {_fmt(raw['ece'].value)} raw and "
+            f"the Brier score {_fmt(raw['brier'].value)}; a post-hoc calibrator changes them by"
+            + (" (intervals about the stage-1 encoders trained, one a cell)" if conditional else "") + ": "
+            + "; ".join(parts) + ".",
+            f"Among the calibrators a zero-shot user can fit (English dev), the lowest mean ECE per zero-shot language "
+            f"goes to {wins} of {len(means)} languages."]

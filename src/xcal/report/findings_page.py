@@ -66,6 +66,28 @@ def _study_line(sweep: Sweep, scores) -> str:
             f"{'' if len(examples) == 1 else f'–{examples[-1]:,}'} sentences per language; {n} evaluation sets).")
 
 
+CALIBRATORS = ("Every registered post-hoc calibrator (`xcal.calibration`), re-scored from each job's saved dev and "
+               "test predictions without running a model: fitted on English dev, what a zero-shot user can do, "
+               "except the temperature fitted on each language's own dev set (an oracle). Values are study-wide "
+               "means over the cells, each cell weighted equally (a cell the mean of its stage-1 encoders, "
+               "languages averaged inside a job), with the intervals above; `− raw` is the paired change on the "
+               "same predictions. A binning method maps each bin to one value: it can lower ECE while losing "
+               "resolution, which the Brier score counts, so read ECE beside Brier (histogram binning's NLL can be "
+               "infinite and is not compared).")
+
+
+def _calibrator_section(scores) -> list[str]:
+    if not scores.calibrators:
+        return []
+    md = f.markdown_table
+    lines = ["## Post-hoc calibrators", "", CALIBRATORS, ""]
+    lines += [f"- {s}" for s in f.calibrator_sentences(scores)]
+    lines += ["", md(f.calibrator_table(scores)), ""]
+    for metric, name in (("ece", "ECE"), ("brier", "Brier score")):
+        lines += [f"### {name} per language and calibrator", "", md(f.calibrator_language_table(scores, metric)), ""]
+    return lines
+
+
 def render(sweep: Sweep, doc: Path) -> str:
     """The whole page as markdown; draws the figures into ``<doc stem>/`` beside ``doc``."""
     split = plots.default_split(sweep.table)
@@ -117,6 +139,7 @@ def render(sweep: Sweep, doc: Path) -> str:
               md(f.per_language_table(scores).round(4)), ""]
     for name in [n for n in figures if n.startswith("reliability_")]:
         lines += _image(figures, name, doc, "Reliability diagrams, seeds pooled, rows = intermediate sizes.")
+    lines += _calibrator_section(scores)
     if typology is not None:
         lines += ["## Distance from English", "", md(typology.round(4)), ""]
         lines += _image(figures, "typology", doc, "Mean ECE per zero-shot language against its URIEL syntactic "

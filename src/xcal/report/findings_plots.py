@@ -12,7 +12,7 @@ import pandas as pd
 
 from xcal.report.canvas import baseline_x, new_figure, save, size_colors
 
-#: Panel labels of the answer figure. Not :func:`xcal.report.registry.metric_label`: they name the study's own
+#: Panel labels of the answer figure. Not :func:`xcal.metrics.metric_label`: they name the study's own
 #: quantities (signed calibration) and ECE's bin count, which the published 10-bin figures beside it need.
 PANEL_LABELS = {"ece": "ECE (15 bins)", "brier": "Brier score", "signed": "confidence − accuracy",
                 "accuracy": "accuracy"}

@@ -24,13 +24,14 @@ import numpy as np
 import pandas as pd
 
 from xcal import __version__ as _xcal_version
+from xcal.calibration.registry import RAW, calibrator_state, get_calibrator
+from xcal.metrics.registry import HEADLINE, TABLE, metric_label, metric_names
 from xcal.report import plots
 from xcal.report.collect import Sweep, write_tidy
 from xcal.report.compare import comparison_display, comparison_sentence
 from xcal.report.effects import size_effects
-from xcal.report.registry import CALIBRATION_METRICS, FIGURE_METRICS, TABLE_METRICS
 from xcal.report.selection import MEAN_ALL, MEAN_ZERO_SHOT, POOLED
-from xcal.report.tables import summary_table, to_html, to_markdown
+from xcal.report.tables import calibrator_table, summary_table, to_html, to_markdown
 
 #: The effect columns worth a table cell (the sentence is shown as text above the table).
 EFFECT_COLUMNS = ("intermediate", "target", "model", "metric", "language", "slope", "slope_ci_low", "slope_ci_high",
@@ -84,7 +85,7 @@ class Report:
 
     sweep: Sweep
     out_dir: Path
-    calibrated: bool
+    calibrator: str  # the calibrator of the summary, effects and figures ("none": raw)
     split: str
     summary: pd.DataFrame
     headline: pd.DataFrame
@@ -92,6 +93,8 @@ class Report:
     figures: dict[str, Path]
     files: dict[str, Path] = field(default_factory=dict)
     comparison: pd.DataFrame | None = None  # :func:`xcal.report.compare.compare_cells` of a committed study
+    #: :func:`~xcal.report.tables.calibrator_table` per lead metric, when the sweep has two or more calibrators
+    calibrators: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def title(self) -> str:
@@ -149,8 +152,10 @@ class Report:
                 f"tables give each size's values."]
 
 
-#: The metrics whose pooled zero-shot size effect leads the report.
+#: The metrics whose pooled zero-shot size effect leads the report (and which compare the calibrators).
 LEAD_METRICS = ("ece", "brier")
+CALIBRATOR_NOTE = ("Columns: raw (none) and each post-hoc calibrator, fitted on English dev (oracles: on each "
+                   "language's own dev set, which a zero-shot user does not have); every job and size pooled.")
 
 
 def headline_rows(summary: pd.DataFrame) -> pd.DataFrame:
@@ -254,7 +259,7 @@ def rounded(frame: pd.DataFrame) -> pd.DataFrame | None:
 # ---------------------------------------------------------------------------------------------------- build
 
 
-def build_report(sweep: Sweep, out_dir: str | Path, *, n_boot: int = 1000, calibrated: bool = False,
+def build_report(sweep: Sweep, out_dir: str | Path, *, n_boot: int = 1000, calibrator: str = RAW,
                  metrics: Sequence[str] | None = None, seed: int = 0,
                  comparison: pd.DataFrame | None = None) -> Report:
     """Compute the tables and effects, draw the figures, write ``report.html``, ``report.md`` and the tidy
@@ -263,7 +268,8 @@ def build_report(sweep: Sweep, out_dir: str | Path, *, n_boot: int = 1000, calib
     ``metrics`` restricts the calibration metrics (accuracy is always tabulated); default: the headline set
     (those of them the sweep has). A named metric the sweep lacks is a ReportError from :mod:`.selection`.
     ``comparison`` (:func:`xcal.report.compare.compare_cells` of a committed study) leads the report: the live
-    cells beside the study's, with its intervals.
+    cells beside the study's, with its intervals. ``calibrator`` picks the values of the summary, effects and
+    figures (raw by default); a sweep with several calibrators also gets them side by side per language.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -272,16 +278,20 @@ def build_report(sweep: Sweep, out_dir: str | Path, *, n_boot: int = 1000, calib
         table_metrics = figure_metrics = ("accuracy", *effect_metrics)
     else:
         present = set(sweep.table.columns)
-        effect_metrics = tuple(m for m in CALIBRATION_METRICS if m in present)
-        table_metrics = tuple(m for m in TABLE_METRICS if m in present)
-        figure_metrics = tuple(m for m in FIGURE_METRICS if m in present)
+        effect_metrics = tuple(m for m in metric_names(shown=TABLE, calibration=True) if m in present)
+        table_metrics = tuple(m for m in metric_names(shown=TABLE) if m in present)
+        figure_metrics = tuple(m for m in metric_names(shown=HEADLINE) if m in present)
     split = plots.default_split(sweep.table)
-    summary = summary_table(sweep.table, metrics=table_metrics, calibrated=calibrated, n_boot=n_boot, seed=seed)
-    effects = size_effects(sweep, metrics=effect_metrics, calibrated=calibrated, n_boot=n_boot, seed=seed)
-    figures = plots.write_figures(sweep.table, out / "figures", calibrated=calibrated, metrics=figure_metrics,
+    summary = summary_table(sweep.table, metrics=table_metrics, calibrator=calibrator, n_boot=n_boot, seed=seed)
+    effects = size_effects(sweep, metrics=effect_metrics, calibrator=calibrator, n_boot=n_boot, seed=seed)
+    figures = plots.write_figures(sweep.table, out / "figures", calibrator=calibrator, metrics=figure_metrics,
                                   split=split)
-    report = Report(sweep=sweep, out_dir=out, calibrated=calibrated, split=split, summary=summary,
-                    headline=headline_rows(summary), effects=effects, figures=figures, comparison=comparison)
+    by_calibrator = {}
+    if sweep.table["calibrator"].nunique() > 1:
+        by_calibrator = {m: calibrator_table(sweep.table, m, split=split) for m in LEAD_METRICS}
+    report = Report(sweep=sweep, out_dir=out, calibrator=calibrator, split=split, summary=summary,
+                    headline=headline_rows(summary), effects=effects, figures=figures, comparison=comparison,
+                    calibrators={m: t for m, t in by_calibrator.items() if not t.empty})
     report.files.update(write_tidy(sweep, out))
     report.files["markdown"] = out / "report.md"
     report.files["markdown"].write_text(render_markdown(report), encoding="utf-8")
@@ -298,7 +308,10 @@ def _caption(name: str) -> str:
 
 
 def _state(report: Report) -> str:
-    return "temperature-scaled (T fit on English dev)" if report.calibrated else "raw (before temperature scaling)"
+    if report.calibrator == RAW:
+        return "raw (before any post-hoc calibrator)"
+    spec = get_calibrator(report.calibrator)
+    return f"{calibrator_state(report.calibrator)} (fit on {spec.fit_set})"
 
 
 def _headline_title(report: Report) -> str:
@@ -347,6 +360,9 @@ def _sections(report: Report) -> list[_Section]:
     detail = rounded(_effect_table(report.effects)) if not report.effects.empty else None
     if detail is not None or more:
         sections.append(_Section("Size effects in detail", sentences=more, table=detail))
+    for metric, table in report.calibrators.items():
+        sections.append(_Section(f"{metric_label(metric)} per language under each calibrator (mean ± std over jobs)",
+                                 sentences=(CALIBRATOR_NOTE,), table=rounded(table)))
     rest = tuple(n for n in report.figures if n not in first)
     if rest:
         sections.append(_Section("More figures", figures=rest))

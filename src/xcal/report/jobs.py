@@ -11,16 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from xcal.pipeline.record import RESULTS_FILE, RecordError, read_record
+from xcal.calibration.registry import RAW
+from xcal.metrics.registry import result_columns
+from xcal.pipeline.record import LEGACY_TS, RESULTS_FILE, RecordError, calibrated_entries, read_record
 
 TRAINING_LANGUAGE = "en"
-#: Metric columns of the tidy table, in order (each one only when some row has it).
-METRIC_COLUMNS = (
-    "accuracy", "ece", "mce", "rmsce", "adaptive_ece", "classwise_ece", "brier", "brier_top_label", "nll",
-    "debiased_ece", "smooth_ece", "ece_ci_low", "ece_ci_high", "brier_ci_low", "brier_ci_high",
-)
-#: Task scores reported next to the calibration suite (NER: entity F1; WPR: nDCG).
-TASK_SCORE_COLUMNS = ("entity_f1", "entity_precision", "entity_recall", "ndcg")
 
 
 class _Corrupt(Exception):
@@ -99,13 +94,27 @@ def _number(value: Any) -> float:
     return float(value)
 
 
+def recorded_temperature(record: dict[str, Any]) -> float | None:
+    """The job's temperature fitted on English dev: a legacy record's ``temperature``, else the parameters of its
+    ``calibrated.temperature`` entries (the same in every set); None when the job fitted none."""
+    if record.get("temperature") is not None:
+        return record["temperature"]
+    for splits in (record.get("zeroshot") or {}).values():
+        for entry in (splits or {}).values():
+            values = calibrated_entries(entry).get("temperature") if isinstance(entry, dict) else None
+            if values and isinstance(values.get("parameters"), dict):
+                return values["parameters"].get("temperature")
+    return None
+
+
 def _rows(record: dict[str, Any], job_dir: Path, sweep_dir: Path) -> list[dict[str, Any]]:
-    """The tidy rows of one finished job (raises _Corrupt on a malformed record)."""
+    """The tidy rows of one finished job, raw (calibrator ``none``) and under each calibrator it recorded
+    (raises _Corrupt on a malformed record)."""
     cfg = _get(record, "config")
     size, size_label = _size(record)
     seed = _as_int(_get(cfg, "seed"), "config.seed")
     data_seed = cfg.get("data_seed", seed)
-    temperature = record.get("temperature")
+    temperature = recorded_temperature(record)
     n_bins = (cfg.get("calibration") or {}).get("n_bins")
     base = {
         "sweep": str(cfg.get("sweep_name") or sweep_dir.name),
@@ -121,6 +130,7 @@ def _rows(record: dict[str, Any], job_dir: Path, sweep_dir: Path) -> list[dict[s
         "encoder": _encoder(record, size_label),
     }
     primary = record.get("primary_split")
+    columns = result_columns()
     zeroshot = _get(record, "zeroshot")
     if not isinstance(zeroshot, dict) or not zeroshot:
         raise _Corrupt("'zeroshot' is empty or not an object")
@@ -131,19 +141,19 @@ def _rows(record: dict[str, Any], job_dir: Path, sweep_dir: Path) -> list[dict[s
         for split, entry in splits.items():
             if not isinstance(entry, dict):
                 raise _Corrupt(f"zeroshot.{language}.{split} is not an object")
-            variants = [(False, entry)]
-            if isinstance(entry.get("ts"), dict):
-                variants.append((True, entry["ts"]))
-            for calibrated, values in variants:
+            for calibrator, values in ((RAW, entry), *calibrated_entries(entry).items()):
+                where = f"zeroshot.{language}.{split}" + (
+                    "" if calibrator == RAW else ".ts" if "ts" in entry and calibrator == LEGACY_TS
+                    else f".calibrated.{calibrator}")
                 row = {**base, "language": str(language), "zero_shot": language != TRAINING_LANGUAGE,
-                       "split": str(split), "calibrated": calibrated}
-                for metric in (*METRIC_COLUMNS, *TASK_SCORE_COLUMNS):
+                       "split": str(split), "calibrator": calibrator}
+                for metric in columns:
                     if metric in values:
                         row[metric] = _number(values[metric])
                 if "n" not in values:
-                    raise _Corrupt(f"missing key 'zeroshot.{language}.{split}{'.ts' if calibrated else ''}.n'")
-                row["n"] = _as_int(values["n"], f"zeroshot.{language}.{split}.n")
-                diagram = values.get("reliability_diagram") if not calibrated else None
+                    raise _Corrupt(f"missing key '{where}.n'")
+                row["n"] = _as_int(values["n"], f"{where}.n")
+                diagram = values.get("reliability_diagram") if calibrator == RAW else None
                 plot = job_dir / "plots" / str(diagram) if diagram else None
                 row["reliability_diagram"] = str(plot.resolve()) if plot is not None and plot.is_file() else ""
                 row["primary"] = split == primary

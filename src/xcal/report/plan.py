@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from xcal.calibration.registry import RAW
 from xcal.pipeline.record import RESULTS_FILE, read_record_or_none
 from xcal.report.collect import NO_INTERMEDIATE, TRAINING_LANGUAGE, ReportError, Sweep
 from xcal.report.inference import Design, components, detectable, planned_difference
@@ -70,7 +71,7 @@ class Pilot:
 def _job_values(sweep: Sweep, metric: str) -> pd.DataFrame:
     table = sweep.table
     split = "test" if "test" in set(table["split"]) else str(table["split"].iloc[0])
-    rows = table[(table["split"] == split) & ~table["calibrated"] & (table["language"] != TRAINING_LANGUAGE)]
+    rows = table[(table["split"] == split) & (table["calibrator"] == RAW) & (table["language"] != TRAINING_LANGUAGE)]
     jobs = rows.groupby("job_dir").agg(intermediate=("intermediate", "first"), size=("size", "first"),
                                        size_label=("size_label", "first"), encoder=("encoder", "first"),
                                        value=(metric, "mean"))

@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from xcal.calibration.registry import RAW, calibrator_state
+from xcal.metrics.registry import HEADLINE, metric_label, metric_names
 from xcal.report.canvas import baseline_x, new_figure, placeholder, save, size_colors
 from xcal.report.collect import TRAINING_LANGUAGE, ReportError, load_predictions
-from xcal.report.registry import FIGURE_METRICS, metric_label
 from xcal.report.selection import MEAN_ZERO_SHOT
 
 if TYPE_CHECKING:
@@ -42,10 +43,10 @@ def default_split(table: pd.DataFrame) -> str:
     return str(splits.mode().iloc[0])
 
 
-def select(table: pd.DataFrame, *, split: str | None = None, calibrated: bool = False) -> pd.DataFrame:
-    """Rows of one split and one calibration state (raw or temperature-scaled)."""
+def select(table: pd.DataFrame, *, split: str | None = None, calibrator: str = RAW) -> pd.DataFrame:
+    """Rows of one split and one calibrator (``"none"``: raw)."""
     split = split or default_split(table)
-    return table[(table["split"] == split) & (table["calibrated"] == calibrated)]
+    return table[(table["split"] == split) & (table["calibrator"] == calibrator)]
 
 
 def groups(table: pd.DataFrame) -> list[tuple[tuple[str, ...], pd.DataFrame]]:
@@ -157,7 +158,7 @@ def _metric_panel(ax: Axes, frame: pd.DataFrame, metric: str, colors: dict[str, 
 
 
 def metric_vs_size(table: pd.DataFrame, path: str | Path, *,
-                   metrics: Sequence[str] = FIGURE_METRICS, calibrated: bool = False,
+                   metrics: Sequence[str] | None = None, calibrator: str = RAW,
                    split: str | None = None, band: str = "std") -> Path:
     """Each metric against intermediate-task size, one line per language (English bold, black).
 
@@ -169,8 +170,9 @@ def metric_vs_size(table: pd.DataFrame, path: str | Path, *,
     if band not in ("std", "range"):
         raise ValueError(f"band must be 'std' or 'range', got {band!r}")
     split = split or default_split(table)
-    rows = select(table, split=split, calibrated=calibrated)
-    metrics = [m for m in metrics if m in rows.columns and rows[m].notna().any()]
+    rows = select(table, split=split, calibrator=calibrator)
+    metrics = [m for m in (metric_names(shown=HEADLINE) if metrics is None else metrics)
+               if m in rows.columns and rows[m].notna().any()]
     blocks = groups(rows)
     if not metrics or not blocks:
         return placeholder(path, "no results to plot against size")
@@ -186,7 +188,7 @@ def metric_vs_size(table: pd.DataFrame, path: str | Path, *,
         axes[r, 0].set_title(group_title(key), fontsize=9, loc="left")
     handles, names = axes[0, 0].get_legend_handles_labels()
     fig.legend(handles, names, loc="center right", fontsize=8, title="language", title_fontsize=8)
-    state = "temperature-scaled" if calibrated else "raw"
+    state = calibrator_state(calibrator)
     spread = "± 1 std over seeds" if band == "std" else "seed min-max"
     fig.suptitle(f"Metrics by intermediate size ({state}, {split} split; "
                  f"band: {spread}; square = no intermediate stage)", fontsize=9)
@@ -194,13 +196,13 @@ def metric_vs_size(table: pd.DataFrame, path: str | Path, *,
     return save(fig, path)
 
 
-def _pooled_predictions(jobs: pd.DataFrame, language: str, split: str, calibrated: bool
+def _pooled_predictions(jobs: pd.DataFrame, language: str, split: str, calibrator: str
                         ) -> tuple[np.ndarray, np.ndarray] | None:
     """The predictions of every seed of one cell, concatenated (None when no job saved any)."""
     probs, labels = [], []
     for job_dir in sorted(set(jobs["job_dir"])):
         try:
-            loaded = load_predictions(Path(job_dir), language, split, calibrated)
+            loaded = load_predictions(Path(job_dir), language, split, calibrator)
         except ReportError:  # a broken copy of one npz: that cell falls back to the per-job PNG
             loaded = None
         if loaded is None:
@@ -245,7 +247,7 @@ def _image_cell(ax: Axes, png: Path) -> None:
             va="top", fontsize=6)
 
 
-def reliability_grid(table: pd.DataFrame, path: str | Path, *, calibrated: bool = False, split: str | None = None,
+def reliability_grid(table: pd.DataFrame, path: str | Path, *, calibrator: str = RAW, split: str | None = None,
                      languages: Sequence[str] | None = None, max_zero_shot: int = 3, n_bins: int = 15,
                      group: Sequence[str] | None = None) -> Path:
     """Reliability diagrams: rows = intermediate sizes, columns = English + up to ``max_zero_shot`` zero-shot
@@ -254,7 +256,7 @@ def reliability_grid(table: pd.DataFrame, path: str | Path, *, calibrated: bool 
     Without saved predictions a cell shows the job's own diagram PNG (raw only, first seed); with neither
     it says so. ``group`` picks one (intermediate, target, model) experiment; default: the first.
     """
-    rows = select(table, split=split, calibrated=calibrated)
+    rows = select(table, split=split, calibrator=calibrator)
     blocks = dict(groups(rows))
     if not blocks:
         return placeholder(path, "no results for reliability diagrams")
@@ -273,11 +275,11 @@ def reliability_grid(table: pd.DataFrame, path: str | Path, *, calibrated: bool 
         for c, lang in enumerate(languages):
             ax = axes[r, c]
             cell = frame[(frame["size"] == size) & (frame["language"] == lang)]
-            pooled = _pooled_predictions(cell, lang, split_name, calibrated) if not cell.empty else None
+            pooled = _pooled_predictions(cell, lang, split_name, calibrator) if not cell.empty else None
             pngs = [Path(p) for p in cell.get("reliability_diagram", pd.Series(dtype=str)) if p and Path(p).is_file()]
             if pooled is not None:
                 _reliability_cell(ax, *pooled, n_bins=n_bins)
-            elif pngs and not calibrated:
+            elif pngs and calibrator == RAW:
                 _image_cell(ax, sorted(pngs)[0])
             else:
                 ax.text(0.5, 0.5, "no predictions", ha="center", va="center", fontsize=8, color="0.4")
@@ -290,7 +292,7 @@ def reliability_grid(table: pd.DataFrame, path: str | Path, *, calibrated: bool 
             if r == len(sizes) - 1:
                 ax.set_xlabel("confidence", fontsize=8)
             ax.tick_params(labelsize=7)
-    state = "temperature-scaled" if calibrated else "raw"
+    state = calibrator_state(calibrator)
     fig.suptitle(f"Reliability, {group_title(key)} ({state}, {split_name}; seeds pooled; red = confidence gap)",
                  fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
@@ -306,13 +308,13 @@ def _size_legend(ax: Axes, colors: dict[int, object], labels: dict[int, str]) ->
     ax.legend(handles=handles, title="intermediate size", fontsize=7, title_fontsize=7, loc="best")
 
 
-def accuracy_vs_ece(table: pd.DataFrame, path: str | Path, *, calibrated: bool = False,
+def accuracy_vs_ece(table: pd.DataFrame, path: str | Path, *, calibrator: str = RAW,
                     split: str | None = None, metric: str = "ece") -> Path:
     """Accuracy against ECE, one point per job x language, coloured by intermediate size (stars: English).
 
     Shows whether a size that buys accuracy also buys (or costs) calibration.
     """
-    rows = select(table, split=split, calibrated=calibrated).dropna(subset=["accuracy", metric])
+    rows = select(table, split=split, calibrator=calibrator).dropna(subset=["accuracy", metric])
     if rows.empty:
         return placeholder(path, f"no accuracy/{metric} values")
     colors = size_colors(rows["size"].unique())
@@ -323,7 +325,7 @@ def accuracy_vs_ece(table: pd.DataFrame, path: str | Path, *, calibrated: bool =
         part = rows[(rows["language"] == ENGLISH) == english]
         ax.scatter(part[metric], part["accuracy"], c=[colors[int(s)] for s in part["size"]], marker=marker, s=ms,
                    edgecolors="black", linewidths=0.4, alpha=0.85, zorder=3 if english else 2)
-    ax.set_xlabel(f"{metric_label(metric)} ({'temperature-scaled' if calibrated else 'raw'})")
+    ax.set_xlabel(f"{metric_label(metric)} ({calibrator_state(calibrator)})")
     ax.set_ylabel("accuracy")
     ax.grid(True, alpha=0.3)
     _size_legend(ax, colors, labels)
@@ -333,17 +335,19 @@ def accuracy_vs_ece(table: pd.DataFrame, path: str | Path, *, calibrated: bool =
     return save(fig, path)
 
 
-def raw_vs_scaled(table: pd.DataFrame, path: str | Path, *, split: str | None = None, metric: str = "ece") -> Path:
-    """Raw against temperature-scaled ECE (one point per job x language) with the diagonal: points below it
-    are the cases temperature scaling (fit on English dev) improved, the zero-shot ones being the test of
-    whether an English temperature transfers."""
+def raw_vs_scaled(table: pd.DataFrame, path: str | Path, *, split: str | None = None, metric: str = "ece",
+                  calibrator: str = "temperature") -> Path:
+    """Raw ECE against ECE after ``calibrator`` (one point per job x language) with the diagonal: points below it
+    are the cases the calibrator (fit on English dev, unless an oracle) improved, the zero-shot ones being the test
+    of whether an English fit transfers."""
     split = split or default_split(table)
     keys = ["job_dir", "language", "split"]
-    raw = select(table, split=split, calibrated=False)[[*keys, "size", metric]]
-    scaled = select(table, split=split, calibrated=True)[[*keys, metric]]
+    raw = select(table, split=split)[[*keys, "size", metric]]
+    scaled = select(table, split=split, calibrator=calibrator)[[*keys, metric]]
     both = raw.merge(scaled, on=keys, suffixes=("_raw", "_ts")).dropna(subset=[f"{metric}_raw", f"{metric}_ts"])
     if both.empty:
-        return placeholder(path, "no temperature-scaled results (calibration.temperature_scaling=false?)")
+        return placeholder(path, f"no results under calibrator {calibrator!r} (xcal-report --calibrators "
+                                 f"{calibrator} re-scores them from saved predictions)")
     colors = size_colors(both["size"].unique())
     labels = size_labels(select(table, split=split))
     fig = new_figure(5.0, 4.6)
@@ -360,18 +364,18 @@ def raw_vs_scaled(table: pd.DataFrame, path: str | Path, *, split: str | None = 
     ax.set_aspect("equal")
     name = metric_label(metric)
     ax.set_xlabel(f"{name} raw")
-    ax.set_ylabel(f"{name} after temperature scaling")
+    ax.set_ylabel(f"{name} {calibrator_state(calibrator)}")
     ax.grid(True, alpha=0.3)
     _size_legend(ax, colors, labels)
     better = int((y < x).sum())
-    ax.set_title(f"Temperature scaling lowered {name} in {better} of {len(both)} cases ({split} split)",
+    ax.set_title(f"{name} {calibrator_state(calibrator)} below raw in {better} of {len(both)} cases ({split} split)",
                  fontsize=9)
     fig.tight_layout()
     return save(fig, path)
 
 
-def write_figures(table: pd.DataFrame, out_dir: str | Path, *, calibrated: bool = False,
-                  metrics: Sequence[str] = FIGURE_METRICS, split: str | None = None,
+def write_figures(table: pd.DataFrame, out_dir: str | Path, *, calibrator: str = RAW,
+                  metrics: Sequence[str] | None = None, split: str | None = None,
                   n_bins: int = 15) -> dict[str, Path]:
     """Every report figure under ``out_dir`` (``figures/`` in a report), by name in display order.
 
@@ -380,13 +384,14 @@ def write_figures(table: pd.DataFrame, out_dir: str | Path, *, calibrated: bool 
     out = Path(out_dir)
     split = split or default_split(table)
     figures = {"metric_vs_size": metric_vs_size(table, out / "metric_vs_size.png", metrics=metrics,
-                                                calibrated=calibrated, split=split)}
-    blocks = [key for key, _ in groups(select(table, split=split, calibrated=calibrated))]
+                                                calibrator=calibrator, split=split)}
+    blocks = [key for key, _ in groups(select(table, split=split, calibrator=calibrator))]
     for i, key in enumerate(blocks):
         name = "reliability" if len(blocks) == 1 else f"reliability_{i + 1}"
-        figures[name] = reliability_grid(table, out / f"{name}.png", calibrated=calibrated, split=split,
+        figures[name] = reliability_grid(table, out / f"{name}.png", calibrator=calibrator, split=split,
                                          group=key, n_bins=n_bins)
-    figures["accuracy_vs_ece"] = accuracy_vs_ece(table, out / "accuracy_vs_ece.png", calibrated=calibrated,
+    figures["accuracy_vs_ece"] = accuracy_vs_ece(table, out / "accuracy_vs_ece.png", calibrator=calibrator,
                                                  split=split)
-    figures["raw_vs_scaled_ece"] = raw_vs_scaled(table, out / "raw_vs_scaled_ece.png", split=split)
+    scaled = calibrator if calibrator != RAW else "temperature"
+    figures["raw_vs_scaled_ece"] = raw_vs_scaled(table, out / "raw_vs_scaled_ece.png", split=split, calibrator=scaled)
     return figures

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 
 import pandas as pd
 
+from xcal.calibration.registry import RAW
+from xcal.metrics.registry import result_columns
 from xcal.report.collect import TRAINING_LANGUAGE, ReportError
-from xcal.report.registry import METRICS
 
 #: Per-job mean over the zero-shot languages (a row of the summary tables).
 MEAN_ZERO_SHOT = "mean (zero-shot)"
@@ -19,15 +20,17 @@ MEAN_ALL = "mean (all)"
 POOLED = "pooled (zero-shot)"
 
 
-def select_rows(table: pd.DataFrame, calibrated: bool, split: str | None) -> pd.DataFrame:
-    """The rows one analysis uses: raw or temperature-scaled, on each job's primary split (or ``split``)."""
+def select_rows(table: pd.DataFrame, calibrator: str = RAW, split: str | None = None) -> pd.DataFrame:
+    """The rows one analysis uses: raw (``calibrator="none"``) or under one calibrator, on each job's primary
+    split (or ``split``)."""
     if table.empty:
         raise ReportError("the sweep table is empty: no finished job to summarise; run the sweep with `xcal -m ...`")
-    rows = table[table["calibrated"] == bool(calibrated)]
+    rows = table[table["calibrator"] == calibrator]
     if rows.empty:
-        raise ReportError("no temperature-scaled results in this sweep (calibration.temperature_scaling was off); "
-                          "use calibrated=False or re-run with calibration.temperature_scaling=true"
-                          if calibrated else "no raw results in this sweep table")
+        have = ", ".join(dict.fromkeys(table["calibrator"]))
+        raise ReportError(f"no results under calibrator {calibrator!r} in this sweep (it has: {have}); re-score the "
+                          f"sweep from its saved predictions with `xcal-report SWEEP --calibrators {calibrator}`, or "
+                          f"choose one it has")
     if split is not None:
         chosen = rows[rows["split"] == split]
         if chosen.empty:
@@ -42,7 +45,8 @@ def check_metrics(rows: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     unknown = [m for m in metrics if m not in rows.columns]
     if unknown:
-        numeric = [c for c in rows.columns if c in METRICS or c.startswith(("ece_", "brier_"))]
+        known = set(result_columns())
+        numeric = [c for c in rows.columns if c in known or c.startswith(("ece_", "brier_"))]
         raise ReportError(f"metric(s) {', '.join(unknown)} not in the sweep's results; available: "
                           f"{', '.join(numeric)}")
     return metrics

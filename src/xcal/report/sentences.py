@@ -10,8 +10,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from xcal.calibration.registry import RAW, calibrator_state
+from xcal.metrics.registry import metric_label
 from xcal.report.collect import TRAINING_LANGUAGE
-from xcal.report.registry import metric_label
 from xcal.report.resampling import excludes_zero
 from xcal.report.selection import POOLED
 
@@ -86,7 +87,7 @@ def effect_sentence(row: Mapping[str, Any] | pd.Series) -> str:
     """One plain-English sentence for a :func:`~xcal.report.effects.size_effects` row; a row whose interval
     covers 0 says what slope the design had 80% power to detect, so no-effect reads as what it rules out."""
     metric = str(row["metric"])
-    subject = f"{metric_label(metric)} ({'temperature-scaled' if row.get('calibrated') else 'raw'})"
+    subject = f"{metric_label(metric)} ({calibrator_state(row.get('calibrator') or RAW)})"
     intermediate, where = row["intermediate"], _where(row)
     slope, low, high = float(row["slope"]), float(row["slope_ci_low"]), float(row["slope_ci_high"])
     if not np.isfinite(slope):

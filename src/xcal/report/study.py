@@ -2,10 +2,12 @@
 
 Each (job, language) test set gets the calibration terms a reader needs to interpret ECE: signed calibration
 (mean confidence - accuracy: over- or under-confident), the Brier score's decomposition, ECE with the
-published 10 bins beside xcal's 15, and ECE after two temperatures: the zero-shot one (fit on English dev,
-what a user can do) and an oracle fit on the language's own dev set ("self-TS", Ahuja et al. 2022).
+published 10 bins beside xcal's 15, and ECE and Brier after every registered post-hoc calibrator
+(``ece@<name>``, ``brier@<name>``; :func:`xcal.calibration.rescore.rescore`), among them the zero-shot
+temperature (fit on English dev, what a user can do) and an oracle fit on the language's own dev set ("self-TS",
+Ahuja et al. 2022).
 
-Cell means, their differences and size slopes come with the nested-design t intervals of
+Cell means, their differences, size slopes and study-wide means come with the nested-design t intervals of
 :mod:`xcal.report.inference`: the stage-1 encoder is the unit of a cell, target seeds sub-sample it.
 """
 
@@ -20,43 +22,34 @@ import numpy as np
 import pandas as pd
 import torch
 
-from xcal.calibration import fit_temperature
-from xcal.metrics import assign_bins, brier_decomposition, debiased_ece, uniform_edges
-from xcal.report.collect import TRAINING_LANGUAGE, Sweep, load_predictions
+from xcal.calibration import RAW, calibrator_names, get_calibrator
+from xcal.calibration.rescore import fit_key, rescore
+from xcal.metrics import assign_bins, brier_decomposition, calibration_report, uniform_edges
+from xcal.metrics.calibration_error import _ce_compute
+from xcal.report.collect import TRAINING_LANGUAGE, Sweep, load_logits, load_predictions
 from xcal.report.inference import Design, contrast, detectable, slope_weights
 
 DECOMPOSITION = ("reliability", "resolution", "uncertainty", "within_bin_variance", "within_bin_covariance")
 PUBLISHED_BINS = 10
 
 
-def _probs(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
-    return torch.softmax(torch.as_tensor(logits, dtype=torch.float64) / temperature, dim=-1).numpy()
-
-
-def _bins(conf: np.ndarray, n_bins: int) -> np.ndarray:
-    return assign_bins(torch.as_tensor(conf), uniform_edges(n_bins)).numpy()
-
-
-def _ece(conf: np.ndarray, correct: np.ndarray, n_bins: int) -> float:
-    bins = _bins(conf, n_bins)
-    gaps = np.bincount(bins, weights=conf, minlength=n_bins) - np.bincount(bins, weights=correct, minlength=n_bins)
-    return float(np.abs(gaps).sum() / len(conf))
+#: The registered metrics (:mod:`xcal.metrics.registry`) the findings read, beside their own terms.
+SET_METRICS = ("accuracy", "ece", "brier", "nll", "debiased_ece")
 
 
 def set_scores(probs: np.ndarray, labels: np.ndarray, n_bins: int) -> dict[str, float]:
-    """Accuracy, ECE (``n_bins`` and 10 bins), Brier with its decomposition, NLL, mean confidence, signed, the
-    debiased l2 calibration error, and the ECE a perfectly calibrated model would score here."""
-    conf, correct = probs.max(-1), (probs.argmax(-1) == labels).astype(np.float64)
+    """The registry's :data:`SET_METRICS` (``n_bins`` bins), ECE with the published 10 bins (``ece10``), the
+    Brier score's decomposition, mean confidence, signed calibration (confidence - accuracy), and the ECE a
+    perfectly calibrated model would score here."""
     p, y = torch.as_tensor(probs), torch.as_tensor(labels)
-    scores = {"accuracy": float(correct.mean()), "ece": _ece(conf, correct, n_bins),
-              "ece10": _ece(conf, correct, PUBLISHED_BINS),
-              "brier": float(((probs - np.eye(probs.shape[1])[labels]) ** 2).sum(-1).mean()),
-              "nll": float(-np.log(np.clip(probs[np.arange(len(labels)), labels], 1e-300, None)).mean()),
-              "confidence": float(conf.mean())}
+    scores = calibration_report(p, y, n_bins=n_bins, bootstrap=0, metrics=SET_METRICS)
+    del scores["n"]
+    scores["ece10"] = calibration_report(p, y, n_bins=PUBLISHED_BINS, bootstrap=0, metrics=("ece",))["ece"]
+    conf = probs.max(-1)
+    scores["confidence"] = float(conf.mean())
     scores["signed"] = scores["confidence"] - scores["accuracy"]
     parts = brier_decomposition(p, y, n_bins=n_bins).as_dict()
     scores.update({k: v for k, v in parts.items() if k in DECOMPOSITION})
-    scores["debiased_ece"] = float(debiased_ece(p, y, n_bins=n_bins))
     scores["ece_if_calibrated"] = calibrated_ece(conf, n_bins)
     return scores
 
@@ -69,64 +62,88 @@ def calibrated_ece(conf: np.ndarray, n_bins: int, draws: int = CALIBRATED_DRAWS)
     """The ECE a perfectly calibrated model with these confidences would score on this many examples: each
     prediction is right with probability its confidence. Binned ECE is biased upwards at finite size, so this is
     the floor a measured ECE is read against, not 0."""
-    correct = np.random.default_rng(0).random((draws, len(conf))) < conf
-    bins = _bins(conf, n_bins)
-    flat = (np.arange(draws)[:, None] * n_bins + bins).ravel()
-    gaps = (np.bincount(flat, weights=np.broadcast_to(conf, correct.shape).ravel(), minlength=draws * n_bins)
-            - np.bincount(flat, weights=correct.ravel().astype(np.float64), minlength=draws * n_bins))
-    return float(np.abs(gaps.reshape(draws, n_bins)).sum(1).mean() / len(conf))
+    correct = torch.as_tensor(np.random.default_rng(0).random((draws, len(conf))) < conf, dtype=torch.float64)
+    c = torch.as_tensor(conf, dtype=torch.float64)
+    one_hot = torch.nn.functional.one_hot(assign_bins(c, uniform_edges(n_bins)), n_bins).to(torch.float64)
+    count = one_hot.sum(0).expand(draws, n_bins)
+    return float(_ce_compute(count, (c @ one_hot).expand(draws, n_bins), correct @ one_hot).mean())
 
 
 @dataclass
 class StudyScores:
-    """Per (job, language) rows of :func:`set_scores` (+ temperatures and TS variants)."""
+    """Per (job, language) rows of :func:`set_scores`, and ECE / Brier after each calibrator."""
 
     sets: pd.DataFrame
     split: str
+    calibrators: tuple[str, ...] = ()  # those with ``ece@<name>`` / ``brier@<name>`` columns, registry order
 
 
-def _job_rows(job: pd.Series, languages: Sequence[str], split: str) -> list[dict]:
-    """Score every language of one job: raw, English-dev temperature, own-dev temperature (self-TS)."""
+#: What the findings compare calibrators on.
+CALIBRATOR_METRICS = ("ece", "brier")
+
+
+def calibrated_column(metric: str, calibrator: str) -> str:
+    """The study table's column of ``metric`` after ``calibrator`` (``"ece@vector"``)."""
+    return f"{metric}@{calibrator}"
+
+
+def _calibrated_scores(job_dir: Path, keys: list[tuple[str, str]], calibrators: Sequence[str],
+                       n_bins: int) -> dict[tuple[str, str], dict[str, dict]]:
+    """ECE and Brier of ``keys`` after each calibrator, fitted on the job's saved dev sets; a calibrator whose fit
+    set a language lacks is left out for that language."""
+    logits, labels = {}, {}
+    for key in dict.fromkeys([*keys, *((language, "dev") for language, _ in keys)]):
+        loaded = load_logits(job_dir, *key)
+        if loaded is not None:
+            logits[key], labels[key] = loaded
+    out: dict[tuple[str, str], dict[str, dict]] = {}
+    for name in calibrators:
+        spec = get_calibrator(name)
+        scorable = [key for key in keys if key in logits and fit_key(spec, key) in logits]
+        if not scorable:
+            continue
+        scored = rescore(logits, labels, [name], n_bins=n_bins, sets=scorable, metrics=CALIBRATOR_METRICS)
+        for key, entry in scored.items():
+            out.setdefault(key, {}).update(entry)
+    return out
+
+
+def _job_rows(job: pd.Series, languages: Sequence[str], split: str, calibrators: Sequence[str]) -> list[dict]:
+    """Score every language of one job: raw, and ECE / Brier after each calibrator (with the own-dev temperature,
+    ``self_temperature``)."""
     rows = []
     n_bins = int(job["n_bins"]) if int(job["n_bins"]) > 0 else 15
+    scored = _calibrated_scores(Path(job["job_dir"]), [(la, split) for la in languages], calibrators, n_bins)
     for language in languages:
-        test, dev = (_raw_logits(job["job_dir"], language, s) for s in (split, "dev"))
+        test = load_predictions(Path(job["job_dir"]), language, split)
         if test is None:
             continue
-        logits, labels = test
-        probs = _probs(logits)
+        probs, labels = test
         row = {**job.to_dict(), "language": language, "zero_shot": language != TRAINING_LANGUAGE,
                **set_scores(probs, labels, n_bins)}
-        temperature = job["temperature"]
-        if np.isfinite(temperature):
-            row["ece_ts"] = set_scores(_probs(logits, temperature), labels, n_bins)["ece"]
-        if dev is not None:
-            row["self_temperature"] = fit_temperature(torch.as_tensor(dev[0]), torch.as_tensor(dev[1]))
-            row["ece_self_ts"] = set_scores(_probs(logits, row["self_temperature"]), labels, n_bins)["ece"]
+        for name, entry in scored.get((language, split), {}).items():
+            row.update({calibrated_column(m, name): entry[m] for m in CALIBRATOR_METRICS})
+            if name == "temperature_own_dev":
+                row["self_temperature"] = entry["parameters"]["temperature"]
         rows.append(row)
     return rows
 
 
-def _raw_logits(job_dir: str, language: str, split: str) -> tuple[np.ndarray, np.ndarray] | None:
-    """Logits (as log-probabilities: softmax-equivalent) and labels of one saved eval set."""
-    loaded = load_predictions(Path(job_dir), language, split, calibrated=False)
-    if loaded is None:
-        return None
-    probs, labels = loaded
-    return np.log(np.clip(probs, 1e-300, None)), labels
-
-
-def score_study(sweep: Sweep, *, split: str = "test") -> StudyScores:
-    """Re-score every finished job's ``split`` predictions, every language."""
-    table = sweep.table[(sweep.table["split"] == split) & ~sweep.table["calibrated"]]
+def score_study(sweep: Sweep, *, split: str = "test", calibrators: Sequence[str] | None = None) -> StudyScores:
+    """Re-score every finished job's ``split`` predictions, every language, raw and after ``calibrators``
+    (default: every registered one)."""
+    table = sweep.table[(sweep.table["split"] == split) & (sweep.table["calibrator"] == RAW)]
     keys = ["job", "job_dir", "intermediate", "size", "size_label", "target", "model", "seed", "encoder",
             "temperature", "n_bins"]
     jobs = table[keys].drop_duplicates("job_dir").sort_values(["intermediate", "size", "seed"])
+    names = calibrator_names() if calibrators is None else tuple(calibrators)
     rows = []
     for _, job in jobs.iterrows():
         languages = sorted(table.loc[table["job_dir"] == job["job_dir"], "language"].unique())
-        rows += _job_rows(job, languages, split)
-    return StudyScores(pd.DataFrame(rows), split)
+        rows += _job_rows(job, languages, split, names)
+    sets = pd.DataFrame(rows)
+    present = tuple(n for n in names if calibrated_column("ece", n) in sets)
+    return StudyScores(sets, split, present)
 
 
 @dataclass(frozen=True)
@@ -197,3 +214,20 @@ def slope_estimate(scores: StudyScores, task: str, metric: str, languages: Seque
     units = min(design.encoders_in(design.cells.index(c)) for c in sizes)
     return Estimate(float(result.value), low, high, int(jobs["cell"].isin(list(sizes)).sum()), units,
                     detectable(se, df), result.conditional)
+
+
+def study_estimate(scores: StudyScores, metric: str, languages: Sequence[str], *,
+                   baseline: str | None = None) -> Estimate:
+    """The study-wide mean of ``metric`` over ``languages`` -- every cell weighted equally, a cell's mean the
+    mean of its stage-1 encoders' -- or, with ``baseline`` (another column of the same sets), the mean paired
+    change ``metric - baseline``; with the nested t interval whose variance components are pooled over the
+    study's cells."""
+    sets = scores.sets
+    column = sets[metric] if baseline is None else sets[metric] - sets[baseline]
+    jobs = job_values(StudyScores(sets.assign(_value=column), scores.split), "_value", languages)
+    design = Design.of(list(jobs["cell"]), list(jobs["encoder"]))
+    result = contrast(jobs["value"].to_numpy(np.float64), design, np.full(len(design.cells), 1 / len(design.cells)))
+    se, df = float(result.se), float(result.df)
+    low, high = (float(result.low), float(result.high)) if np.isfinite(se) and se > 0 else (math.nan, math.nan)
+    units = min(design.encoders_in(i) for i in range(len(design.cells)))
+    return Estimate(float(result.value), low, high, len(jobs), units, detectable(se, df), result.conditional)

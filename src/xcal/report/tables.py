@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from xcal.calibration.registry import RAW
+from xcal.metrics.registry import TABLE, metric_names
 from xcal.report.collect import TRAINING_LANGUAGE
-from xcal.report.registry import TABLE_METRICS
 from xcal.report.resampling import LEVEL
 from xcal.report.selection import MEAN_ALL, MEAN_ZERO_SHOT, check_metrics, group_keys, language_order, select_rows
 
@@ -29,8 +30,8 @@ def _mean_interval(values: np.ndarray, n_boot: int, rng: np.random.Generator, le
 
 def summary_table(
     table: pd.DataFrame,
-    metrics: Sequence[str] = TABLE_METRICS,
-    calibrated: bool = False,
+    metrics: Sequence[str] | None = None,
+    calibrator: str = RAW,
     *,
     split: str | None = None,
     n_boot: int = 1000,
@@ -44,8 +45,8 @@ def summary_table(
     ``m_mean``, ``m_std`` (sample std over seeds, NaN with one seed), ``m_ci_low`` / ``m_ci_high`` (percentile
     bootstrap of the mean over seeds, NaN with one seed), then ``seeds`` (the number of jobs averaged).
     """
-    rows = select_rows(table, calibrated, split)
-    metrics = check_metrics(rows, metrics)
+    rows = select_rows(table, calibrator, split)
+    metrics = check_metrics(rows, metric_names(shown=TABLE) if metrics is None else metrics)
     keys = [*group_keys(rows), "size", "size_label"]
     job_keys = [*keys, "job_dir"]  # a job's identity: names can repeat across merged sweep dirs
     per_job = rows[[*job_keys, "language", *metrics]]
@@ -77,6 +78,27 @@ def summary_table(
         out.append(record)
     frame = pd.DataFrame(out)
     return frame.astype({"size": "int64", "seeds": "int64"})
+
+
+def calibrator_table(table: pd.DataFrame, metric: str, *, split: str | None = None) -> pd.DataFrame:
+    """``metric`` per language (rows: English, the zero-shot languages, their per-job mean) under each calibrator
+    of the table (columns ``<calibrator>_mean`` / ``_std``, raw first), mean and std over jobs, on each job's
+    primary split (or ``split``). Experiments (intermediate, size) are pooled: the comparison is between
+    calibrators of the same predictions."""
+    rows = table[table["split"] == split] if split is not None else table[table["primary"]]
+    rows = rows[rows[metric].notna()] if metric in rows else rows.iloc[0:0]
+    if rows.empty:
+        return pd.DataFrame()
+    zero_shot = rows[rows["language"] != TRAINING_LANGUAGE]
+    per_job = zero_shot.groupby(["calibrator", "job_dir"], sort=False)[metric].mean().reset_index()
+    parts = [rows[["calibrator", "job_dir", "language", metric]], per_job.assign(language=MEAN_ZERO_SHOT)]
+    cells = pd.concat(parts, ignore_index=True)
+    stats = cells.groupby(["language", "calibrator"], sort=False)[metric].agg(["mean", "std"])
+    out = pd.DataFrame({"language": language_order(list(cells["language"].unique()))})
+    for calibrator in dict.fromkeys(rows["calibrator"]):
+        for stat in ("mean", "std"):
+            out[f"{calibrator}_{stat}"] = [stats[stat].get((la, calibrator), np.nan) for la in out["language"]]
+    return out
 
 
 def _fmt(value: Any) -> str:
