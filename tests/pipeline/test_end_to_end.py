@@ -48,9 +48,11 @@ def test_results_have_every_language_and_metric(smoke_run) -> None:
             assert 0.0 <= entry["ece"] <= 1.0
             assert 0.0 <= entry["brier"] <= 2.0
             assert entry["nll"] > 0.0
-            assert set(entry["ts"]) >= {"accuracy", "ece", "brier", "nll"}
+            scaled = entry["calibrated"]["temperature"]
+            assert set(scaled) >= {"accuracy", "ece", "brier", "nll", "fit_set", "parameters"}
             # temperature scaling never changes the argmax, so accuracy is identical
-            assert entry["ts"]["accuracy"] == pytest.approx(entry["accuracy"]), (lang, split)
+            assert scaled["accuracy"] == pytest.approx(entry["accuracy"]), (lang, split)
+            assert scaled["fit_set"] == ["en", "dev"] and scaled["parameters"]["temperature"] == results["temperature"]
     assert results["temperature"] > 0
     assert results["config"]["intermediate"]["size"] == 64
 

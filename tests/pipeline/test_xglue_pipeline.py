@@ -85,13 +85,13 @@ def check_record(record: dict, target: str, fixture_languages: tuple[str, ...]) 
         for entry in splits.values():
             assert entry["n"] >= entry["examples"] > 0
             assert 0 <= entry["accuracy"] <= 1 and 0 <= entry["ece"] <= 1 and entry["nll"] > 0
-            assert 0 <= entry["ts"]["ece"] <= 1
+            assert 0 <= entry["calibrated"]["temperature"]["ece"] <= 1
             if spec.head == "token":
                 assert entry["n"] > entry["examples"]  # token-level: one prediction per labelled word
             else:
                 assert entry["n"] == entry["examples"]
             if "ndcg" in spec.scores:
-                assert 0 < entry["ndcg"] <= 1 and 0 < entry["ts"]["ndcg"] <= 1
+                assert 0 < entry["ndcg"] <= 1 and 0 < entry["calibrated"]["temperature"]["ndcg"] <= 1
             if "entity_f1" in spec.scores:
                 assert 0 <= entry["entity_f1"] <= 1 and {"entity_precision", "entity_recall"} <= set(entry)
 

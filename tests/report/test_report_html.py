@@ -315,11 +315,13 @@ def test_calibrated_report_says_so(synthetic_sweep: Path, tmp_path: Path, capsys
     assert all("(after temperature scaling)" in line for line in stdout.splitlines() if line.startswith("- "))
     assert "metrics after temperature scaling (fit on en dev)" in (tmp_path / "report.md").read_text()
     # a calibrator the jobs did not record is re-scored where its fit set was saved; these jobs saved test only
-    rc, stdout, stderr = run_cli(capsys, synthetic_sweep, "--out", tmp_path, "--calibrated", "vector", "--n-boot", "0")
+    rc, stdout, stderr = run_cli(capsys, synthetic_sweep, "--out", tmp_path, "--calibrator", "vector", "--n-boot", "0")
     assert rc == 2 and "no results under calibrator 'vector' in this sweep (it has: none, temperature)" in stderr
     assert "vector could not be re-scored" not in stderr and "needs the fit set ('en', 'dev')" in stderr
-    rc, _, stderr = run_cli(capsys, synthetic_sweep, "--calibrated", "vectr")
-    assert rc == 2 and stderr.startswith("xcal-report: error: --calibrated: unknown calibrator(s) vectr; registered: ")
+    rc, _, stderr = run_cli(capsys, synthetic_sweep, "--calibrator", "vectr")
+    assert rc == 2 and stderr.startswith("xcal-report: error: --calibrator: unknown calibrator(s) vectr; registered: ")
+    rc, _, stderr = run_cli(capsys, synthetic_sweep, "--calibrated", "--calibrator", "vector")
+    assert rc == 2 and "--calibrated means --calibrator temperature" in stderr
 
 
 def test_reliability_grid_uses_predictions_else_the_job_pngs(synthetic_sweep: Path, tmp_path: Path,

@@ -94,8 +94,8 @@ def calibrate(
         for key in scored:
             needed = fit_key(spec, key, fit_set)
             if needed not in data:
-                raise ValueError(f"calibrator {spec.name!r} needs the fit set {needed}, which has no saved "
-                                 f"predictions (sets: {sorted(data)})")
+                raise ValueError(f"calibrator {spec.name!r} needs the fit set {needed}, which has no predictions "
+                                 f"(sets: {sorted(data)}); evaluate that set or leave the calibrator out")
     fitted: dict[tuple[str, SetKey], Calibrator] = {}
     for key in scored:
         for spec in specs:

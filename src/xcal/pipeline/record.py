@@ -30,11 +30,13 @@ class JobRecord(TypedDict, total=False):
     languages: dict[str, list[str]]  # ``evaluated`` and ``missing`` target languages
     target: dict[str, Any]  # stage 2: sizes, speed, English dev numbers, ``stopping``, ``history``
     predictions: str  # the folder of ``<lang>_<split>.npz`` logits, when saved
+    # the ``temperature`` calibrator's fit on English dev (None when not selected), also in its parameters below:
+    # kept at the top for readers of the layout before the calibrator registry
+    temperature: float | None
     primary_split: str
     # language -> split -> metric, and ``calibrated``: calibrator name -> metric, ``fit_set`` ([language, split])
     # and the fitted ``parameters``. Records written before the calibrator registry have ``ts`` (temperature
-    # scaling) instead of ``calibrated.temperature``, and the temperature at the top (``temperature``):
-    # :func:`calibrated_entries` reads both.
+    # scaling) instead of ``calibrated.temperature``: :func:`calibrated_entries` reads both.
     zeroshot: dict[str, dict[str, dict[str, Any]]]
     mean_over_languages: dict[str, dict[str, float]]  # split -> headline metric
     evaluation: dict[str, float]  # seconds, examples, labelled_positions
@@ -96,6 +98,17 @@ def calibrated_entries(entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
     if isinstance(calibrated, dict):
         return {name: values for name, values in calibrated.items() if isinstance(values, dict)}
     return {LEGACY_TS: entry["ts"]} if isinstance(entry.get("ts"), dict) else {}
+
+
+def english_temperature(zeroshot: dict[str, dict[str, dict[str, Any]]]) -> float | None:
+    """The temperature of the ``temperature`` calibrator (fitted once, on English dev: the same in every set), or
+    None when the job did not select it."""
+    for splits in zeroshot.values():
+        for entry in splits.values():
+            fitted = (entry.get("calibrated") or {}).get("temperature")
+            if fitted is not None:
+                return float(fitted["parameters"]["temperature"])
+    return None
 
 
 def flat_metrics(zeroshot: dict[str, dict[str, dict[str, Any]]], primary_split: str) -> dict[str, float]:

@@ -24,7 +24,7 @@ from xcal.models.encoder import EMBEDDED_PREFIX, load_tokenizer, resolve_model_p
 from xcal.pipeline import encoder_cache
 from xcal.pipeline.evaluate import predict_logits, save_predictions, zero_shot_metrics
 from xcal.pipeline.loggers import build_loggers, log_zeroshot_media
-from xcal.pipeline.record import JobRecord, flat_metrics, language_means, write_record
+from xcal.pipeline.record import JobRecord, english_temperature, flat_metrics, language_means, write_record
 from xcal.pipeline.resume import ConfigHashes, keep_previous_result
 from xcal.pipeline.spec import StageSpec, Workspace
 from xcal.pipeline.stages import StageResult, train_stage
@@ -196,6 +196,7 @@ def _evaluate(work: Workspace, spec: StageSpec, result: StageResult, record: Job
     primary = "test" if "test" in spec.eval_splits else spec.eval_splits[0]
     record.update(
         status="ok",
+        temperature=english_temperature(zeroshot),
         primary_split=primary,
         zeroshot=zeroshot,
         mean_over_languages={s: language_means(zeroshot, s) for s in spec.eval_splits},

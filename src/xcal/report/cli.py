@@ -1,6 +1,6 @@
 """``xcal-report``: turn one or more finished sweep directories into tables, figures and a fitted size effect.
 
-    xcal-report multirun/vitaminc_sweep [more sweep dirs] [--out DIR] [--calibrated [NAME]] [--n-boot 1000]
+    xcal-report multirun/vitaminc_sweep [more sweep dirs] [--out DIR] [--calibrator NAME] [--n-boot 1000]
                 [--metrics ece,brier] [--calibrators temperature,vector] [--findings docs/findings.md] [--wandb]
     xcal-report PILOT_SWEEP --plan ece=0.02 brier=0.01 [--plan-costs multirun/embedded_study] [--budget-hours 15]
 
@@ -68,9 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("sweep_dirs", nargs="+", type=Path, metavar="SWEEP_DIR",
                         help="multirun/<sweep_name> directories (several: results copied from several machines)")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: <first sweep>/report)")
-    parser.add_argument("--calibrated", nargs="?", const="temperature", default=None, metavar="CALIBRATOR",
-                        help="report the metrics after a post-hoc calibrator instead of raw ones (a bare "
-                             "--calibrated: temperature scaling fit on English dev)")
+    parser.add_argument("--calibrator", default=None, metavar="NAME",
+                        help="report the metrics after this post-hoc calibrator instead of raw ones, re-scored from "
+                             "the saved predictions where a job did not record it (e.g. vector)")
+    parser.add_argument("--calibrated", action="store_true",
+                        help="the same as --calibrator temperature (temperature scaling fit on English dev)")
     parser.add_argument("--calibrators", default=None, metavar="NAMES",
                         help="re-score these registered calibrators from every job's saved predictions (no model "
                              "needed; a job's own recorded ones are read as they are) and compare them per language; "
@@ -163,7 +165,11 @@ def run(args: argparse.Namespace) -> int:
 
     metrics = parse_metrics(args.metrics)
     calibrators = parse_calibrators(args.calibrators)
-    calibrator = RAW if args.calibrated is None else check_calibrators([args.calibrated], "--calibrated")[0]
+    if args.calibrated and args.calibrator not in (None, "temperature"):
+        raise ReportError(f"--calibrated means --calibrator temperature, but --calibrator {args.calibrator} was also "
+                          f"given; pass one of them")
+    chosen = args.calibrator or ("temperature" if args.calibrated else None)
+    calibrator = RAW if chosen is None else check_calibrators([chosen], "--calibrator")[0]
     if args.n_boot < 0:
         raise ReportError(f"--n-boot {args.n_boot}: the number of bootstrap resamples must be >= 0 (0 = no intervals)")
     sweep = load_sweep(list(args.sweep_dirs) if len(args.sweep_dirs) > 1 else args.sweep_dirs[0])

@@ -94,19 +94,6 @@ def _number(value: Any) -> float:
     return float(value)
 
 
-def recorded_temperature(record: dict[str, Any]) -> float | None:
-    """The job's temperature fitted on English dev: a legacy record's ``temperature``, else the parameters of its
-    ``calibrated.temperature`` entries (the same in every set); None when the job fitted none."""
-    if record.get("temperature") is not None:
-        return record["temperature"]
-    for splits in (record.get("zeroshot") or {}).values():
-        for entry in (splits or {}).values():
-            values = calibrated_entries(entry).get("temperature") if isinstance(entry, dict) else None
-            if values and isinstance(values.get("parameters"), dict):
-                return values["parameters"].get("temperature")
-    return None
-
-
 def _rows(record: dict[str, Any], job_dir: Path, sweep_dir: Path) -> list[dict[str, Any]]:
     """The tidy rows of one finished job, raw (calibrator ``none``) and under each calibrator it recorded
     (raises _Corrupt on a malformed record)."""
@@ -114,7 +101,7 @@ def _rows(record: dict[str, Any], job_dir: Path, sweep_dir: Path) -> list[dict[s
     size, size_label = _size(record)
     seed = _as_int(_get(cfg, "seed"), "config.seed")
     data_seed = cfg.get("data_seed", seed)
-    temperature = recorded_temperature(record)
+    temperature = record.get("temperature")
     n_bins = (cfg.get("calibration") or {}).get("n_bins")
     base = {
         "sweep": str(cfg.get("sweep_name") or sweep_dir.name),
