@@ -56,8 +56,8 @@ pilot: fetch
 
 # The study under the pilot's protocol (conf/experiment/fixed_budget_study.yaml), designed with the pilot's plan
 # (docs/study.md): 4 stage-1 encoders x 3 target seeds in each headline cell (an intermediate task's largest
-# size) and 12 baseline seeds meet the goal (80% power for 0.02 ECE, 0.01 Brier) even if the stage-1 sd equals
-# the seed sd; the size ladders get one encoder x 3 seeds. Encoder 0's jobs keep plain names; the others add
+# size) and 12 baseline seeds give 80% power for a 0.02 change in ECE even if the stage-1 sd equals the seed sd
+# (0.01 Brier would take 31 h or more); the size ladders get one encoder x 3 seeds. Encoder 0's jobs keep plain names; the others add
 # ",intermediate.seed=N". Headline cells first, so that a run cut short still answers the question.
 FIXED_GRIDS := "intermediate=none seed=0,1,2,3,4,5,6,7,8,9,10,11" \
   "intermediate=social_iqa intermediate.size=null seed=0,1,2" \
