@@ -3,10 +3,11 @@
 The package index stopped serving ``bigbench==1.0.0`` (on 2026-12-04 its simple page lists only 0.0.1
 and ``/pypi/bigbench/1.0.0/json`` answers "This package version is not available"), so a fresh
 machine could no longer build the embedded data. The members xcal reads are therefore committed,
-verbatim, as one ``tar.xz`` (23 MB instead of the 358 MB sdist) with the sdist's own member paths,
+verbatim, as one ``tar.xz`` (21.6 MB instead of the 358 MB sdist) with the sdist's own member paths,
 so :func:`~xcal.assets.bigbench.archive.read_members` reads either archive the same way. Each
 member's SHA-256, taken from the verified sdist, is pinned in :data:`MEMBER_SHA256`;
-``python -m xcal.assets.bigbench.extract SDIST`` rebuilds the file from the sdist and checks it.
+``python -m xcal.assets.bigbench.extract SDIST`` rebuilds the file from the sdist, checking each member
+against the pinned hash first.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import tarfile
 from pathlib import Path
 
 from xcal.assets.artifacts import BIGBENCH, AssetError
+from xcal.assets.bigbench.archive import TASKS_ROOT, read_members
 
 EXTRACT = Path(__file__).with_name("bigbench-1.0.0-tasks.tar.xz")
 TOP_DIR = "bigbench-1.0.0/"  # the sdist's top directory, kept so member paths match the sdist's
@@ -62,8 +64,6 @@ def verify_members(members: dict[str, bytes], origin: Path) -> None:
 
 def write_extract(members: dict[str, bytes], out: Path) -> Path:
     """Write ``members`` (task-relative paths) as a deterministic tar.xz: sorted, no times, owners or modes."""
-    from xcal.assets.bigbench.archive import TASKS_ROOT
-
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for rel in sorted(members):
@@ -75,8 +75,7 @@ def write_extract(members: dict[str, bytes], out: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from xcal.assets.bigbench.archive import read_members
-    from xcal.assets.bigbench.build import needed_members
+    from xcal.assets.bigbench.build import needed_members  # build imports this module
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("sdist", type=Path, help=f"{BIGBENCH.filename} (SHA-256 {BIGBENCH.sha256})")
@@ -84,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     wanted, optional = needed_members()
     members, _ = read_members(args.sdist, wanted, optional)
+    verify_members(members, args.sdist)
     for rel, data in sorted(members.items()):
         print(f'    "{rel}": "{_digest(data)}",')
     write_extract(members, args.out)
