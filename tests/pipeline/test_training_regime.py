@@ -110,16 +110,28 @@ def test_no_patience_means_no_early_stopping(tmp_path: Path) -> None:
 
 def test_validation_interval_applies_only_to_longer_epochs() -> None:
     spec = replace(StageSpec.from_config(_config(), "target"), val_every_n_steps=125, batch_size=16)
-    assert validation_interval(spec, 4000) == 125  # 250 steps an epoch: validate twice per epoch
-    assert validation_interval(spec, 2000) is None  # exactly 125 steps: at the epoch's end
-    assert validation_interval(spec, 800) is None
-    assert validation_interval(replace(spec, val_every_n_steps=None), 4000) is None
+    assert validation_interval(spec, 250) == 125  # 250 steps an epoch: validate twice per epoch
+    assert validation_interval(spec, 125) is None  # exactly 125 steps: at the epoch's end
+    assert validation_interval(spec, 50) is None
+    assert validation_interval(replace(spec, val_every_n_steps=None), 250) is None
     # regression: a step cap inside the first epoch (make run's stage 1: 50 of 63 steps) validated never, and
     # early stopping failed for want of a dev loss
     capped = replace(spec, val_every_n_steps=250, max_steps=50)
-    assert validation_interval(capped, 1000) == 50
-    assert validation_interval(replace(capped, val_every_n_steps=20), 1000) == 20
-    assert validation_interval(replace(capped, max_steps=2000), 4000) is None  # epochs of 250
+    assert validation_interval(capped, 63) == 50
+    assert validation_interval(replace(capped, val_every_n_steps=20), 63) == 20
+    assert validation_interval(replace(capped, max_steps=2000), 250) is None  # epochs of 250
+
+
+def test_a_mixture_capped_at_its_example_count_validates_by_its_cap() -> None:
+    """regression: a size-4,000 mixture of 3,864 + 136 examples at batch 16 has 242 + 9 = 251 batches an epoch,
+    not 4000 / 16 = 250; capped at 250 steps it ended before its epoch's validation and early stopping failed for
+    want of a dev loss. The interval is counted from the loader the stage trains on."""
+    from xcal.data.resumable import TaskBatchSampler
+
+    batches = len(TaskBatchSampler([3864, 136], seed=0, batch_size=16))
+    assert batches == 251
+    spec = replace(StageSpec.from_config(_config(), "target"), val_every_n_steps=None, batch_size=16, max_steps=250)
+    assert validation_interval(spec, batches) == 250
 
 
 def test_trainer_max_steps_caps_a_stage_that_sets_none() -> None:

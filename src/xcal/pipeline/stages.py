@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,16 +61,16 @@ class StageResult:
                 **({} if self.mixture is None else {"mixture": self.mixture})}
 
 
-def validation_interval(spec: StageSpec, train_examples: int) -> int | None:
+def validation_interval(spec: StageSpec, batches_per_epoch: int) -> int | None:
     """``<stage>.val_every_n_steps``: when an epoch is longer, validate every that many steps, so a large
     stage stops near its plateau rather than only at an epoch's end; None = validate at each epoch's end.
     A stage whose ``max_steps`` ends it inside its first epoch validates by then (else it never would, and
-    early stopping would have nothing to choose from)."""
+    early stopping would have nothing to choose from). ``batches_per_epoch`` is the train loader's length: a
+    mixture cuts each task's examples into batches, so its epoch can be longer than examples / batch size."""
     every, cap = spec.val_every_n_steps, spec.max_steps
-    epoch = math.ceil(train_examples / spec.batch_size)
-    if cap and cap < epoch:
+    if cap and cap < batches_per_epoch:
         return int(min(every or cap, cap))
-    return int(every) if every and every < epoch else None
+    return int(every) if every and every < batches_per_epoch else None
 
 
 def early_stopping(stage: str, patience: int | None, has_validation: bool,
@@ -147,7 +146,7 @@ def train_stage(work: Workspace, spec: StageSpec, encoder_path: str, checkpoint_
     history, best, callbacks, resume = _callbacks(cfg, spec, dm.val_set is not None, stage_dir,
                                                   periodic=checkpoint_dir is not None)
     trainer = build_trainer(cfg, spec.epochs, work.loggers, work.output_dir, callbacks,
-                            validation_interval(spec, len(dm.train_set)), spec.max_steps)
+                            validation_interval(spec, len(dm.train_dataloader())), spec.max_steps)
     start = time.perf_counter()
     # weights_only: a checkpoint is tensors and plain containers; nothing in it is executed on load.
     trainer.fit(module, datamodule=dm, ckpt_path=resume, weights_only=True if resume else None)
