@@ -204,7 +204,7 @@ def run(args: argparse.Namespace) -> int:
     if args.compare is not None:
         print(f"\n{compare_with_study(sweep, args.compare, report.out_dir)}")
     if args.findings is not None:
-        from xcal.report.findings_page import quote_in_readme, write_findings
+        from xcal.study.findings_page import quote_in_readme, write_findings
 
         doc = write_findings(sweep, args.findings)
         print(f"findings: {doc}")
@@ -219,7 +219,7 @@ def run(args: argparse.Namespace) -> int:
 def plan(args: argparse.Namespace, sweep, out: Path) -> int:
     """``--plan``: print the study design the pilot's variance and minutes call for; ``<out>/plan.md``."""
     from xcal.report.collect import ReportError, load_sweep
-    from xcal.report.plan import parse_goals, read_pilot, render_plan
+    from xcal.study.plan import parse_goals, read_pilot, render_plan
 
     goals = parse_goals(args.plan)
     if not args.budget_hours > 0:

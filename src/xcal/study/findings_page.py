@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from xcal.report import findings as f
-from xcal.report import findings_plots, plots
+from xcal.report import plots
 from xcal.report.collect import NO_INTERMEDIATE, Sweep
-from xcal.report.study import score_study
+from xcal.study import findings as f
+from xcal.study import findings_plots
+from xcal.study.scores import score_study
 
 COMMAND = "xcal-report multirun/embedded_study --findings docs/findings.md"
 INTERVALS = ("Intervals are 95% t intervals with the stage-1 encoder as a cell's unit (target seeds within it; "
