@@ -18,7 +18,7 @@ from scipy import stats as sstats
 
 from xcal.pipeline.record import RESULTS_FILE, read_record
 from xcal.report import plots
-from xcal.report.collect import NO_INTERMEDIATE, TRAINING_LANGUAGE
+from xcal.report.collect import NO_INTERMEDIATE, TRAINING_LANGUAGE, bins_of
 from xcal.report.tables import to_markdown
 from xcal.study.scores import (
     CALIBRATOR_METRICS,
@@ -151,7 +151,7 @@ def direction_sentence(estimates: pd.DataFrame, scores: StudyScores) -> str:
         text += "."
     if "ece_if_calibrated" in zs:
         text += (f" A perfectly calibrated model with the same confidences would score ECE "
-                 f"{_fmt(zs['ece_if_calibrated'].mean())} on these sets ({int(sets['n_bins'].iloc[0])} bins), "
+                 f"{_fmt(zs['ece_if_calibrated'].mean())} on these sets ({bins_of(sets['n_bins'])} bins), "
                  "so that much of any ECE here is the estimator's own bias.")
     return text
 
