@@ -151,6 +151,42 @@ def test_quantile_bins_have_equal_mass() -> None:
 
 
 # ---------------------------------------------------------------- edge conventions
+def test_the_default_bin_count_is_the_configs_and_every_binned_default_refers_to_it() -> None:
+    """One bin count: ``calibration.n_bins`` of the shipped config equals :data:`DEFAULT_N_BINS`, every public
+    ``n_bins`` default agrees with it, and no source file writes a bin count of its own as a default (a literal
+    default would agree today and stay behind when the constant changes)."""
+    import inspect
+    import re
+
+    from omegaconf import OmegaConf
+
+    import xcal.calibration
+    import xcal.metrics
+    from xcal.calibration.rescore import rescore
+    from xcal.metrics import DEFAULT_N_BINS
+    from xcal.metrics.brier_decomposition import brier_decomposition
+    from xcal.models.mixture import MixtureClassifier
+    from xcal.models.module import EncoderClassifier
+
+    root = Path(__file__).resolve().parents[2]
+    assert OmegaConf.load(root / "conf" / "calibration" / "default.yaml").n_bins == DEFAULT_N_BINS
+    defaults = {}
+    for owner in (xcal.metrics, xcal.calibration):
+        for name in owner.__all__:
+            target = getattr(owner, name)
+            if callable(target):
+                parameter = inspect.signature(target).parameters.get("n_bins")
+                if parameter is not None and parameter.default is not inspect.Parameter.empty:
+                    defaults[name] = parameter.default
+    for target in (rescore, brier_decomposition, MixtureClassifier, EncoderClassifier):
+        defaults[target.__name__] = inspect.signature(target).parameters["n_bins"].default
+    assert len(defaults) >= 12 and set(defaults.values()) == {DEFAULT_N_BINS}, defaults
+    literal = re.compile(r"n_bins(: int)? = \d|[\"']n_bins[\"'], \d|else \d+\b.*n_bins|n_bins.*else \d+\b")
+    written = [f"{path.relative_to(root)}:{i}" for path in sorted((root / "src").rglob("*.py"))
+               for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1) if literal.search(line)]
+    assert written == [], written
+
+
 def test_bin_edges_right_closed_zero_in_first_one_in_last() -> None:
     # top-label confidences on the dyadic edges 0.25, 0.5, 0.75, exactly 1.0, and just below 0.75
     rows = [

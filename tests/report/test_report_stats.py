@@ -146,7 +146,14 @@ def test_summary_table_matches_pandas(main_sweep: Sweep) -> None:
     assert got["ece_mean"] == pytest.approx(cell["ece"].mean(), abs=1e-15)
     assert got["ece_std"] == pytest.approx(cell["ece"].std(), abs=1e-15)
     assert got["nll_mean"] == pytest.approx(cell["nll"].mean(), abs=1e-15)
-    assert got["seeds"] == 3 and cell["ece"].min() <= got["ece_ci_low"] <= got["ece_ci_high"] <= cell["ece"].max()
+    assert got["seeds"] == 3
+    # every synthetic job trained its own stage 1: a stage-1 cell's unit is the job, and the variance is the
+    # within-cell variance of the four stage-1 cells' jobs pooled (8 df); the size-0 cell has no stage 1
+    stage1 = raw[(raw["size"] > 0) & (raw["language"] == "de")]
+    pooled = float(stage1.groupby("size")["ece"].apply(lambda v: ((v - v.mean()) ** 2).sum()).sum()) / 8
+    half = stats.t.ppf(0.975, 8) * math.sqrt(pooled / 3)
+    assert (got["ece_ci_low"], got["ece_ci_high"]) == pytest.approx((got["ece_mean"] - half, got["ece_mean"] + half),
+                                                                    abs=1e-12)
     zero = raw[(raw["size"] == 6400) & raw["zero_shot"]].groupby("job")["brier"].mean()
     got = summary[(summary["size"] == 6400) & (summary["language"] == MEAN_ZERO_SHOT)].iloc[0]
     assert got["brier_mean"] == pytest.approx(zero.mean(), abs=1e-15)
@@ -385,6 +392,53 @@ def test_partial_sweep_keeps_good_rows_and_names_problems(tmp_path: Path) -> Non
     summary = summary_table(sweep.table, metrics=("ece",))
     assert summary[summary["language"] == "en"]["seeds"].tolist() == [1, 1]
     assert summary["ece_std"].isna().all() and summary["ece_ci_low"].isna().all()  # one seed per cell
+
+
+def _tidy(jobs: list[tuple[str, str, int, str | None, float, float]]) -> pd.DataFrame:
+    """A sweep's tidy table by hand: per job ``(target, intermediate, size, encoder, ece en, ece de)``."""
+    rows = []
+    for i, (target, intermediate, size, encoder, en, de) in enumerate(jobs):
+        for language, ece in (("en", en), ("de", de)):
+            rows.append({"model": "m", "intermediate": intermediate, "target": target, "size": size,
+                         "size_label": str(size), "job_dir": f"/sweep/job{i}", "language": language, "split": "test",
+                         "primary": True, "calibrator": "none", "encoder": encoder, "ece": ece})
+    return pd.DataFrame(rows)
+
+
+def test_summary_interval_is_the_nested_t_interval_computed_by_hand() -> None:
+    """Target t: a baseline cell of 3 seeds and a stage-1 cell of one encoder x 3 seeds, their seed variance
+    pooled (4 df), the stage-1 cell's interval about the encoder trained; target t2 (its own pool): one cell of 2
+    encoders x 2 seeds, the textbook t interval on its encoder means (1 df)."""
+    jobs = [("t", "none", 0, None, 0.20, 0.10), ("t", "none", 0, None, 0.21, 0.13), ("t", "none", 0, None, 0.25, 0.07),
+            ("t", "vitaminc", 1000, "e0", 0.30, 0.05), ("t", "vitaminc", 1000, "e0", 0.31, 0.06),
+            ("t", "vitaminc", 1000, "e0", 0.32, 0.08),
+            ("t2", "vitaminc", 1000, "a", 0.1, 0.10), ("t2", "vitaminc", 1000, "a", 0.1, 0.11),
+            ("t2", "vitaminc", 1000, "b", 0.1, 0.20), ("t2", "vitaminc", 1000, "b", 0.1, 0.23)]
+    summary = summary_table(_tidy(jobs), metrics=("ece",))
+
+    def row(target: str, intermediate: str, language: str) -> pd.Series:
+        return summary[(summary["target"] == target) & (summary["intermediate"] == intermediate)
+                       & (summary["language"] == language)].iloc[0]
+
+    none, stage1 = np.array([0.10, 0.13, 0.07]), np.array([0.05, 0.06, 0.08])
+    pooled = (((none - none.mean()) ** 2).sum() + ((stage1 - stage1.mean()) ** 2).sum()) / 4
+    half = stats.t.ppf(0.975, 4) * math.sqrt(pooled / 3)
+    for intermediate, values in (("none", none), ("vitaminc", stage1)):
+        for language in ("de", MEAN_ZERO_SHOT):  # de is the only zero-shot language
+            got = row("t", intermediate, language)
+            assert got["ece_mean"] == pytest.approx(values.mean(), abs=1e-15) and got["seeds"] == 3
+            assert (got["ece_ci_low"], got["ece_ci_high"]) == pytest.approx(
+                (values.mean() - half, values.mean() + half), abs=1e-12)
+    encoder_means = np.array([0.105, 0.215])
+    half = stats.t.ppf(0.975, 1) * encoder_means.std(ddof=1) / math.sqrt(2)
+    got = row("t2", "vitaminc", "de")
+    assert got["ece_mean"] == pytest.approx(0.16, abs=1e-15) and got["seeds"] == 4
+    assert (got["ece_ci_low"], got["ece_ci_high"]) == pytest.approx((0.16 - half, 0.16 + half), abs=1e-12)
+    # English of t2 is the same in every job: no spread, no interval
+    assert np.isnan(row("t2", "vitaminc", "en")["ece_ci_low"])
+    assert summary_table(_tidy(jobs), metrics=("ece",), n_boot=0)["ece_ci_low"].isna().all()
+    with pytest.raises(ReportError, match="n_boot=-1"):
+        summary_table(_tidy(jobs), metrics=("ece",), n_boot=-1)
 
 
 def test_shared_no_intermediate_baseline(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from torch import Tensor
 from xcal.calibration.base import Calibrator, check_logits
 from xcal.calibration.registry import register_calibrator
 from xcal.metrics._inputs import ALLOWED_BINNINGS, check_n_bins
-from xcal.metrics.binning import assign_bins, bin_sums, edges_for
+from xcal.metrics.binning import DEFAULT_N_BINS, assign_bins, bin_sums, edges_for
 
 
 @register_calibrator("histogram", display="histogram binning")
@@ -54,7 +54,7 @@ class HistogramBinning(Calibrator):
     hyperparameter_keys = ("n_bins", "binning")
     state_keys = ("edges", "values")
 
-    def __init__(self, n_bins: int = 15, binning: str = "quantile") -> None:
+    def __init__(self, n_bins: int = DEFAULT_N_BINS, binning: str = "quantile") -> None:
         super().__init__()
         check_n_bins(n_bins)
         if binning not in ALLOWED_BINNINGS:

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from xcal.calibration.base import Calibrator, check_logits_labels
 from xcal.calibration.registry import OWN_DEV, CalibratorSpec, get_calibrator
-from xcal.metrics import calibration_report
+from xcal.metrics import DEFAULT_N_BINS, calibration_report
 
 SetKey = tuple[str, str]
 #: The shared fit set of every non-oracle calibrator: English dev.
@@ -111,7 +111,7 @@ def rescore(
     labels_by_set: Mapping[SetKey, Any],
     calibrators: Iterable[str],
     fit_set: SetKey = SHARED_FIT_KEY,
-    n_bins: int = 15,
+    n_bins: int = DEFAULT_N_BINS,
     *,
     sets: Iterable[SetKey] | None = None,
     bootstrap: int = 0,

@@ -9,6 +9,7 @@ Inputs are probabilities ``(N, C)`` (rows summing to 1) and integer labels ``(N,
 
 from xcal.metrics import suite  # noqa: F401  (registers the built-in metrics)
 from xcal.metrics.binning import (
+    DEFAULT_N_BINS,
     ReliabilityBins,
     assign_bins,
     quantile_edges,
@@ -48,6 +49,7 @@ from xcal.metrics.stateful import (
 )
 
 __all__ = [
+    "DEFAULT_N_BINS",
     "DETAIL",
     "HEADLINE",
     "TABLE",

@@ -38,6 +38,11 @@ from xcal.metrics._inputs import (
     prepare,
 )
 
+#: Bins of every binned estimator, reliability diagram and binning calibrator when the caller names none: 15
+#: equal-width bins, as Guo et al. (2017). A run takes its count from ``calibration.n_bins``
+#: (conf/calibration/default.yaml, the same number: a test keeps them equal) and a report from the jobs' records.
+DEFAULT_N_BINS = 15
+
 
 def uniform_edges(n_bins: int) -> Tensor:
     """Return the ``n_bins + 1`` float64 edges ``k / n_bins`` of equal-width bins on [0, 1]."""
@@ -164,7 +169,7 @@ class ReliabilityBins:
 def reliability_bins(
     probs: Tensor,
     labels: Tensor,
-    n_bins: int = 15,
+    n_bins: int = DEFAULT_N_BINS,
     binning: str = "uniform",
     *,
     closed: str = "right",

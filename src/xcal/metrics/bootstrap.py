@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from xcal.metrics._inputs import Prepared, check_ignore_index, prepare
-from xcal.metrics.binning import assign_bins, resampled_quantile_bins, top_label, uniform_edges
+from xcal.metrics.binning import DEFAULT_N_BINS, assign_bins, resampled_quantile_bins, top_label, uniform_edges
 from xcal.metrics.calibration_error import (
     _ce_compute,
     _check_args,
@@ -70,7 +70,7 @@ def _one_hot_features(bins: Tensor, n_bins: int, columns: list[Tensor]) -> Tenso
 def _ece_decomposition(p: Prepared, kw: dict[str, Any]) -> tuple[Tensor, Callable[[Tensor], Tensor]] | None:
     if kw.get("binning", "uniform") != "uniform":
         return None
-    n_bins, norm = kw.get("n_bins", 15), kw.get("norm", "l1")
+    n_bins, norm = kw.get("n_bins", DEFAULT_N_BINS), kw.get("norm", "l1")
     conf, correct = top_label(p.probs, p.labels)
     bins = assign_bins(conf, uniform_edges(n_bins), kw.get("closed", "right"))
     feats = _one_hot_features(bins, n_bins, [torch.ones_like(conf), conf, correct])
@@ -82,7 +82,7 @@ def _debiased_decomposition(
 ) -> tuple[Tensor, Callable[[Tensor], Tensor]] | None:
     if kw.get("binning", "quantile") != "uniform":
         return None
-    n_bins = kw.get("n_bins", 15)
+    n_bins = kw.get("n_bins", DEFAULT_N_BINS)
     conf, correct = top_label(p.probs, p.labels)
     bins = assign_bins(conf, uniform_edges(n_bins), kw.get("closed", "right"))
     feats = _one_hot_features(bins, n_bins, [torch.ones_like(conf), conf, correct])
@@ -90,7 +90,7 @@ def _debiased_decomposition(
 
 
 def _classwise_decomposition(p: Prepared, kw: dict[str, Any]) -> tuple[Tensor, Callable[[Tensor], Tensor]]:
-    n_bins = kw.get("n_bins", 15)
+    n_bins = kw.get("n_bins", DEFAULT_N_BINS)
     n, c = p.probs.shape
     bins = assign_bins(p.probs, uniform_edges(n_bins), kw.get("closed", "right"))
     g = c * n_bins
@@ -184,7 +184,7 @@ def _quantile_ece_resamples(p: Prepared, kw: Mapping[str, Any], idx: Tensor) -> 
     """Equal-mass-bin ECE of every resample (row of ``idx``) at once, its bins recomputed per resample."""
     conf, correct = top_label(p.probs, p.labels)
     c, k = conf[idx], correct[idx]
-    bins, m = resampled_quantile_bins(c, kw.get("n_bins", 15), kw.get("closed", "right"))
+    bins, m = resampled_quantile_bins(c, kw.get("n_bins", DEFAULT_N_BINS), kw.get("closed", "right"))
     zeros = torch.zeros(idx.shape[0], m, dtype=torch.float64)
     count = zeros.scatter_add(1, bins, torch.ones_like(c))
     conf_sum = zeros.scatter_add(1, bins, c)
@@ -207,7 +207,7 @@ def resampled_metrics(
         probs: ``(N, C)`` probabilities.
         labels: ``(N,)`` integer labels.
         estimators: name -> ``(metric_fn, kwargs)``, e.g. ``{"mce": (expected_calibration_error,
-            {"norm": "max", "n_bins": 15})}``; ``metric_fn`` has a decomposition (see the module docstring) or is
+            {"norm": "max", "n_bins": 10})}``; ``metric_fn`` has a decomposition (see the module docstring) or is
             :func:`expected_calibration_error` with ``binning="quantile"`` (bins recomputed per resample).
         n_resamples: number of resamples R.
         seed: seed of the draws (:func:`resample_indices`).
@@ -278,7 +278,7 @@ def bootstrap_interval(
         seed: random seed.
         from_logits: ``probs`` are logits.
         ignore_index: label value to drop before resampling.
-        **metric_kwargs: forwarded to ``metric_fn`` (e.g. ``n_bins=15``).
+        **metric_kwargs: forwarded to ``metric_fn`` (e.g. ``n_bins=10``).
 
     Returns:
         ``BootstrapInterval(low, high)``.

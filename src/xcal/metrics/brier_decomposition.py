@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from xcal.metrics._inputs import ALLOWED_CLOSED, check_choice, check_ignore_index, check_n_bins, prepare
-from xcal.metrics.binning import assign_bins, uniform_edges
+from xcal.metrics.binning import DEFAULT_N_BINS, assign_bins, uniform_edges
 
 
 @dataclass(frozen=True)
@@ -57,7 +57,7 @@ class BrierDecomposition:
 def brier_decomposition(
     probs: Tensor,
     labels: Tensor,
-    n_bins: int = 15,
+    n_bins: int = DEFAULT_N_BINS,
     *,
     from_logits: bool = False,
     closed: str = "right",

@@ -23,7 +23,7 @@ from xcal.metrics._inputs import (
     check_n_bins,
     prepare,
 )
-from xcal.metrics.binning import assign_bins, bin_sums, edges_for, top_label, uniform_edges
+from xcal.metrics.binning import DEFAULT_N_BINS, assign_bins, bin_sums, edges_for, top_label, uniform_edges
 
 
 def _check_args(n_bins: int, norm: str = "l1", binning: str = "uniform", closed: str = "right") -> None:
@@ -58,7 +58,7 @@ def _ce_compute(count: Tensor, conf_sum: Tensor, correct_sum: Tensor, norm: str 
 def expected_calibration_error(
     probs: Tensor,
     labels: Tensor,
-    n_bins: int = 15,
+    n_bins: int = DEFAULT_N_BINS,
     norm: str = "l1",
     binning: str = "uniform",
     ignore_index: int | None = None,
@@ -140,7 +140,7 @@ def _classwise_compute(count: Tensor, prob_sum: Tensor, target_sum: Tensor) -> T
 def classwise_ece(
     probs: Tensor,
     labels: Tensor,
-    n_bins: int = 15,
+    n_bins: int = DEFAULT_N_BINS,
     ignore_index: int | None = None,
     *,
     closed: str = "right",
@@ -195,7 +195,7 @@ def _debiased_compute(count: Tensor, conf_sum: Tensor, correct_sum: Tensor) -> T
 def debiased_ece(
     probs: Tensor,
     labels: Tensor,
-    n_bins: int = 15,
+    n_bins: int = DEFAULT_N_BINS,
     binning: str = "quantile",
     ignore_index: int | None = None,
     *,
@@ -213,8 +213,9 @@ def debiased_ece(
         - \frac{\mathrm{acc}(B_k)\,(1 - \mathrm{acc}(B_k))}{|B_k| - 1}\right],
         \qquad \widehat{\mathrm{CE}}_2 = \sqrt{\max(\widehat{\mathrm{CE}}_2^2, 0)}.
 
-    Bins with fewer than two predictions contribute 0. The default equal-mass binning with 15 bins is
-    the setting of the authors' ``calibration.lower_bound_scaling_top_ce(p=2, debias=True)``.
+    Bins with fewer than two predictions contribute 0. The default binning, equal-mass with
+    :data:`~xcal.metrics.binning.DEFAULT_N_BINS` (15) bins, is the setting of the authors'
+    ``calibration.lower_bound_scaling_top_ce(p=2, debias=True)``.
 
     Args:
         probs: ``(N, C)`` probabilities.

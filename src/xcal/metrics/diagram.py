@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from xcal.metrics.binning import reliability_bins
+from xcal.metrics.binning import DEFAULT_N_BINS, reliability_bins
 from xcal.metrics.calibration_error import _ce_compute
 
 
@@ -19,7 +19,7 @@ def plot_reliability_diagram(
     probs: Tensor,
     labels: Tensor,
     path: str | Path,
-    n_bins: int = 15,
+    n_bins: int = DEFAULT_N_BINS,
     title: str = "",
     *,
     binning: str = "uniform",

@@ -13,6 +13,7 @@ from typing import Any
 from torch import Tensor
 
 from xcal.metrics._inputs import check_ignore_index, check_n_bins, prepare
+from xcal.metrics.binning import DEFAULT_N_BINS
 from xcal.metrics.bootstrap import _check_bootstrap_args, percentile_interval, resampled_values
 from xcal.metrics.registry import SetStats, get_metric, metric_specs
 
@@ -20,7 +21,7 @@ from xcal.metrics.registry import SetStats, get_metric, metric_specs
 def calibration_report(
     probs: Tensor,
     labels: Tensor,
-    n_bins: int = 15,
+    n_bins: int = DEFAULT_N_BINS,
     bootstrap: int = 1000,
     seed: int = 0,
     *,

@@ -29,7 +29,14 @@ from xcal.metrics._inputs import (
     check_n_bins,
     prepare,
 )
-from xcal.metrics.binning import assign_bins, bin_sums, quantile_edges, top_label, uniform_edges
+from xcal.metrics.binning import (
+    DEFAULT_N_BINS,
+    assign_bins,
+    bin_sums,
+    quantile_edges,
+    top_label,
+    uniform_edges,
+)
 from xcal.metrics.calibration_error import (
     _ce_compute,
     _classwise_compute,
@@ -106,7 +113,7 @@ class ExpectedCalibrationError(_CalibrationMetric):
 
     def __init__(
         self,
-        n_bins: int = 15,
+        n_bins: int = DEFAULT_N_BINS,
         norm: str = "l1",
         binning: str = "uniform",
         closed: str = "right",
@@ -158,7 +165,7 @@ class DebiasedECE(ExpectedCalibrationError):
         **kwargs: as :class:`ExpectedCalibrationError`.
     """
 
-    def __init__(self, n_bins: int = 15, binning: str = "quantile", **kwargs: Any) -> None:
+    def __init__(self, n_bins: int = DEFAULT_N_BINS, binning: str = "quantile", **kwargs: Any) -> None:
         super().__init__(n_bins=n_bins, norm="l2", binning=binning, **kwargs)
 
     def compute(self) -> Tensor:
@@ -176,7 +183,7 @@ class ClasswiseECE(_CalibrationMetric):
         **kwargs: as :class:`ExpectedCalibrationError`.
     """
 
-    def __init__(self, num_classes: int, n_bins: int = 15, closed: str = "right", **kwargs: Any) -> None:
+    def __init__(self, num_classes: int, n_bins: int = DEFAULT_N_BINS, closed: str = "right", **kwargs: Any) -> None:
         super().__init__(**kwargs)
         check_n_bins(n_bins)
         check_choice("closed", closed, ALLOWED_CLOSED)

@@ -17,7 +17,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from xcal.data.mixture_datamodule import TASK_KEY
-from xcal.metrics import dev_metrics, metric_names
+from xcal.metrics import DEFAULT_N_BINS, dev_metrics, metric_names
 from xcal.models.compiled import CompileSettings
 from xcal.models.heads import HEADS
 from xcal.models.module import EncoderModule
@@ -74,7 +74,7 @@ class MixtureClassifier(EncoderModule):
         warmup_ratio: float = 0.0,
         label_smoothing: float = 0.0,
         unpad_tokens: bool = False,
-        n_bins: int = 15,
+        n_bins: int = DEFAULT_N_BINS,
         compile_settings: CompileSettings | None = None,
     ) -> None:
         unknown = {kind for kind in kinds.values() if kind not in HEADS}

@@ -19,7 +19,7 @@ from torch.nn import functional as F
 from torchmetrics import MeanMetric, Metric
 
 from xcal.data.tokenize import IGNORE_INDEX
-from xcal.metrics import dev_metrics
+from xcal.metrics import DEFAULT_N_BINS, dev_metrics
 from xcal.models.compiled import CompiledEncoder, CompileSettings, pad_id_of
 from xcal.models.heads import HEADS
 from xcal.models.unpadded import unpadded_hidden_states
@@ -305,7 +305,7 @@ class EncoderClassifier(EncoderModule):
         label_smoothing: float = 0.0,
         head_kind: str = "sequence",
         unpad_tokens: bool = False,
-        n_bins: int = 15,
+        n_bins: int = DEFAULT_N_BINS,
         compile_settings: CompileSettings | None = None,
     ) -> None:
         if head_kind not in HEADS:

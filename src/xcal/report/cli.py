@@ -77,7 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help="re-score these registered calibrators from every job's saved predictions (no model "
                              "needed; a job's own recorded ones are read as they are) and compare them per language; "
                              "comma-separated, 'all' for every registered one, default: only what the jobs recorded")
-    parser.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples for intervals (default 1000)")
+    parser.add_argument("--n-boot", type=int, default=1000,
+                        help="0 leaves out the intervals of the summary and the size effects; any other value "
+                             "(default 1000) gives them. They are nested-design t intervals (xcal.report.inference); "
+                             "the name is kept from the bootstrap they replaced")
     parser.add_argument("--metrics", default=None,
                         help=f"comma-separated calibration metrics (default: the headline set); any of "
                              f"{', '.join(known_metrics())}")
@@ -171,7 +174,7 @@ def run(args: argparse.Namespace) -> int:
     chosen = args.calibrator or ("temperature" if args.calibrated else None)
     calibrator = RAW if chosen is None else check_calibrators([chosen], "--calibrator")[0]
     if args.n_boot < 0:
-        raise ReportError(f"--n-boot {args.n_boot}: the number of bootstrap resamples must be >= 0 (0 = no intervals)")
+        raise ReportError(f"--n-boot {args.n_boot}: must be >= 0 (0 = no intervals, any other value the t intervals)")
     sweep = load_sweep(list(args.sweep_dirs) if len(args.sweep_dirs) > 1 else args.sweep_dirs[0])
     for problem in sweep.problems:
         print(f"{PROG}: note: {problem}", file=sys.stderr)
@@ -204,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
     if args.compare is not None:
         print(f"\n{compare_with_study(sweep, args.compare, report.out_dir)}")
     if args.findings is not None:
-        from xcal.report.findings_page import quote_in_readme, write_findings
+        from xcal.study.findings_page import quote_in_readme, write_findings
 
         doc = write_findings(sweep, args.findings)
         print(f"findings: {doc}")
@@ -219,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
 def plan(args: argparse.Namespace, sweep, out: Path) -> int:
     """``--plan``: print the study design the pilot's variance and minutes call for; ``<out>/plan.md``."""
     from xcal.report.collect import ReportError, load_sweep
-    from xcal.report.plan import parse_goals, read_pilot, render_plan
+    from xcal.study.plan import parse_goals, read_pilot, render_plan
 
     goals = parse_goals(args.plan)
     if not args.budget_hours > 0:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections import Counter, defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ import pandas as pd
 
 from xcal.calibration.registry import RAW, calibrator_names
 from xcal.errors import XcalError
+from xcal.metrics.binning import DEFAULT_N_BINS
 from xcal.metrics.registry import result_columns
 from xcal.pipeline.record import RESULTS_FILE, read_record_or_none
 from xcal.report.jobs import (
@@ -50,6 +52,14 @@ NO_INTERMEDIATE = "none"
 COMPATIBILITY_KEYS = (("model", "name_or_path"), ("calibration", "n_bins"), ("target", "eval_size"))
 JOB_STATUSES = ("ok", "failed", "corrupt", "missing")
 _MAX_CELL_NOTES = 50
+
+
+def bins_of(n_bins: Iterable[int]) -> int:
+    """The bin count jobs were scored with, from their ``n_bins`` column (``calibration.n_bins``): the most common
+    one where they differ (:func:`load_sweep` notes that as a mixed sweep), :data:`DEFAULT_N_BINS` for records
+    written before the key (``-1``) or for none."""
+    counts = Counter(int(n) for n in n_bins if int(n) > 0)
+    return counts.most_common(1)[0][0] if counts else DEFAULT_N_BINS
 
 
 class ReportError(XcalError, ValueError):

@@ -18,7 +18,7 @@ import pandas as pd
 from xcal.calibration.registry import RAW, calibrator_state
 from xcal.metrics.registry import HEADLINE, metric_label, metric_names
 from xcal.report.canvas import baseline_x, new_figure, placeholder, save, size_colors
-from xcal.report.collect import TRAINING_LANGUAGE, ReportError, load_predictions
+from xcal.report.collect import TRAINING_LANGUAGE, ReportError, bins_of, load_predictions
 from xcal.report.selection import MEAN_ZERO_SHOT
 
 if TYPE_CHECKING:
@@ -248,13 +248,14 @@ def _image_cell(ax: Axes, png: Path) -> None:
 
 
 def reliability_grid(table: pd.DataFrame, path: str | Path, *, calibrator: str = RAW, split: str | None = None,
-                     languages: Sequence[str] | None = None, max_zero_shot: int = 3, n_bins: int = 15,
+                     languages: Sequence[str] | None = None, max_zero_shot: int = 3, n_bins: int | None = None,
                      group: Sequence[str] | None = None) -> Path:
     """Reliability diagrams: rows = intermediate sizes, columns = English + up to ``max_zero_shot`` zero-shot
     languages, each cell pooling the predictions of all seeds (``predictions/<lang>_<split>.npz``).
 
     Without saved predictions a cell shows the job's own diagram PNG (raw only, first seed); with neither
-    it says so. ``group`` picks one (intermediate, target, model) experiment; default: the first.
+    it says so. ``group`` picks one (intermediate, target, model) experiment; default: the first. ``n_bins``:
+    default the bins the jobs were scored with (:func:`~xcal.report.collect.bins_of`), so a cell's ECE is theirs.
     """
     rows = select(table, split=split, calibrator=calibrator)
     blocks = dict(groups(rows))
@@ -265,6 +266,8 @@ def reliability_grid(table: pd.DataFrame, path: str | Path, *, calibrator: str =
         raise ValueError(f"group {key} not in the table; available: {sorted(blocks)}")
     frame = blocks[key]
     split_name = str(frame["split"].iloc[0])
+    if n_bins is None:
+        n_bins = bins_of(frame.get("n_bins", ()))
     if languages is None:
         languages = grid_languages(frame["language"].unique(), max_zero_shot)
     sizes = sorted(int(s) for s in frame["size"].unique())
@@ -376,10 +379,11 @@ def raw_vs_scaled(table: pd.DataFrame, path: str | Path, *, split: str | None = 
 
 def write_figures(table: pd.DataFrame, out_dir: str | Path, *, calibrator: str = RAW,
                   metrics: Sequence[str] | None = None, split: str | None = None,
-                  n_bins: int = 15) -> dict[str, Path]:
+                  n_bins: int | None = None) -> dict[str, Path]:
     """Every report figure under ``out_dir`` (``figures/`` in a report), by name in display order.
 
-    One reliability grid per (intermediate, target, model) experiment; the other figures cover the sweep.
+    One reliability grid per (intermediate, target, model) experiment (``n_bins`` bins, default the jobs'); the
+    other figures cover the sweep.
     """
     out = Path(out_dir)
     split = split or default_split(table)

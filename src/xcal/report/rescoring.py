@@ -22,7 +22,7 @@ from xcal.calibration.registry import RAW
 from xcal.calibration.rescore import fit_key, rescore
 from xcal.metrics.registry import TABLE, metric_names, result_columns
 from xcal.pipeline.record import LEGACY_TS, RESULTS_FILE, calibrated_entries, read_record_or_none
-from xcal.report.collect import ReportError, Sweep, load_logits, sort_table
+from xcal.report.collect import ReportError, Sweep, bins_of, load_logits, sort_table
 
 
 def check_calibrators(names: Sequence[str], where: str = "--calibrators") -> tuple[str, ...]:
@@ -93,9 +93,8 @@ def rescore_sweep(sweep: Sweep, calibrators: Sequence[str], metrics: Sequence[st
             problems.append(f"job {sets['job'].iloc[0]!r} saved no predictions, so {', '.join(missing)} could not "
                             f"be re-scored for it (calibration.save_predictions=true keeps them)")
             continue
-        n_bins = int(sets["n_bins"].iloc[0]) if int(sets["n_bins"].iloc[0]) > 0 else 15
         try:
-            scores = rescore(*data, missing, n_bins=n_bins, metrics=scored)
+            scores = rescore(*data, missing, n_bins=bins_of(sets["n_bins"]), metrics=scored)
         except ValueError as exc:
             problems.append(f"job {sets['job'].iloc[0]!r}: {', '.join(missing)} not re-scored: {exc}")
             continue

@@ -1,5 +1,6 @@
-"""The report's tables: a sweep's seed means with intervals per (experiment, size, language), and any table
-rendered as GitHub markdown or a self-contained HTML ``<table>`` (4 significant digits, ``mean ± std`` cells)."""
+"""The report's tables: a sweep's seed means with nested-design t intervals per (experiment, size, language), and
+any table rendered as GitHub markdown or a self-contained HTML ``<table>`` (4 significant digits, ``mean ± std``
+cells)."""
 
 from __future__ import annotations
 
@@ -13,19 +14,45 @@ import pandas as pd
 
 from xcal.calibration.registry import RAW
 from xcal.metrics.registry import TABLE, metric_names
-from xcal.report.collect import TRAINING_LANGUAGE
-from xcal.report.resampling import LEVEL
+from xcal.report.collect import TRAINING_LANGUAGE, ReportError
+from xcal.report.effects import job_design
+from xcal.report.inference import LEVEL, contrast
 from xcal.report.selection import MEAN_ALL, MEAN_ZERO_SHOT, check_metrics, group_keys, language_order, select_rows
 
 
-def _mean_interval(values: np.ndarray, n_boot: int, rng: np.random.Generator, level: float) -> np.ndarray:
-    """``(2, M)`` percentile bootstrap interval of the column means of ``values`` [k, M] over its k rows."""
-    k = values.shape[0]
-    if k < 2 or n_boot < 1:
-        return np.full((2, values.shape[1]), np.nan)
-    means = np.nanmean(values[rng.integers(0, k, (n_boot, k))], axis=1)
-    alpha = (1.0 - level) / 2.0
-    return np.nanquantile(means, [alpha, 1.0 - alpha], axis=0)
+def _cell_intervals(pool: pd.DataFrame, metrics: list[str], level: float) -> dict[tuple[str, int], np.ndarray]:
+    """``(2, M)`` t interval of each cell mean (cells: ``(intermediate, size)``) from ``pool``'s jobs, one row a
+    job with its ``encoder`` and its value of each metric (:func:`summary_table` says which).
+
+    Metrics missing for the same jobs share one design; a cell without replication gets NaN."""
+    values = pool[metrics].to_numpy(np.float64)
+    finite = np.isfinite(values)
+    cells = list(zip(pool["intermediate"], pool["size"].astype(int), strict=True))
+    encoders = list(pool["encoder"])
+    out: dict[tuple[str, int], np.ndarray] = {}
+    patterns: dict[bytes, list[int]] = {}
+    for j in range(len(metrics)):
+        patterns.setdefault(finite[:, j].tobytes(), []).append(j)
+    for columns in patterns.values():
+        keep = finite[:, columns[0]]
+        if not keep.any():
+            continue
+        kept_cells = [c for c, k in zip(cells, keep, strict=True) if k]
+        kept_encoders = [e for e, k in zip(encoders, keep, strict=True) if k]
+        try:
+            design = job_design(kept_cells, kept_encoders)
+        except ValueError:  # a cell mixing jobs with and without a stage 1: each job its own unit
+            design = job_design(kept_cells, [None] * len(kept_cells))
+        y = values[keep][:, columns].T  # [metrics, jobs]: one contrast call per cell for all of them
+        for i, cell in enumerate(design.cells):
+            weights = np.zeros(len(design.cells))
+            weights[i] = 1.0
+            result = contrast(y, design, weights, level=level)
+            ok = np.isfinite(result.se) & (result.se > 0)
+            interval = out.setdefault(cell, np.full((2, len(metrics)), np.nan))
+            interval[0, columns] = np.where(ok, result.low, np.nan)
+            interval[1, columns] = np.where(ok, result.high, np.nan)
+    return out
 
 
 def summary_table(
@@ -38,13 +65,28 @@ def summary_table(
     seed: int = 0,
     level: float = LEVEL,
 ) -> pd.DataFrame:
-    """Mean, std and bootstrap interval over seeds per (intermediate, target, size, language).
+    """Mean, std and 95% t interval over seeds per (intermediate, target, size, language).
 
-    Rows include the per-job means over zero-shot languages (``"mean (zero-shot)"``) and over all languages
-    (``"mean (all)"``); ``model`` leads the key when the table mixes models. Columns per metric ``m``:
-    ``m_mean``, ``m_std`` (sample std over seeds, NaN with one seed), ``m_ci_low`` / ``m_ci_high`` (percentile
-    bootstrap of the mean over seeds, NaN with one seed), then ``seeds`` (the number of jobs averaged).
+    A "seed" is a job: one target fine-tuning run of the cell (its ``seed``); jobs of a cell may share one
+    stage-1 encoder (the same ``intermediate.seed``), and then they are sub-samples of it, not independent
+    replicates. Rows include the per-job means over zero-shot languages (``"mean (zero-shot)"``) and over all
+    languages (``"mean (all)"``); ``model`` leads the key when the table mixes models. Columns per metric ``m``:
+    ``m_mean`` and ``m_std`` (mean and sample std over the cell's jobs, std NaN with one job), ``m_ci_low`` /
+    ``m_ci_high``, then ``seeds`` (the number of jobs averaged).
+
+    The interval is the nested-design t interval of :mod:`xcal.report.inference` for the cell mean, the interval
+    the size effects (:mod:`xcal.report.effects`) and the findings use: the cell's unit is its stage-1 encoder
+    (target seeds within it; a cell without a stage 1 has its seeds as units), the variance components are
+    pooled over every cell of the same target (and model) for that language and metric, and the degrees of
+    freedom are Satterthwaite's. Where a cell holds one stage-1 encoder, the interval holds for the encoder
+    trained (target-seed noise only). It is centred on the mean of the cell's encoder means, which is ``m_mean``
+    whenever every encoder of the cell has as many jobs. NaN where nothing replicates (one job, and no other
+    job of the pool to estimate a variance from). ``n_boot`` is kept for callers of the percentile bootstrap
+    over seeds it replaced (that under-covers with three seeds): 0 means no interval, any other value the t
+    interval; ``seed`` is no longer used.
     """
+    if n_boot < 0:
+        raise ReportError(f"n_boot={n_boot}: must be >= 0 (0 = no intervals; any other value gives the t interval)")
     rows = select_rows(table, calibrator, split)
     metrics = check_metrics(rows, metric_names(shown=TABLE) if metrics is None else metrics)
     keys = [*group_keys(rows), "size", "size_label"]
@@ -57,16 +99,27 @@ def summary_table(
                      .assign(language=MEAN_ZERO_SHOT))
     parts.append(per_job.groupby(job_keys, sort=False)[metrics].mean().reset_index().assign(language=MEAN_ALL))
     cells = pd.concat(parts, ignore_index=True)
+    encoder = rows.drop_duplicates("job_dir").set_index("job_dir")["encoder"] if "encoder" in rows else None
+    cells["encoder"] = None if encoder is None else cells["job_dir"].map(encoder)
+    pools = [k for k in keys if k not in ("intermediate", "size", "size_label")] + ["language"]
+    intervals: dict[tuple, np.ndarray] = {}
+    if n_boot > 0:
+        for pool_key, pool in cells.groupby(pools, sort=False):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # a pool of one job: no variance, NaN
+                for cell, interval in _cell_intervals(pool, metrics, level).items():
+                    intervals[(*pool_key, *cell)] = interval
     order = {la: i for i, la in enumerate(language_order(list(cells["language"].unique())))}
     cells["_lang"] = cells["language"].map(order)
     out = []
-    for i, ((*key, _rank), group) in enumerate(cells.groupby([*keys, "_lang"], sort=True)):
+    for (*key, _rank), group in cells.groupby([*keys, "_lang"], sort=True):
         values = group[metrics].to_numpy(dtype=np.float64)
         record: dict[str, Any] = dict(zip(keys, key, strict=True))
         record["language"] = group["language"].iloc[0]
+        interval = intervals.get((*(record[k] for k in pools), record["intermediate"], int(record["size"])),
+                                 np.full((2, len(metrics)), np.nan))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns stay NaN
-            interval = _mean_interval(values, n_boot, np.random.default_rng([seed, i]), level)
             means = np.nanmean(values, axis=0)
             stds = np.nanstd(values, axis=0, ddof=1) if len(values) > 1 else np.full(len(metrics), np.nan)
         for j, metric in enumerate(metrics):

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from xcal.report import findings as f
-from xcal.report import findings_plots, plots
-from xcal.report.collect import NO_INTERMEDIATE, Sweep
-from xcal.report.study import score_study
+from xcal.report import plots
+from xcal.report.collect import NO_INTERMEDIATE, Sweep, bins_of
+from xcal.study import findings as f
+from xcal.study import findings_plots
+from xcal.study.scores import score_study
 
 COMMAND = "xcal-report multirun/embedded_study --findings docs/findings.md"
 INTERVALS = ("Intervals are 95% t intervals with the stage-1 encoder as a cell's unit (target seeds within it; "
@@ -29,8 +30,9 @@ def _shared_baseline(table: pd.DataFrame) -> pd.DataFrame:
 
 def _figures(sweep: Sweep, scores, estimates: pd.DataFrame, histories: pd.DataFrame,
              typology: pd.DataFrame | None, folder: Path) -> dict[str, Path]:
+    n_bins = bins_of(scores.sets["n_bins"])
     figures = {"size_effect": findings_plots.size_effect_figure(estimates, folder / "size_effect.png",
-                                                                 f.ANSWER_METRICS)}
+                                                                 f.ANSWER_METRICS, n_bins)}
     if not histories.empty:
         figures["learning_curves"] = findings_plots.learning_curves_figure(histories, folder / "learning_curves.png")
     table = _shared_baseline(sweep.table)
@@ -41,7 +43,7 @@ def _figures(sweep: Sweep, scores, estimates: pd.DataFrame, histories: pd.DataFr
                 table, folder / f"reliability_{key[0]}.png", split=scores.split, group=key,
                 languages=[la for la in languages if la in set(table["language"])])
     if typology is not None:
-        figures["typology"] = findings_plots.typology_figure(typology, folder / "typology.png", "syntactic")
+        figures["typology"] = findings_plots.typology_figure(typology, folder / "typology.png", "syntactic", n_bins)
     return figures
 
 
@@ -127,8 +129,9 @@ def render(sweep: Sweep, doc: Path) -> str:
               md(f.cell_table(scores, "signed").round(3)), "",
               "## ECE per language and cell", "", md(f.cell_table(scores, "ece").round(3)), ""]
     lines += ["## The Brier score's parts", "", "Murphy's reliability − resolution + uncertainty, with the two "
-              "within-bin terms of Stephenson, Coelho & Jolliffe (2008) so the parts sum to the score (15 bins, "
-              "one-vs-rest per class, summed over classes).", "", md(f.decomposition_table(scores).round(4)), ""]
+              "within-bin terms of Stephenson, Coelho & Jolliffe (2008) so the parts sum to the score "
+              f"({bins_of(scores.sets['n_bins'])} bins, one-vs-rest per class, summed over classes).", "",
+              md(f.decomposition_table(scores).round(4)), ""]
     lines += ["## One English temperature against per-language ones", "",
               "ECE raw, after the temperature fit on English dev (what zero-shot allows) and after a per-language "
               "temperature fit on the language's own dev set (self-TS, Ahuja et al. 2022: an oracle, since a "

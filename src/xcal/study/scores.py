@@ -2,10 +2,10 @@
 
 Each (job, language) test set gets the calibration terms a reader needs to interpret ECE: signed calibration
 (mean confidence - accuracy: over- or under-confident), the Brier score's decomposition, ECE with the
-published 10 bins beside xcal's 15, and ECE and Brier after every registered post-hoc calibrator
-(``ece@<name>``, ``brier@<name>``; :func:`xcal.calibration.rescore.rescore`), among them the zero-shot
-temperature (fit on English dev, what a user can do) and an oracle fit on the language's own dev set ("self-TS",
-Ahuja et al. 2022).
+published 10 bins beside the job's own ``calibration.n_bins``, and ECE and Brier after every registered
+post-hoc calibrator (``ece@<name>``, ``brier@<name>``; :func:`xcal.calibration.rescore.rescore`), among them the
+zero-shot temperature (fit on English dev, what a user can do) and an oracle fit on the language's own dev set
+("self-TS", Ahuja et al. 2022).
 
 Cell means, their differences, size slopes and study-wide means come with the nested-design t intervals of
 :mod:`xcal.report.inference`: the stage-1 encoder is the unit of a cell, target seeds sub-sample it.
@@ -26,7 +26,7 @@ from xcal.calibration import RAW, calibrator_names, get_calibrator
 from xcal.calibration.rescore import fit_key, rescore
 from xcal.metrics import assign_bins, brier_decomposition, calibration_report, uniform_edges
 from xcal.metrics.calibration_error import _ce_compute
-from xcal.report.collect import TRAINING_LANGUAGE, Sweep, load_logits, load_predictions
+from xcal.report.collect import TRAINING_LANGUAGE, Sweep, bins_of, load_logits, load_predictions
 from xcal.report.inference import Design, contrast, detectable, slope_weights
 
 DECOMPOSITION = ("reliability", "resolution", "uncertainty", "within_bin_variance", "within_bin_covariance")
@@ -112,7 +112,7 @@ def _job_rows(job: pd.Series, languages: Sequence[str], split: str, calibrators:
     """Score every language of one job: raw, and ECE / Brier after each calibrator (with the own-dev temperature,
     ``self_temperature``)."""
     rows = []
-    n_bins = int(job["n_bins"]) if int(job["n_bins"]) > 0 else 15
+    n_bins = bins_of([job["n_bins"]])
     scored = _calibrated_scores(Path(job["job_dir"]), [(la, split) for la in languages], calibrators, n_bins)
     for language in languages:
         test = load_predictions(Path(job["job_dir"]), language, split)

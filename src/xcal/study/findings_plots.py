@@ -13,15 +13,22 @@ import pandas as pd
 from xcal.report.canvas import baseline_x, new_figure, save, size_colors
 
 #: Panel labels of the answer figure. Not :func:`xcal.metrics.metric_label`: they name the study's own
-#: quantities (signed calibration) and ECE's bin count, which the published 10-bin figures beside it need.
-PANEL_LABELS = {"ece": "ECE (15 bins)", "brier": "Brier score", "signed": "confidence − accuracy",
-                "accuracy": "accuracy"}
+#: quantities (signed calibration) and ECE's bin count (:func:`panel_label`), which the published 10-bin figures
+#: beside it need.
+PANEL_LABELS = {"ece": "ECE", "brier": "Brier score", "signed": "confidence − accuracy", "accuracy": "accuracy"}
 TASK_COLORS = ("#4C72B0", "#DD8452", "#55A868", "#8172B3")
 
 
-def size_effect_figure(estimates: pd.DataFrame, path: str | Path, metrics: Sequence[str]) -> Path:
+def panel_label(metric: str, n_bins: int) -> str:
+    """``metric``'s label in the findings' figures; ECE's names the ``n_bins`` bins the jobs were scored with."""
+    label = PANEL_LABELS.get(metric, metric)
+    return f"{label} ({n_bins} bins)" if metric == "ece" else label
+
+
+def size_effect_figure(estimates: pd.DataFrame, path: str | Path, metrics: Sequence[str], n_bins: int) -> Path:
     """One panel per metric: the cell means against intermediate size per task, zero-shot mean solid, English
-    dashed, with the 95% intervals as bands; the no-intermediate baseline is the square at the left.
+    dashed, with the 95% intervals as bands; the no-intermediate baseline is the square at the left. ``n_bins``:
+    the bins the jobs' ECE was scored with (its panel's title says so).
 
     ``estimates`` has columns intermediate, size, scope ("zero-shot" / "English"), metric, value, low, high.
     """
@@ -50,7 +57,7 @@ def size_effect_figure(estimates: pd.DataFrame, path: str | Path, metrics: Seque
         ax.set_xticks([x0, *positive])
         ax.set_xticklabels(["0", *[f"{s:,}" for s in positive]], fontsize=7, rotation=30)
         ax.minorticks_off()
-        ax.set_title(PANEL_LABELS.get(metric, metric), fontsize=9)
+        ax.set_title(panel_label(metric, n_bins), fontsize=9)
         ax.set_xlabel("intermediate training examples", fontsize=8)
         ax.grid(True, axis="y", alpha=0.3)
     if tasks:
@@ -90,9 +97,10 @@ def learning_curves_figure(histories: pd.DataFrame, path: str | Path) -> Path:
     return save(fig, path)
 
 
-def typology_figure(per_language: pd.DataFrame, path: str | Path, distance: str, metric: str = "ece") -> Path:
-    """Each zero-shot language's ``metric`` (mean over the study's jobs) against its ``distance`` from
-    English, labelled with its code."""
+def typology_figure(per_language: pd.DataFrame, path: str | Path, distance: str, n_bins: int,
+                    metric: str = "ece") -> Path:
+    """Each zero-shot language's ``metric`` (mean over the study's jobs, ECE with ``n_bins`` bins) against its
+    ``distance`` from English, labelled with its code."""
     fig = new_figure(4.6, 3.4)
     ax = fig.subplots()
     ax.scatter(per_language[distance], per_language[metric], color="#4C72B0", s=18)
@@ -100,7 +108,7 @@ def typology_figure(per_language: pd.DataFrame, path: str | Path, distance: str,
         ax.annotate(row.language, (getattr(row, distance), getattr(row, metric)), fontsize=8,
                     xytext=(3, 3), textcoords="offset points")
     ax.set_xlabel(f"{distance} distance from English (URIEL)", fontsize=8)
-    ax.set_ylabel(f"{PANEL_LABELS.get(metric, metric)}, mean over jobs", fontsize=8)
+    ax.set_ylabel(f"{panel_label(metric, n_bins)}, mean over jobs", fontsize=8)
     ax.grid(True, alpha=0.3)
     fig.tight_layout()
     return save(fig, path)

@@ -1,6 +1,6 @@
 """The findings page and its numbers on a synthetic study with planted effects: per-set scores agree with
-xcal.metrics, the two-level bootstrap brackets the cell means, the answer sentences find the planted change,
-the README quote and the live-versus-study comparison."""
+xcal.metrics, the nested t intervals bracket the cell means, the answer sentences find the planted change, and
+the README quote."""
 
 from __future__ import annotations
 
@@ -16,10 +16,9 @@ import torch
 from report_fixtures import write_synthetic_sweep
 from xcal.metrics import brier_score, expected_calibration_error
 from xcal.report.collect import load_sweep
-from xcal.report.compare import compare_cells, comparison_sentence
-from xcal.report.findings import capped_sentences, cost_table
-from xcal.report.findings_page import _study_line, quote_in_readme, render
-from xcal.report.study import StudyScores, cell_estimate, score_study, set_scores, slope_estimate
+from xcal.study.findings import capped_sentences, cost_table
+from xcal.study.findings_page import _study_line, quote_in_readme, render
+from xcal.study.scores import StudyScores, cell_estimate, score_study, set_scores, slope_estimate
 
 LANGUAGES = ("en", "de", "ja")
 COMMON = {"languages": LANGUAGES, "name": "study", "target": "multiemo", "model": "me5_small", "n": 200,
@@ -115,20 +114,6 @@ def test_an_unbalanced_study_does_not_claim_cells_times_seeds(study: Path, tmp_p
     assert line.startswith("7 jobs: 4 cells over 2 target seeds, not every cell with every seed, 3 languages")
 
 
-def test_live_cells_beside_the_study(study: Path, tmp_path: Path) -> None:
-    live = write_synthetic_sweep(tmp_path, sizes=(0, 1000), intermediate="vitaminc", **{**COMMON, "name": "live",
-                                                                                         "seeds": (0,)})
-    table = compare_cells(load_sweep(live), load_sweep(study))
-    assert list(table["intermediate"]) == ["none", "vitaminc"] and list(table["size"]) == [0, 1000]
-    # the baseline is planted alike in both sweeps; size 1000 is planted relative to each sweep's own size range:
-    # ECE falls from the baseline in the live sweep (its only size) and rises above it in the study's
-    assert table["ece live"][0] == pytest.approx(table["ece study (same seed)"][0])
-    assert table["ece live"][1] < table["ece live"][0] < table["ece study (same seed)"][1]
-    sentence = comparison_sentence(table, "test")
-    assert sentence.startswith("Zero-shot mean (test) of this sweep's cells beside the committed study's: none 0:")
-    assert sentence.endswith("does not have the study's sign (this sweep's scale is much smaller).")
-
-
 def test_a_stage_that_ran_to_its_cap_is_named() -> None:
     """Only the cells where some run did not stop early get a sentence, with how many and the epochs."""
     training = pd.DataFrame({"intermediate": ["none", "vitaminc", "vitaminc"], "size": ["0", "16,000", "16,000"],
@@ -177,8 +162,8 @@ def dev_study(tmp_path_factory) -> Path:
 def test_calibrator_scores_come_from_the_one_engine_and_study_means_weigh_cells_equally(dev_study: Path) -> None:
     from xcal.calibration import calibrator_names
     from xcal.calibration.rescore import load_predictions, rescore
-    from xcal.report.findings import calibrator_sentences, calibrator_table
-    from xcal.report.study import study_estimate
+    from xcal.study.findings import calibrator_sentences, calibrator_table
+    from xcal.study.scores import study_estimate
 
     scores = score_study(load_sweep(dev_study), split="dev")
     assert scores.calibrators == calibrator_names()

@@ -13,7 +13,7 @@ from report_fixtures import write_synthetic_sweep
 from xcal.report.cli import main
 from xcal.report.collect import ReportError
 from xcal.report.inference import detectable, planned_difference
-from xcal.report.plan import MIN_ENCODERS, Pilot, choose, design_table, parse_goals, upper_limit
+from xcal.study.plan import MIN_ENCODERS, Pilot, choose, design_table, parse_goals, upper_limit
 
 
 def test_goals_are_metric_effect_pairs_and_a_bare_number_is_ece() -> None:
@@ -76,7 +76,7 @@ def test_plan_from_a_pilot_sweep_on_disk(tmp_path: Path, capsys: pytest.CaptureF
 def test_a_job_is_priced_by_its_work_at_the_cost_sweeps_rates() -> None:
     """A pilot that ran beside other work (here 10x slower) is priced by its steps at the costs sweep's seconds a
     step, plus the median evaluation; a resumed stage's seconds (its last part only) give no rate."""
-    from xcal.report.plan import _job_minutes
+    from xcal.study.plan import _job_minutes
 
     pilot = [{"target": {"steps": 500, "seconds": 3600.0}, "evaluation": {"seconds": 2500.0}}] * 3
     costs = [{"target": {"steps": 1000, "seconds": 750.0, "resumed_from": None}, "evaluation": {"seconds": 240.0}},
