@@ -51,17 +51,16 @@ class Arm:
         from xcal.models.encoder import load_tokenizer
         from xcal.models.vocab import keep_ids_for, trim_vocabulary
         from xcal.pipeline.build import build_datamodule, build_module
+        from xcal.pipeline.plan import plan_job
         from xcal.pipeline.run import prepare
-        from xcal.pipeline.spec import StageSpec
 
-        cfg = make_cfg(*ARMS[name], *COMMON)
-        root, sources, model_path = prepare(cfg)
+        plan, root, sources, model_path = prepare(plan_job(make_cfg(*ARMS[name], *COMMON)))
         tokenizer = load_tokenizer(model_path)
-        spec = StageSpec.from_config(cfg, "intermediate")
+        spec = plan.intermediate
         torch.manual_seed(0)
-        self.dm = build_datamodule(cfg, spec, tokenizer, sources["intermediate"], root / "tokenized")
+        self.dm = build_datamodule(plan, spec, tokenizer, sources["intermediate"], root / "tokenized")
         self.dm.setup("fit")
-        self.module = build_module(cfg, model_path, spec)
+        self.module = build_module(plan, model_path, spec)
         trim_vocabulary(self.module.encoder, keep_ids_for(self.dm.token_ids(), tokenizer.all_special_ids))
         self.module.train()
         self.optimizer = self.module.optimizer_factory(self.module.optimizer_groups(), lr=self.module.lr)

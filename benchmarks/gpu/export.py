@@ -23,18 +23,20 @@ def _packed(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
             "labels": batch["labels"].clone()}
 
 
-def gpu_config():
-    """xcal's config with ``trainer=gpu model=xlmr_base``, VitaminC as the intermediate task, MultiEmo the target."""
+def gpu_plan():
+    """xcal's planned config with ``trainer=gpu model=xlmr_base``, VitaminC as the intermediate task, MultiEmo the
+    target."""
     from hydra import compose, initialize_config_dir
 
     from xcal.pipeline.app import CONFIG_DIR
+    from xcal.pipeline.plan import plan_job
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=["trainer=gpu", "model=xlmr_base", "intermediate=vitaminc",
-                                            "target=multiemo"])
+        return plan_job(compose("config", overrides=["trainer=gpu", "model=xlmr_base", "intermediate=vitaminc",
+                                                     "target=multiemo", "paths.output_dir=."]))
 
 
-def train_data(cfg, assets, tokenizer, data: dict[str, Any]) -> None:
+def train_data(plan, assets, tokenizer, data: dict[str, Any]) -> None:
     """Into ``data``: each task's learning rate, label count and length-grouped training batches at every size
     of :data:`TRAIN_BATCH_SIZES`."""
     from dataclasses import replace
@@ -42,22 +44,20 @@ def train_data(cfg, assets, tokenizer, data: dict[str, Any]) -> None:
     from xcal.data.sources import SourceSettings
     from xcal.data.tasks import TASKS
     from xcal.pipeline.build import build_datamodule
-    from xcal.pipeline.spec import StageSpec
 
-    for task_name, block_name in (("vitaminc", "intermediate"), ("multiemo", "target")):
-        spec, block = TASKS[task_name], cfg[block_name]
-        source = SourceSettings.from_block(spec, block, assets.data_dir, block_name)
-        stage = StageSpec.from_config(cfg, block_name)
+    for task_name, stage in (("vitaminc", plan.intermediate), ("multiemo", plan.target)):
+        spec = TASKS[task_name]
+        source = SourceSettings.from_block(spec, stage.source, assets.data_dir, stage.stage)
         data["lr"][task_name], data["num_labels"][task_name] = stage.lr, spec.num_labels
         for size in TRAIN_BATCH_SIZES:
-            dm = build_datamodule(cfg, replace(stage, batch_size=size, train_size=size * TRAIN_STEPS, val_size=0),
+            dm = build_datamodule(plan, replace(stage, batch_size=size, train_size=size * TRAIN_STEPS, val_size=0),
                                   tokenizer, source, assets.root / "tokenized")
             dm.setup("fit")
             data["train"][f"{task_name}/{size}"] = [_packed(b) for b in dm.train_dataloader()][:TRAIN_STEPS]
             print(f"export: {task_name} batch {size}: {len(data['train'][f'{task_name}/{size}'])} batches", flush=True)
 
 
-def eval_data(cfg, assets, tokenizer, data: dict[str, Any]) -> None:
+def eval_data(plan, assets, tokenizer, data: dict[str, Any]) -> None:
     """Into ``data``: MultiEmo's zero-shot evaluation batches over every language (one loader per set, each
     length-sorted and cut by a token budget), under the target config's budget and :data:`GPU_EVAL_BUDGET`."""
     from dataclasses import replace
@@ -65,39 +65,35 @@ def eval_data(cfg, assets, tokenizer, data: dict[str, Any]) -> None:
     from xcal.data.sources import SourceSettings
     from xcal.data.tasks import MULTIEMO_LANGUAGES, TASKS
     from xcal.pipeline.build import build_datamodule
-    from xcal.pipeline.spec import StageSpec
 
-    block = cfg.target
+    target = plan.target
     data["eval"] = {}
-    stage = replace(StageSpec.from_config(cfg, "target"), eval_size=EVAL_SIZE, val_size=0,
-                    eval_languages=tuple(MULTIEMO_LANGUAGES), eval_splits=("dev",))
-    for examples, tokens in ((int(block.eval_batch_size), int(block.eval_tokens_per_batch)), GPU_EVAL_BUDGET):
-        dm = build_datamodule(cfg, replace(stage, eval_batch_size=examples, eval_tokens_per_batch=tokens), tokenizer,
-                              SourceSettings.from_block(TASKS["multiemo"], block, assets.data_dir, "target"),
+    stage = replace(target, eval_size=EVAL_SIZE, val_size=0, eval_languages=tuple(MULTIEMO_LANGUAGES),
+                    eval_splits=("dev",))
+    for examples, tokens in ((target.eval_batch_size, target.eval_tokens_per_batch), GPU_EVAL_BUDGET):
+        dm = build_datamodule(plan, replace(stage, eval_batch_size=examples, eval_tokens_per_batch=tokens), tokenizer,
+                              SourceSettings.from_block(TASKS["multiemo"], target.source, assets.data_dir, "target"),
                               assets.root / "tokenized")
         dm.setup("predict")
         data["eval"][f"{examples}/{tokens}"] = [_packed(b) for loader in dm.predict_dataloader() for b in loader]
-    data["eval_settings"] = {"target_budget": f"{block.eval_batch_size}/{block.eval_tokens_per_batch}",
+    data["eval_settings"] = {"target_budget": f"{target.eval_batch_size}/{target.eval_tokens_per_batch}",
                              "languages": list(MULTIEMO_LANGUAGES), "examples_per_language": EVAL_SIZE}
 
 
 def export(out: Path) -> None:
     """Write the GPU step's inputs (settings resolved from conf/, real batches from xcal's loaders)."""
-    from omegaconf import OmegaConf
-
     from gpu.jobs import export_study_data, export_study_model
     from xcal.assets.cache import cache_dir
     from xcal.assets.fetch import ensure_embedded_assets
     from xcal.models.encoder import load_tokenizer
 
-    cfg = gpu_config()
-    settings = {k: OmegaConf.to_container(cfg[k], resolve=True)
-                for k in ("trainer", "optimizer", "scheduler", "model", "compile")}
+    plan = gpu_plan()
+    settings = {k: plan.config[k] for k in ("trainer", "optimizer", "scheduler", "model", "compile")}
     assets = ensure_embedded_assets(cache_dir(), verbose=False)
     tokenizer = load_tokenizer(str(assets.model_dir))
     data: dict[str, Any] = {"train": {}, "lr": {}, "num_labels": {}}
-    train_data(cfg, assets, tokenizer, data)
-    eval_data(cfg, assets, tokenizer, data)
+    train_data(plan, assets, tokenizer, data)
+    eval_data(plan, assets, tokenizer, data)
     data["special_ids"] = [int(i) for i in tokenizer.all_special_ids]
     data["settings"] = settings
     out.parent.mkdir(parents=True, exist_ok=True)

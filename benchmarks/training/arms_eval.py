@@ -26,7 +26,7 @@ def eval_setup(params: dict[str, Any], out: Path, callbacks: list[Any] | None = 
     dm = datamodule(ctx, eval_size=params["eval_size"], eval_languages=MULTIEMO_LANGUAGES, eval_splits=("dev",))
     dm.setup("predict")
     module = fresh_module(ctx)  # an untrained head computes exactly what a trained one does
-    return ctx, dm, module, build_trainer(ctx.cfg, 1, [], out, callbacks or [])
+    return ctx, dm, module, build_trainer(ctx.plan, 1, [], out, callbacks or [])
 
 
 def eval_result(seconds: float, dm, padded: int, batches: int) -> dict[str, Any]:
@@ -78,7 +78,7 @@ def arm_eval_padded(params: dict[str, Any], out: Path) -> dict[str, Any]:
         batch["labels"] = torch.as_tensor([int(f["labels"]) for f in features], dtype=torch.int64)
         return batch
 
-    size = int(ctx.cfg.target.eval_batch_size)
+    size = ctx.stage.eval_batch_size
     loaders = [DataLoader(ds.with_format("torch", columns=list(MODEL_INPUTS)), batch_size=size, shuffle=False,
                           collate_fn=pad_to_max) for ds in dm.eval_sets.values()]
     t0 = time.perf_counter()

@@ -37,7 +37,7 @@ def arm_overhead_xcal(params: dict[str, Any], out: Path) -> dict[str, Any]:
             losses.append(float(outputs["loss"]))
             probe.step()
 
-    trainer = build_trainer(ctx.cfg, 1, build_loggers(ctx.cfg, out, "bench"), out, [Losses()])
+    trainer = build_trainer(ctx.plan, 1, build_loggers(ctx.plan, out, "bench"), out, [Losses()])
     loader = DataLoader(batches, batch_size=None, shuffle=False)
     t0 = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader)

@@ -52,7 +52,7 @@ def arm_recipe(params: dict[str, Any], out: Path) -> dict[str, Any]:
     args = TrainingArguments(output_dir=str(out / "hf"), per_device_train_batch_size=params["batch_size"],
                              per_device_eval_batch_size=64, num_train_epochs=1, learning_rate=5e-5,
                              lr_scheduler_type="linear", eval_strategy="no", save_strategy="no", report_to="none",
-                             seed=ctx.cfg.seed, use_cpu=True, disable_tqdm=True)
+                             seed=ctx.plan.seed, use_cpu=True, disable_tqdm=True)
     trainer = Trainer(model=model, args=args, train_dataset=train)
     t0 = time.perf_counter()
     trainer.train()
@@ -81,8 +81,8 @@ def arm_xcal_train(params: dict[str, Any], out: Path) -> dict[str, Any]:
     quiet_lightning()
     ctx = context(params, out)
     t0 = time.perf_counter()
-    work = Workspace(ctx.cfg, ctx.cache_root, {"target": ctx.source}, ctx.model_path, ctx.tokenizer, out,
-                     build_loggers(ctx.cfg, out, "bench"))
+    work = Workspace(ctx.plan, ctx.cache_root, {"target": ctx.source}, ctx.model_path, ctx.tokenizer, out,
+                     build_loggers(ctx.plan, out, "bench"))
     outcome = train_stage(work, replace(ctx.stage, eval_size=params["dev_size"], eval_languages=("en",),
                                         eval_splits=("dev",)), ctx.model_path)
     module, trainer, dm = outcome.module, outcome.trainer, outcome.datamodule

@@ -1,4 +1,4 @@
-"""What every arm shares: xcal's composed config and what is built from it (tokenizer, source, the target
+"""What every arm shares: xcal's planned config and what is built from it (tokenizer, source, the target
 stage's TaskDataModule and module), and the batches and their statistics."""
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import torch
 
 @dataclass
 class Context:
-    """The composed xcal config and everything built from it once per arm."""
+    """The planned xcal config (xcal.pipeline.plan.JobPlan) and everything built from it once per arm."""
 
-    cfg: Any
+    plan: Any
     model_path: str
     tokenizer: Any
     source: Any
@@ -53,15 +53,15 @@ def context(params: dict[str, Any], output_dir: Path) -> Context:
     from xcal.data.tasks import TASKS
     from xcal.models.encoder import load_tokenizer
     from xcal.pipeline.app import CONFIG_DIR
-    from xcal.pipeline.spec import StageSpec
+    from xcal.pipeline.plan import plan_job
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("config", overrides=overrides(params, output_dir))
+        plan = plan_job(compose("config", overrides=overrides(params, output_dir)))
     assets = ensure_embedded_assets(cache_dir(), verbose=False)
     spec = TASKS["multiemo"]
-    return Context(cfg, str(assets.model_dir), load_tokenizer(str(assets.model_dir)),
-                   SourceSettings.from_block(spec, cfg.target, assets.data_dir, "target"),
-                   assets.root, output_dir, spec, StageSpec.from_config(cfg, "target"))
+    return Context(plan, str(assets.model_dir), load_tokenizer(str(assets.model_dir)),
+                   SourceSettings.from_block(spec, plan.target.source, assets.data_dir, "target"),
+                   assets.root, output_dir, spec, plan.target)
 
 
 def datamodule(ctx: Context, **changes: Any):
@@ -71,7 +71,7 @@ def datamodule(ctx: Context, **changes: Any):
 
     from xcal.pipeline.build import build_datamodule
 
-    return build_datamodule(ctx.cfg, replace(ctx.stage, **changes), ctx.tokenizer, ctx.source, ctx.token_cache)
+    return build_datamodule(ctx.plan, replace(ctx.stage, **changes), ctx.tokenizer, ctx.source, ctx.token_cache)
 
 
 def lengths_of(ds) -> list[int]:
@@ -89,7 +89,7 @@ def materialised_batches(ctx: Context) -> list[dict[str, torch.Tensor]]:
     """xcal's train loader, read once (seeded as train_stage seeds it)."""
     import pytorch_lightning as pl
 
-    pl.seed_everything(ctx.cfg.seed, workers=True, verbose=False)
+    pl.seed_everything(ctx.plan.seed, workers=True, verbose=False)
     dm = datamodule(ctx)
     dm.setup("fit")
     return list(dm.train_dataloader())
@@ -100,8 +100,8 @@ def fresh_module(ctx: Context):
 
     from xcal.pipeline.build import build_module
 
-    pl.seed_everything(ctx.cfg.seed, workers=True, verbose=False)
-    return build_module(ctx.cfg, ctx.model_path, ctx.stage)
+    pl.seed_everything(ctx.plan.seed, workers=True, verbose=False)
+    return build_module(ctx.plan, ctx.model_path, ctx.stage)
 
 
 def fingerprint(batches: list[dict[str, torch.Tensor]]) -> str:

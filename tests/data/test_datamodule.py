@@ -152,8 +152,6 @@ def test_the_training_order_depends_only_on_seed_and_epoch_and_resumes_exactly()
 
 def test_pinned_memory_reaches_every_loader_and_is_on_only_for_a_cuda_trainer(embedded_data_dir, tokenizer,
                                                                                token_cache) -> None:
-    from omegaconf import OmegaConf
-
     from xcal.pipeline.build import pin_memory
 
     for pinned in (False, True):
@@ -163,5 +161,5 @@ def test_pinned_memory_reaches_every_loader_and_is_on_only_for_a_cuda_trainer(em
         dm.setup("predict")
         loaders = [dm.train_dataloader(), dm.val_dataloader(), *dm.predict_dataloader()]
         assert len(loaders) == 4 and all(loader.pin_memory is pinned for loader in loaders)
-    assert pin_memory(OmegaConf.create({"trainer": {"accelerator": "cpu"}})) is False
-    assert pin_memory(OmegaConf.create({"trainer": {"accelerator": "gpu"}})) is torch.cuda.is_available()
+    assert pin_memory("cpu") is False
+    assert pin_memory("gpu") is torch.cuda.is_available()

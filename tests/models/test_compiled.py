@@ -224,8 +224,8 @@ def compose_job(*overrides: str):
 def test_off_leaves_the_hash_and_cache_key_and_on_changes_both() -> None:
     from omegaconf import open_dict
 
-    from xcal.pipeline.encoder_cache import stage1_key
     from xcal.pipeline.resume import config_hash
+    from xcal.pipeline.stage1 import stage1_key
 
     off, on = compose_job(), compose_job("compile.enabled=true")
     without = compose_job()
@@ -258,6 +258,7 @@ def test_bad_compile_settings_are_config_problems() -> None:
 def test_a_job_trains_through_the_compiled_forward(tiny_xlmr_dir, embedded_assets, tmp_path) -> None:
     """compile.enabled through the whole pipeline (traced backend, for speed): stage 1 and 2 train compiled, the
     evaluation runs eager, the numbers are real, and stage 1 is cached under its own key."""
+    from xcal.pipeline.plan import plan_job
     from xcal.pipeline.run import run
 
     out = tmp_path / "job"
@@ -271,7 +272,7 @@ def test_a_job_trains_through_the_compiled_forward(tiny_xlmr_dir, embedded_asset
     torch._dynamo.reset()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[*overrides, f"paths.output_dir={out}"])
-    record = run(cfg, out)
+    record = run(plan_job(cfg), out)
     assert record["status"] == "ok"
     assert record["intermediate"]["identity"]["compile"]["enabled"] is True
     assert record["target"]["steps"] == 4 and record["intermediate"]["steps"] == 2

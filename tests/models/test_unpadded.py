@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from transformers import BertConfig, BertModel, DistilBertConfig, DistilBertModel
 
 from conftest import make_datamodule
@@ -143,11 +142,10 @@ def test_unsupported_architectures_are_named_and_fall_back(caplog):
     decoder = BertModel(BertConfig(vocab_size=50, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
                                    intermediate_size=32, is_decoder=True), add_pooling_layer=False)
     assert "decoder" in unpadded_unsupported(decoder)
-    cfg = OmegaConf.create({"model": {"unpad_tokens": True}})
     with caplog.at_level(logging.WARNING, logger="xcal.pipeline.stages"):
-        assert unpad_tokens(cfg, distil) is False
+        assert unpad_tokens(True, distil) is False
     assert "model.unpad_tokens=true, but DistilBertModel" in caplog.text
-    assert unpad_tokens(OmegaConf.create({"model": {"unpad_tokens": False}}), decoder) is False
+    assert unpad_tokens(False, decoder) is False
 
 
 def test_real_tokens_on_every_device_and_in_the_cache_key(monkeypatch) -> None:
@@ -156,7 +154,7 @@ def test_real_tokens_on_every_device_and_in_the_cache_key(monkeypatch) -> None:
     from hydra import compose, initialize_config_dir
 
     from xcal.pipeline.app import CONFIG_DIR
-    from xcal.pipeline.encoder_cache import stage1_identity
+    from xcal.pipeline.stage1 import stage1_identity
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -168,15 +166,19 @@ def test_real_tokens_on_every_device_and_in_the_cache_key(monkeypatch) -> None:
 
 @pytest.mark.parametrize("enabled", [False, True])
 def test_cudnn_attention_follows_the_model_config(tmp_path: Path, enabled: bool) -> None:
-    from xcal.pipeline.build import build_trainer
+    from hydra import compose, initialize_config_dir
 
-    cfg = OmegaConf.create({"model": {"cudnn_attention": enabled},
-                            "trainer": {"_target_": "pytorch_lightning.Trainer", "accelerator": "cpu",
-                                        "enable_progress_bar": False}})
+    from xcal.pipeline.app import CONFIG_DIR
+    from xcal.pipeline.build import build_trainer
+    from xcal.pipeline.plan import plan_job
+
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("config", overrides=[f"model.cudnn_attention={enabled}", "trainer.enable_progress_bar=false",
+                                           f"paths.output_dir={tmp_path}"])
     before = torch.backends.cuda.cudnn_sdp_enabled()
     try:
         torch.backends.cuda.enable_cudnn_sdp(not enabled)
-        build_trainer(cfg, 1, [], tmp_path)
+        build_trainer(plan_job(cfg), 1, [], tmp_path)
         assert torch.backends.cuda.cudnn_sdp_enabled() is enabled
     finally:
         torch.backends.cuda.enable_cudnn_sdp(before)

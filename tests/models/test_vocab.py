@@ -119,6 +119,7 @@ def test_a_whole_job_gives_identical_metrics_with_and_without_trimming(freeze, t
     from hydra import compose, initialize_config_dir
 
     from xcal.pipeline.app import CONFIG_DIR
+    from xcal.pipeline.plan import plan_job
     from xcal.pipeline.run import run
 
     records = {}
@@ -134,7 +135,7 @@ def test_a_whole_job_gives_identical_metrics_with_and_without_trimming(freeze, t
                      f"paths.encoder_cache_dir={tmp_path / 'encoders'}"]
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose("config", overrides=overrides)
-        records[trim] = run(cfg, out)
+        records[trim] = run(plan_job(cfg), out)
         assert records[trim]["status"] == "ok"
     assert records[True]["intermediate"]["key"] != records[False]["intermediate"]["key"]
     if freeze:

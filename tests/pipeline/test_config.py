@@ -7,6 +7,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 from xcal.pipeline.app import CONFIG_DIR
+from xcal.pipeline.plan import plan_job
 from xcal.pipeline.run import stage_sources
 from xcal.pipeline.validate import ConfigError, config_problems, data_problems, validate_config
 
@@ -17,6 +18,12 @@ def make_cfg(*overrides: str) -> DictConfig:
     with open_dict(cfg):
         cfg.paths.output_dir = "/tmp/unused"
     return cfg
+
+
+def data_problems_of(cfg: DictConfig, data_root) -> list[str]:
+    """The data checks of ``cfg``'s plan against the data under ``data_root``."""
+    plan = plan_job(cfg)
+    return data_problems(plan, stage_sources(plan, data_root))
 
 
 def test_default_config_is_valid() -> None:
@@ -30,9 +37,9 @@ def test_default_config_is_valid() -> None:
 
 def test_any_key_is_overridable() -> None:
     cfg = make_cfg("intermediate=epistemic_reasoning", "intermediate.size=2000", "seed=3",
-                   "target.languages=[de,zh]", "optimizer.weight_decay=0.1", "trainer.max_steps=7")
+                   "target.languages=[en,de,zh]", "optimizer.weight_decay=0.1", "trainer.max_steps=7")
     assert (cfg.intermediate.name, cfg.intermediate.size, cfg.seed) == ("epistemic_reasoning", 2000, 3)
-    assert list(cfg.target.languages) == ["de", "zh"]
+    assert list(cfg.target.languages) == ["en", "de", "zh"]
     assert cfg.optimizer.weight_decay == 0.1 and cfg.trainer.max_steps == 7
     assert config_problems(cfg) == []
 
@@ -77,7 +84,7 @@ def test_bad_input_is_named(overrides: list[str], fragment: str) -> None:
 
 
 def test_every_problem_is_reported_at_once() -> None:
-    cfg = make_cfg("intermediate.size=-1", "calibration.n_bins=0", "target.languages=[xx]")
+    cfg = make_cfg("intermediate.size=-1", "calibration.n_bins=0", "target.languages=[en,xx]")
     with pytest.raises(ConfigError) as info:
         validate_config(cfg)
     assert len(info.value.problems) == 3
@@ -96,12 +103,11 @@ def test_unknown_config_group_option_fails_in_hydra(override: str) -> None:
 
 def test_size_beyond_the_data_is_refused(embedded_data_dir) -> None:
     cfg = make_cfg("intermediate.size=10000000")
-    problems = data_problems(cfg, stage_sources(cfg, embedded_data_dir))
+    problems = data_problems_of(cfg, embedded_data_dir)
     assert len(problems) == 1
     assert "intermediate.size=10000000 exceeds the" in problems[0]
     assert "English training examples of 'vitaminc'" in problems[0]
-    ok = make_cfg("intermediate.size=4000")
-    assert data_problems(ok, stage_sources(ok, embedded_data_dir)) == []
+    assert data_problems_of(make_cfg("intermediate.size=4000"), embedded_data_dir) == []
 
 
 def test_command_line_typos_get_the_closest_valid_name() -> None:

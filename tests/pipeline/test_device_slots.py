@@ -18,6 +18,7 @@ from xcal.pipeline import device_slots
 from xcal.pipeline.app import CONFIG_DIR
 from xcal.pipeline.device_slots import DevicePlan, DevicePlanError, Slot, lease, plan_problems, shared_device
 from xcal.pipeline.launchers import launcher_problem
+from xcal.pipeline.plan import plan_job
 
 
 def test_slots_go_round_robin_over_the_devices() -> None:
@@ -114,15 +115,15 @@ def test_a_freed_slot_is_reused_before_a_later_one(tmp_path: Path) -> None:
             assert again == third
 
 
-def job_cfg(*overrides: str):
+def job_plan(*overrides: str):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        return compose("config", overrides=["paths.output_dir=/tmp/x", *overrides])
+        return plan_job(compose("config", overrides=["paths.output_dir=/tmp/x", *overrides]))
 
 
 def test_a_job_without_the_shared_launcher_is_untouched(tmp_path: Path) -> None:
-    cfg = job_cfg(f"paths.cache_dir={tmp_path}")
-    with shared_device(cfg, OmegaConf.create({"_target_": "hydra._internal.core_plugins.basic_launcher"})) as job:
-        assert job is cfg
+    plan = job_plan(f"paths.cache_dir={tmp_path}")
+    with shared_device(plan, OmegaConf.create({"_target_": "hydra._internal.core_plugins.basic_launcher"})) as job:
+        assert job is plan
 
 
 def test_gpu_jobs_get_their_slots_device_and_a_thread_share(tmp_path: Path, monkeypatch) -> None:
@@ -130,17 +131,19 @@ def test_gpu_jobs_get_their_slots_device_and_a_thread_share(tmp_path: Path, monk
     monkeypatch.setattr(device_slots, "visible_gpus", lambda: 2)
     monkeypatch.setattr(device_slots.os, "cpu_count", lambda: 16)
     launcher = OmegaConf.create({"jobs_per_device": 2, "devices": None})
-    cfg = job_cfg("trainer=gpu", f"paths.cache_dir={tmp_path}")
-    with shared_device(cfg, launcher) as a, shared_device(cfg, launcher) as b, shared_device(cfg, launcher) as c:
-        assert [list(j.trainer.devices) for j in (a, b, c)] == [[0], [1], [0]]
-        assert a.num_threads == 4  # 16 cores over 2 x 2 jobs
-        assert cfg.trainer.devices == 1 and cfg.num_threads is None  # the composed config (its hash) is unchanged
+    plan = job_plan("trainer=gpu", f"paths.cache_dir={tmp_path}")
+    with shared_device(plan, launcher) as a, shared_device(plan, launcher) as b, shared_device(plan, launcher) as c:
+        assert [j.trainer["devices"] for j in (a, b, c)] == [[0], [1], [0]]
+        assert [j.config["trainer"]["devices"] for j in (a, b, c)] == [[0], [1], [0]]  # as results.json records
+        assert a.num_threads == 4 and a.config["num_threads"] == 4  # 16 cores over 2 x 2 jobs
+        assert a.hashes == plan.hashes  # the composed config's hash
+        assert plan.trainer["devices"] == 1 and plan.num_threads is None  # the composed job's plan is unchanged
     assert sorted(p.name for p in (tmp_path / "device_slots").glob("*/*.lock")) == [
         "cuda0-0.lock", "cuda0-1.lock", "cuda1-0.lock"]
-    pinned = job_cfg("trainer=gpu", f"paths.cache_dir={tmp_path}", "num_threads=3")
+    pinned = job_plan("trainer=gpu", f"paths.cache_dir={tmp_path}", "num_threads=3")
     with shared_device(pinned, OmegaConf.create({"jobs_per_device": 2, "devices": [1]})) as job:
-        assert list(job.trainer.devices) == [1] and job.num_threads == 3
-    ddp = job_cfg("trainer=ddp", f"paths.cache_dir={tmp_path}")
+        assert job.trainer["devices"] == [1] and job.num_threads == 3
+    ddp = job_plan("trainer=ddp", f"paths.cache_dir={tmp_path}")
     with pytest.raises(DevicePlanError, match=r"trainer.devices=-1: a job shares one device with others here"), \
             shared_device(ddp, launcher):
         pass

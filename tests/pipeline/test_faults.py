@@ -22,7 +22,7 @@ import pytest
 
 from conftest import FAULTS
 from xcal.atomic import atomic_write_json
-from xcal.pipeline.encoder_cache import MARKER
+from xcal.pipeline.stage1 import MARKER
 
 XCAL = [sys.executable, "-m", "xcal.pipeline.app"]
 
@@ -49,11 +49,12 @@ def run_here(args: list[str], out: Path) -> dict:
     from hydra import compose, initialize_config_dir
 
     from xcal.pipeline.app import CONFIG_DIR
+    from xcal.pipeline.plan import plan_job
     from xcal.pipeline.run import run
 
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("config", overrides=[*args, f"paths.output_dir={out}"])
-    run(cfg, out)
+    run(plan_job(cfg), out)
     record = json.loads((out / "results.json").read_text())  # as the other runs are read: from the file
     assert record["status"] == "ok", record.get("error")
     return record
@@ -179,11 +180,11 @@ def test_truncated_cache_entry_is_detected_and_rebuilt(tiny_xlmr_dir, embedded_a
     weights = entry / "model.safetensors"
     weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
     FAULTS["injected"] += 1
-    with caplog.at_level(logging.WARNING, logger="xcal.pipeline.encoder_cache"):
+    with caplog.at_level(logging.WARNING, logger="xcal.pipeline.stage1"):
         record = run_here(tiny(tiny_xlmr_dir, tmp_path / "encoders", "target.lr=1e-4"), tmp_path / "b")
     assert record["intermediate"]["reused"] is False  # rebuilt, not read
     assert "stage-1 cache entry rebuilt" in caplog.text
-    from xcal.pipeline.encoder_cache import verify
+    from xcal.pipeline.stage1 import verify
 
     assert verify(entry) is None
     if metrics(tmp_path / "a" / "results.json") is None:
@@ -293,6 +294,6 @@ def test_a_second_job_on_the_same_output_directory_stops_at_once(tmp_path) -> No
     held.acquire()
     FAULTS["injected"] += 1
     with pytest.raises(JobBusyError, match="another xcal job is running in"):
-        run(None, tmp_path)  # refused before the config is even read
+        run(None, tmp_path)  # refused before the plan is even read
     held.release()
     assert not (tmp_path / "results.json").exists()

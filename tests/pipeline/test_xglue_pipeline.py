@@ -18,6 +18,7 @@ from xcal.data.tasks import TASKS, XGLUE_TASKS
 from xcal.errors import XcalError
 from xcal.pipeline import run as run_module
 from xcal.pipeline.app import CONFIG_DIR
+from xcal.pipeline.plan import plan_job
 from xcal.pipeline.run import prepare, run, stage_sources
 from xcal.pipeline.validate import config_problems, data_problems
 from xglue_fixtures import write_official_release
@@ -69,7 +70,7 @@ def job_config(tiny_model: Path, out: Path, target: str, intermediate: str, *ext
 
 
 def run_job(cfg, out: Path) -> dict:
-    record = run(cfg, out, run_name=out.name)
+    record = run(plan_job(cfg), out, run_name=out.name)
     assert record["status"] == "ok", record.get("error")
     assert json.loads((out / "results.json").read_text())["status"] == "ok"
     return record
@@ -122,7 +123,7 @@ def test_targets_from_a_hub_parquet_repo(target, tiny_model, hub_repos, tmp_path
 def test_missing_release_is_reported_before_any_training(tmp_path) -> None:
     cfg = job_config(NO_MODEL, tmp_path, "xnli", "none", f"target.data_dir={tmp_path / 'nowhere'}")
     with pytest.raises(XcalError) as info:
-        prepare(cfg)
+        prepare(plan_job(cfg))
     message = str(info.value)
     assert "nowhere" in message and "XNLI" in message and "https://microsoft.github.io/XGLUE/" in message
     assert not (tmp_path / "results.json").exists()
@@ -131,13 +132,13 @@ def test_missing_release_is_reported_before_any_training(tmp_path) -> None:
 def test_unknown_language_and_span_target_are_config_errors(tmp_path) -> None:
     cfg = job_config(NO_MODEL, tmp_path, "pos", "none", "target.languages=[de,xx]", f"target.data_dir={tmp_path}")
     with pytest.raises(XcalError, match=r"target.languages has 'xx'.*allowed: ar, bg, de"):
-        prepare(cfg)
+        prepare(plan_job(cfg))
     cfg = job_config(NO_MODEL, tmp_path, "nc", "none", "target.eval_splits=[train]", f"target.data_dir={tmp_path}")
     with pytest.raises(XcalError, match=r"target.eval_splits has 'train'; task 'nc' has dev, test"):
-        prepare(cfg)
+        prepare(plan_job(cfg))
     cfg = job_config(NO_MODEL, tmp_path, "xnli", "none", "target.name=squad", "target.source=hub")
     with pytest.raises(XcalError, match=r"target='squad' has a span head, which has no class distribution"):
-        prepare(cfg)
+        prepare(plan_job(cfg))
 
 
 def test_unreachable_hub_dataset_is_one_clear_message(tmp_path, monkeypatch) -> None:
@@ -147,7 +148,7 @@ def test_unreachable_hub_dataset_is_one_clear_message(tmp_path, monkeypatch) -> 
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     cfg = job_config(NO_MODEL, tmp_path, "xnli", "mnli", "target.source=hub", "intermediate.size=8")
     with pytest.raises(XcalError) as info:
-        prepare(cfg)
+        prepare(plan_job(cfg))
     message = str(info.value)
     assert "hgissbkh/xglue" in message and "nyu-mll/glue" in message and "huggingface-cli download" in message
 
@@ -160,12 +161,13 @@ def test_test_split_of_the_four_tasks_is_allowed_but_not_the_default(release, ta
     cfg = job_config(NO_MODEL, tmp_path, task, "none", f"target.data_dir={release}", f"paths.cache_dir={tmp_path}",
                      "target.eval_splits=[dev,test]")
     assert config_problems(cfg) == []
-    assert data_problems(cfg, stage_sources(cfg, tmp_path / "data")) == []
+    plan = plan_job(cfg)
+    assert data_problems(plan, stage_sources(plan, tmp_path / "data")) == []
     old = write_official_release(tmp_path / "old", old_release=True)
     cfg = job_config(NO_MODEL, tmp_path, task, "none", f"target.data_dir={old}", f"paths.cache_dir={tmp_path}",
                      "target.eval_splits=[dev,test]")
     with pytest.raises(XcalError) as info:
-        prepare(cfg)
+        prepare(plan_job(cfg))
     problems = str(info.value).splitlines()[1:]
     assert len(problems) == len(TASKS[task].languages)  # one per test file; the dev files are fine
     assert all("lines have no label column) has no labels: the old xglue_public release" in p for p in problems)
@@ -180,8 +182,9 @@ def _pos_hub_config(tmp_path: Path, repo: Path, *extra: str):
 def test_hub_copy_without_pt_evaluates_the_languages_it_has(tmp_path, capsys) -> None:
     repo = write_hub_repo(tmp_path / "hub", "pos", languages=POS_WITHOUT_PT)
     cfg = _pos_hub_config(tmp_path, repo)
-    sources = stage_sources(cfg, tmp_path / "cache" / "data")
-    assert data_problems(cfg, sources) == []
+    plan = plan_job(cfg)
+    sources = stage_sources(plan, tmp_path / "cache" / "data")
+    assert data_problems(plan, sources) == []
     assert capsys.readouterr().err == (
         f"xcal: warning: target.hub_id={repo} has no dev/test split of task pos for pt (1 of its 18 languages): "
         f"evaluating the 17 it has ({' '.join(POS_WITHOUT_PT)}). Name languages in target.languages to require "
@@ -189,9 +192,9 @@ def test_hub_copy_without_pt_evaluates_the_languages_it_has(tmp_path, capsys) ->
     chosen = eval_languages(sources["target"], TASKS["pos"], None, ["dev", "test"])
     assert chosen == Languages(POS_WITHOUT_PT, ("pt",), ("dev", "test"))
     # Asked for by name, pt is refused before any training; the languages named are all that is checked.
-    cfg = _pos_hub_config(tmp_path, repo, "target.languages=[de,pt]")
+    cfg = _pos_hub_config(tmp_path, repo, "target.languages=[en,de,pt]")
     with pytest.raises(XcalError) as info:
-        prepare(cfg)
+        prepare(plan_job(cfg))
     message = str(info.value)
     assert "invalid xcal config (2 problems)" in message
     assert "split 'validation.pt' of task pos (pt, dev) is missing" in message
@@ -199,8 +202,8 @@ def test_hub_copy_without_pt_evaluates_the_languages_it_has(tmp_path, capsys) ->
     assert f"languages with a dev split: {', '.join(POS_WITHOUT_PT)}" in message
     assert capsys.readouterr().err == ""
     # The official release has pt: nothing is missing there.
-    local = eval_languages(stage_sources(job_config(NO_MODEL, tmp_path, "pos", "none"), tmp_path)["target"],
-                           TASKS["pos"], None, ["dev"])
+    release = plan_job(job_config(NO_MODEL, tmp_path, "pos", "none", f"target.data_dir={tmp_path}"))
+    local = eval_languages(stage_sources(release, tmp_path)["target"], TASKS["pos"], None, ["dev"])
     assert local == Languages(TASKS["pos"].languages, (), ("dev",))
 
 
@@ -221,7 +224,7 @@ def test_results_json_names_the_missing_languages(tmp_path, monkeypatch) -> None
     monkeypatch.setattr(run_module, "train_stage", target_stage)
     out = tmp_path / "out"
     with pytest.raises(Stop):
-        run(_pos_hub_config(tmp_path, repo), out)
+        run(plan_job(_pos_hub_config(tmp_path, repo)), out)
     record = json.loads((out / "results.json").read_text())
     assert record["status"] == "failed"
     assert record["languages"] == {"evaluated": list(POS_WITHOUT_PT), "missing": ["pt"]}

@@ -50,7 +50,7 @@ class SharedGpuLauncher(Launcher):
         """The device plan for the sweep's primary config (its trainer decides GPU or CPU)."""
         assert self.config is not None
         devices = self.devices if not OmegaConf.is_config(self.devices) else OmegaConf.to_container(self.devices)
-        return device_plan(self.jobs_per_device, devices, gpu=trains_on_gpu(self.config),
+        return device_plan(self.jobs_per_device, devices, gpu=trains_on_gpu(self.config.trainer.accelerator),
                            memory_per_job_gb=self.memory_per_job_gb)
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:

@@ -37,6 +37,8 @@ __all__ = ["DataSourceError", "Languages", "SourceSettings", "eval_languages", "
 READER_VERSION = 2
 # The `<stage>.source` values that can read a task of each origin (``TaskSpec.origin``).
 SOURCE_KINDS = {"embedded": ("embedded",), "xglue": ("local", "hub"), "hub": ("hub",)}
+#: The keys of a stage's config block that say where its task is read from (:meth:`SourceSettings.from_block`).
+SOURCE_KEYS = ("source", "data_dir", "hub_id", "hub_config", "hub_revision")
 
 
 def split_path(data_root: Path, task: TaskSpec, language: str, split: str) -> Path:
@@ -58,7 +60,8 @@ class SourceSettings:
 
     @classmethod
     def from_block(cls, task: TaskSpec, block: Any, data_root: Path, key: str) -> SourceSettings:
-        """Read the source knobs of a task config block; embedded tasks ignore them."""
+        """Read the source knobs (:data:`SOURCE_KEYS`) of a task config block, or of the mapping of them a
+        :class:`~xcal.pipeline.spec.StageSpec` keeps; embedded tasks ignore them."""
         if task.origin == "embedded":
             return cls("embedded", Path(data_root), key)
         get = block.get if hasattr(block, "get") else (lambda k, d=None: d)

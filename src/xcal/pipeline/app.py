@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 import re
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -16,9 +18,9 @@ from xcal.errors import XcalError
 from xcal.pipeline.device_slots import shared_device
 from xcal.pipeline.launchers import launcher_problem, requested_launcher
 from xcal.pipeline.overrides import override_problems
+from xcal.pipeline.plan import plan_job
 from xcal.pipeline.record import RESULTS_FILE, JobRecord
-from xcal.pipeline.resume import ConfigHashes, finished_record
-from xcal.pipeline.validate import validate_config
+from xcal.pipeline.resume import finished_record
 from xcal.utils.digest import fingerprint
 from xcal.utils.messages import bullets, counted
 
@@ -64,8 +66,10 @@ def job_name(intermediate: str, size: object, target: str, seed: object, overrid
     return name
 
 
-def run_name(cfg: DictConfig, override_dirname: str = "") -> str:
-    return job_name(cfg.intermediate.name, cfg.intermediate.size, cfg.target.name, cfg.seed, override_dirname)
+def run_name(config: Mapping[str, Any], override_dirname: str = "") -> str:
+    """:func:`job_name` of a config (composed, or a plan's resolved ``config``)."""
+    inter = config["intermediate"]
+    return job_name(inter["name"], inter["size"], config["target"]["name"], config["seed"], override_dirname)
 
 
 if not OmegaConf.has_resolver("xcal_job_name"):
@@ -77,18 +81,16 @@ def _job(cfg: DictConfig) -> float | None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     output_dir = Path(HydraConfig.get().runtime.output_dir)
     try:
-        validate_config(cfg)  # before the heavy imports: a typo costs a second, not a minute
-        hashes = ConfigHashes.of(cfg)  # validated and hashed once per job: run() is handed both
-        done = finished_record(output_dir, hashes)
+        plan = plan_job(cfg)  # checked, hashed and read once, before the heavy imports: a typo costs a second
+        done = finished_record(output_dir, plan.hashes)
         if done is not None:  # re-running a sweep skips what finished with the same config
             print(f"[xcal] already finished, skipped: {output_dir / RESULTS_FILE}")
             return _objective(done)
         from xcal.pipeline.run import run
 
-        # hydra/launcher=shared_gpu: the job holds a device slot for its run (else cfg is unchanged)
-        with shared_device(cfg, HydraConfig.get().launcher) as job:
-            record = run(job, output_dir, run_name=run_name(cfg, HydraConfig.get().job.override_dirname),
-                         hashes=hashes)
+        # hydra/launcher=shared_gpu: the job holds a device slot for its run (else the plan is unchanged)
+        with shared_device(plan, HydraConfig.get().launcher) as job:
+            record = run(job, output_dir, run_name=run_name(plan.config, HydraConfig.get().job.override_dirname))
     except Exception as exc:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             # results.json records the failure; the other jobs of the sweep go on (the end-of-sweep

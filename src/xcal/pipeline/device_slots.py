@@ -13,7 +13,6 @@ Torch-free at import (the launcher plugin imports this in Hydra's process before
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import socket
@@ -22,12 +21,16 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from filelock import FileLock, Timeout
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from xcal.errors import XcalError
 from xcal.utils.messages import bullets, counted
+
+if TYPE_CHECKING:
+    from xcal.pipeline.plan import JobPlan
 
 log = logging.getLogger(__name__)
 CPU = None  # the device of a CPU slot
@@ -192,39 +195,36 @@ def lease(plan: DevicePlan, directory: Path, poll_seconds: float = 0.5) -> Itera
         time.sleep(poll_seconds)
 
 
-def trains_on_gpu(cfg: DictConfig) -> bool:
-    """Whether the job's Trainer runs on a CUDA GPU (``trainer=gpu``, or ``accelerator=auto`` with one visible)."""
-    accelerator = str(cfg.trainer.accelerator)
+def trains_on_gpu(accelerator: str) -> bool:
+    """Whether the job's Trainer runs on a CUDA GPU (``trainer.accelerator``: ``gpu``, or ``auto`` with one
+    visible)."""
+    accelerator = str(accelerator)
     return accelerator in ("gpu", "cuda") or (accelerator == "auto" and visible_gpus() > 0)
 
 
 @contextmanager
-def shared_device(cfg: DictConfig, launcher: DictConfig | None) -> Iterator[DictConfig]:
-    """The job's config on the device slot it holds for its run, when its sweep runs under
-    ``hydra/launcher=shared_gpu`` (``launcher``: the job's ``hydra.launcher``); otherwise ``cfg`` unchanged.
+def shared_device(job: JobPlan, launcher: DictConfig | None) -> Iterator[JobPlan]:
+    """The job's plan on the device slot it holds for its run, when its sweep runs under
+    ``hydra/launcher=shared_gpu`` (``launcher``: the job's ``hydra.launcher``); otherwise ``job`` unchanged.
 
-    The copy trains on the slot's GPU (``trainer.devices=[i]``; Lightning then sets the CUDA device) with the
-    job's share of the CPU threads (``num_threads``, unless set). Its config hash was taken before (the slot
+    The placed plan trains on the slot's GPU (``trainer.devices=[i]``; Lightning then sets the CUDA device) with
+    the job's share of the CPU threads (``num_threads``, unless set). Its config hash was taken before (the slot
     changes where a job runs, not what it computes), so a re-run under any launcher finds it finished."""
     k = None if launcher is None else launcher.get("jobs_per_device")
     if k is None:
-        yield cfg
+        yield job
         return
-    gpu = trains_on_gpu(cfg)
-    if gpu and str(cfg.trainer.devices) != "1":
-        raise DevicePlanError([f"trainer.devices={cfg.trainer.devices}: a job shares one device with others "
+    gpu = trains_on_gpu(job.trainer["accelerator"])
+    trainer_devices = job.trainer.get("devices")
+    if gpu and str(trainer_devices) != "1":
+        raise DevicePlanError([f"trainer.devices={trainer_devices}: a job shares one device with others "
                                "here, so it trains on one (trainer=gpu); trainer=ddp spans devices"])
     devices = launcher.get("devices")
     plan = device_plan(k, None if devices is None else list(devices), gpu=gpu)
     from xcal.assets.cache import cache_dir
 
-    with lease(plan, slots_dir(cache_dir(cfg.paths.cache_dir))) as slot:
-        job = copy.deepcopy(cfg)
-        threads = int(cfg.num_threads or plan.threads_per_job())
-        with open_dict(job):
-            job.num_threads = threads
-            if gpu:
-                job.trainer.devices = [slot.device]
+    with lease(plan, slots_dir(cache_dir(job.paths.cache_dir))) as slot:
+        threads = int(job.num_threads or plan.threads_per_job())
         print(f"[xcal] device slot {slot.device_name} place {slot.place} ({k} jobs per device, {plan.concurrency} "
               f"at once), {threads} CPU threads", flush=True)
-        yield job
+        yield job.placed(threads, [slot.device] if gpu else None)

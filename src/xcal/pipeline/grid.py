@@ -12,17 +12,20 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 from omegaconf.errors import OmegaConfBaseException
 
 from xcal.errors import XcalError
 from xcal.pipeline.record import RESULTS_FILE, RecordError, read_record
 from xcal.utils.messages import bullets, counted
+
+if TYPE_CHECKING:
+    from xcal.pipeline.plan import JobPlan
 
 
 class GridError(XcalError, ValueError):
@@ -61,14 +64,16 @@ def _coordinates(overrides: list[str], swept: set[str]) -> str:
 
 
 def grid_problems(config: DictConfig, check_data: bool = True) -> tuple[list[str], int]:
-    """Compose each job of the grid and collect config and data problems, naming the job."""
-    from xcal.pipeline.validate import config_problems
+    """Compose and plan each job of the grid (:func:`xcal.pipeline.plan.plan_job`, the check each job runs) and
+    collect config and data problems, naming the job."""
+    from xcal.pipeline.plan import plan_job
+    from xcal.pipeline.validate import ConfigError
 
     loader = GlobalHydra.instance().config_loader()
     jobs = grid_overrides(config)
     swept = _swept(jobs)
     problems: list[str] = []
-    composed: list[tuple[str, DictConfig]] = []
+    planned: list[tuple[str, DictConfig, JobPlan]] = []
     for overrides in jobs:
         name = _coordinates(overrides, swept)
         try:
@@ -76,16 +81,18 @@ def grid_problems(config: DictConfig, check_data: bool = True) -> tuple[list[str
         except Exception as exc:  # Hydra raises several types for a config that does not compose
             problems.append(f"{name}: {str(exc).splitlines()[0]}")
             continue
-        found = config_problems(job)
-        problems += [f"{name}: {p}" for p in found]
-        if not found:
-            composed.append((name, job))
+        with open_dict(job):
+            job.paths.output_dir = "."  # not a job directory yet (it resolves inside a running job); unhashed
+        try:
+            planned.append((name, job, plan_job(job)))
+        except ConfigError as exc:
+            problems += [f"{name}: {p}" for p in exc.problems]
     if check_data:
-        problems += _data_problems([(name, job) for name, job in composed if not _finished(job)])
+        problems += _data_problems([(name, plan) for name, job, plan in planned if not _finished(job, plan)])
     return problems, len(jobs)
 
 
-def _finished(job: DictConfig) -> bool:
+def _finished(job: DictConfig, plan: JobPlan) -> bool:
     """The launcher will skip this job (it finished with this config), so its data need not be checked:
     re-running a finished sweep then loads neither the data nor the training stack."""
     from xcal.pipeline.resume import finished_record
@@ -94,12 +101,12 @@ def _finished(job: DictConfig) -> bool:
         output_dir = Path(job.hydra.sweep.dir) / str(job.hydra.sweep.subdir)
     except OmegaConfBaseException:  # a sweep directory that only resolves inside a running job
         return False
-    return finished_record(output_dir, job) is not None
+    return finished_record(output_dir, plan.hashes) is not None
 
 
-def _data_problems(composed: list[tuple[str, DictConfig]]) -> list[str]:
+def _data_problems(planned: list[tuple[str, JobPlan]]) -> list[str]:
     """Sizes against the data and the data files, checked once per distinct (stage, task, source, size)."""
-    if not composed:
+    if not planned:
         return []
     from xcal.assets.cache import cache_dir, data_dir
     from xcal.pipeline.run import ensure_assets, stage_sources
@@ -107,17 +114,14 @@ def _data_problems(composed: list[tuple[str, DictConfig]]) -> list[str]:
 
     problems: list[str] = []
     seen: dict[str, list[str]] = {}
-    for name, job in composed:
-        with open_dict(job):
-            job.paths.output_dir = "."  # not a job directory yet; nothing here writes to it
-        root = cache_dir(job.paths.cache_dir)
-        ensure_assets(job, root)
-        sources = stage_sources(job, data_dir(root))
-        # resolved in place: the stage blocks interpolate top-level keys (intermediate.seed is ${seed})
-        blocks = {stage: OmegaConf.to_container(job[stage], resolve=True) for stage in ("intermediate", "target")}
+    for name, plan in planned:
+        root = cache_dir(plan.paths.cache_dir)
+        ensure_assets(plan, root)
+        sources = stage_sources(plan, data_dir(root))
+        blocks = {stage: plan.config[stage] for stage in ("intermediate", "target")}
         key = json.dumps(blocks, sort_keys=True, default=str) + str(sources)
         if key not in seen:
-            seen[key] = data_problems(job, sources)
+            seen[key] = data_problems(plan, sources)
         problems += [f"{name}: {p}" for p in seen[key]]
     return problems
 

@@ -1,17 +1,18 @@
-"""Lightning loggers from the ``logger`` config group (CSV and W&B by default)."""
+"""Lightning loggers from the ``logger`` config group (CSV and W&B by default), as the job's plan holds them."""
 
 from __future__ import annotations
 
+import copy
 import netrc
 import os
 from pathlib import Path
 from typing import Any
 
 from hydra.utils import get_class
-from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.loggers import Logger
 
 from xcal.calibration.registry import RAW
+from xcal.pipeline.plan import JobPlan
 from xcal.pipeline.record import calibrated_entries
 
 
@@ -30,21 +31,18 @@ def wandb_mode(requested: str | None) -> str:
     return "online" if auth else "offline"
 
 
-def build_loggers(cfg: DictConfig, output_dir: Path, run_name: str) -> list[Logger]:
+def build_loggers(plan: JobPlan, output_dir: Path, run_name: str) -> list[Logger]:
     loggers: list[Logger] = []
-    for name, logger_cfg in (cfg.get("logger") or {}).items():
-        if logger_cfg is None or "_target_" not in logger_cfg:
-            continue
-        kwargs: dict[str, Any] = OmegaConf.to_container(logger_cfg, resolve=True)
+    for name, node in plan.loggers.items():
+        kwargs: dict[str, Any] = copy.deepcopy(node)
         logger_cls = get_class(kwargs.pop("_target_"))
         if name == "wandb":
             kwargs["mode"] = wandb_mode(kwargs.get("mode"))
             kwargs["name"] = run_name
             if not kwargs.get("job_type"):  # the stages this job runs: filter stage-1 jobs from target-only ones
-                trains_stage1 = cfg.intermediate.name != "none" and cfg.intermediate.size != 0
-                kwargs["job_type"] = "intermediate+target" if trains_stage1 else "target"
+                kwargs["job_type"] = "target" if plan.intermediate is None else "intermediate+target"
             # the resolved config, so dashboards can filter and group by size, task and seed
-            kwargs["config"] = OmegaConf.to_container(cfg, resolve=True)
+            kwargs["config"] = copy.deepcopy(plan.config)
             Path(kwargs["save_dir"]).mkdir(parents=True, exist_ok=True)
         loggers.append(logger_cls(**kwargs))
     return loggers

@@ -1,7 +1,9 @@
-"""One job: validate → assets → stage 1 (cached) → stage 2 → zero-shot evaluation → results.json."""
+"""One planned job (:func:`xcal.pipeline.plan.plan_job`): assets and data checks → stage 1 (cached) → stage 2 →
+zero-shot evaluation → results.json."""
 
 from __future__ import annotations
 
+import copy
 import gc
 import logging
 import resource
@@ -12,23 +14,21 @@ from pathlib import Path
 
 import torch
 from filelock import FileLock, Timeout
-from omegaconf import DictConfig, OmegaConf
 
 import xcal
 from xcal.assets.cache import cache_dir, data_dir
-from xcal.data.mixture import Mixture, is_mixture
 from xcal.data.sources import SourceSettings, eval_languages
-from xcal.data.tasks import NO_TASK, TASKS
 from xcal.errors import XcalError
 from xcal.models.encoder import EMBEDDED_PREFIX, load_tokenizer, resolve_model_path
-from xcal.pipeline import encoder_cache
 from xcal.pipeline.evaluate import predict_logits, save_predictions, zero_shot_metrics
 from xcal.pipeline.loggers import build_loggers, log_zeroshot_media
+from xcal.pipeline.plan import JobPlan
 from xcal.pipeline.record import JobRecord, english_temperature, flat_metrics, language_means, write_record
-from xcal.pipeline.resume import ConfigHashes, keep_previous_result
+from xcal.pipeline.resume import keep_previous_result
 from xcal.pipeline.spec import StageSpec, Workspace
+from xcal.pipeline.stage1 import get_or_train
 from xcal.pipeline.stages import StageResult, train_stage
-from xcal.pipeline.validate import ConfigError, data_problems, validate_config
+from xcal.pipeline.validate import ConfigError, data_problems
 
 log = logging.getLogger(__name__)
 
@@ -55,63 +55,53 @@ def failure_reason(exc: BaseException) -> str:
     return reason
 
 
-def stage_sources(cfg: DictConfig, data_root: Path) -> dict[str, SourceSettings | dict[str, SourceSettings]]:
+def stage_sources(plan: JobPlan, data_root: Path) -> dict[str, SourceSettings | dict[str, SourceSettings]]:
     """Where each stage's task is read from (``intermediate`` absent when the stage is skipped; a mixture's:
     each task's, by name)."""
     sources: dict[str, SourceSettings | dict[str, SourceSettings]] = {}
-    for stage in ("intermediate", "target"):
-        block = cfg[stage]
-        if stage == "intermediate" and is_mixture(block):
-            if block.size != 0:
-                sources[stage] = Mixture.from_block(block).sources(data_root)
-        elif block.name != NO_TASK and (stage == "target" or block.size != 0):
-            sources[stage] = SourceSettings.from_block(TASKS[block.name], block, data_root, stage)
+    for spec in plan.stages:
+        if spec.mixture is not None:
+            sources[spec.stage] = spec.mixture.sources(data_root)
+        else:
+            sources[spec.stage] = SourceSettings.from_block(spec.task, spec.source, data_root, spec.stage)
     return sources
 
 
-def _task_names(cfg: DictConfig) -> list[str]:
-    """The tasks a job reads (a mixture's every task; a skipped stage 1's none)."""
-    inter = cfg.intermediate
-    names = [] if inter.get("size") == 0 else list(inter.tasks) if is_mixture(inter) else [inter.name]
-    return [name for name in (*names, cfg.target.name) if name != NO_TASK]
-
-
-def ensure_assets(cfg: DictConfig, root: Path) -> None:
+def ensure_assets(plan: JobPlan, root: Path) -> None:
     """Fetch and convert the embedded assets this job reads, once: the converted model only when
     ``model.name_or_path`` names it, the data of its embedded tasks only (a machine handed a local model and
-    that data runs the job; the rest of the cache is never asked for)."""
-    embedded_model = cfg.model.name_or_path.startswith(EMBEDDED_PREFIX)
-    tasks = [name for name in _task_names(cfg) if TASKS[name].origin == "embedded"]
+    that data runs the job; the rest of the cache is never asked for; a skipped stage 1 reads none)."""
+    embedded_model = plan.model.name_or_path.startswith(EMBEDDED_PREFIX)
+    tasks = [task.name for spec in plan.stages for task in (spec.mixture.tasks if spec.mixture else (spec.task,))
+             if task.origin == "embedded"]
     if embedded_model or tasks:
         from xcal.assets.fetch import ensure_embedded_assets
 
         ensure_embedded_assets(root, model=embedded_model, tasks=tasks)
 
 
-def prepare(cfg: DictConfig, check_config: bool = True,
-            ) -> tuple[Path, dict[str, SourceSettings | dict[str, SourceSettings]], str]:
-    """Everything checkable before training: config (unless the caller checked it), assets, data files and
-    sizes. Returns the cache root, each stage's data source and the resolved model path."""
-    if check_config:
-        validate_config(cfg)
-    root = cache_dir(cfg.paths.cache_dir)
-    ensure_assets(cfg, root)
-    sources = stage_sources(cfg, data_dir(root))
-    problems = data_problems(cfg, sources)
+def prepare(plan: JobPlan) -> tuple[JobPlan, Path, dict[str, SourceSettings | dict[str, SourceSettings]], str]:
+    """The rest of what is checkable before training, once the config is planned: assets, data files and sizes
+    (a :class:`~xcal.pipeline.validate.ConfigError` listing every problem). Returns the plan finished with the
+    target languages its source has, the cache root, each stage's data source and the resolved model path."""
+    root = cache_dir(plan.paths.cache_dir)
+    ensure_assets(plan, root)
+    sources = stage_sources(plan, data_dir(root))
+    problems = data_problems(plan, sources)
     if problems:
         raise ConfigError(problems)
-    return root, sources, resolve_model_path(cfg.model.name_or_path, root)
+    target = plan.target
+    languages = eval_languages(sources["target"], target.task, plan.requested_languages, target.eval_splits)
+    return plan.evaluating(languages), root, sources, resolve_model_path(plan.model.name_or_path, root)
 
 
 class JobBusyError(XcalError, RuntimeError):
     pass
 
 
-def run(cfg: DictConfig, output_dir: Path, run_name: str = "run", hashes: ConfigHashes | None = None) -> JobRecord:
-    """Run all three stages; always leaves a results.json (``status`` ok or failed).
-
-    ``hashes``: given by a caller that has validated ``cfg`` and hashed it (the ``xcal`` command, which checks
-    for a finished result first); without it, both are done here.
+def run(plan: JobPlan, output_dir: Path, run_name: str = "run") -> JobRecord:
+    """Run all three stages of a planned job; always leaves a results.json (``status`` ok or failed) once its data
+    checks pass.
 
     One job per output directory at a time: a second process started on the same directory (a sweep
     launched twice, say) stops at once instead of interleaving its files with the first one's."""
@@ -123,26 +113,25 @@ def run(cfg: DictConfig, output_dir: Path, run_name: str = "run", hashes: Config
         raise JobBusyError(f"another xcal job is running in {output_dir}; wait for it to finish (its "
                            "results.json will appear) or choose another hydra.run.dir / sweep_name") from None
     try:
-        return _run(cfg, output_dir, run_name, hashes)
+        return _run(plan, output_dir, run_name)
     finally:
         lock.release()
 
 
-def _run(cfg: DictConfig, output_dir: Path, run_name: str, hashes: ConfigHashes | None) -> JobRecord:
+def _run(plan: JobPlan, output_dir: Path, run_name: str) -> JobRecord:
     started = time.perf_counter()
     gc.collect()  # a previous job of the same multirun process may still hold its models in reference cycles
-    # config problems raise before anything is written
-    root, sources, model_path = prepare(cfg, check_config=hashes is None)
-    hashes = hashes or ConfigHashes.of(cfg)
-    if cfg.num_threads:
-        torch.set_num_threads(int(cfg.num_threads))
-    keep_previous_result(output_dir, hashes.current)
-    record: JobRecord = {"status": "running", "xcal_version": xcal.__version__, "config_hash": hashes.current,
-                         "config": OmegaConf.to_container(cfg, resolve=True)}
+    # data problems raise before anything is written
+    plan, root, sources, model_path = prepare(plan)
+    if plan.num_threads:
+        torch.set_num_threads(plan.num_threads)
+    keep_previous_result(output_dir, plan.hashes.current)
+    record: JobRecord = {"status": "running", "xcal_version": xcal.__version__, "config_hash": plan.hashes.current,
+                         "config": copy.deepcopy(plan.config)}
     loggers: list = []
     try:
-        work = Workspace(cfg, root, sources, model_path, load_tokenizer(model_path), output_dir, loggers)
-        loggers.extend(build_loggers(cfg, output_dir, run_name))
+        work = Workspace(plan, root, sources, model_path, load_tokenizer(model_path), output_dir, loggers)
+        loggers.extend(build_loggers(plan, output_dir, run_name))
         _stages(work, record)
     except BaseException as exc:
         record.update(status="failed", error=failure_reason(exc), traceback=traceback.format_exc())
@@ -164,17 +153,16 @@ def _run(cfg: DictConfig, output_dir: Path, run_name: str, hashes: ConfigHashes 
 
 def _stages(work: Workspace, record: JobRecord) -> None:
     """Stage 1 (cached), stage 2 and the zero-shot evaluation, each filling its part of ``record``."""
-    cfg = work.cfg
-    stage1 = encoder_cache.get_or_train(work)
+    plan = work.plan
+    stage1 = get_or_train(work)
     record["intermediate"] = stage1.record
     # The stage-1 module and its trainer reference each other, so only the cycle collector frees them
     # (weights, optimizer state, a restored 250k-row embedding): do it before stage 2 loads its encoder.
     gc.collect()
 
-    target = cfg.target
-    languages = eval_languages(work.sources["target"], TASKS[target.name], target.languages, target.eval_splits)
-    record["languages"] = languages.as_dict()  # a hub copy may lack some of the task's languages
-    spec = StageSpec.from_config(cfg, "target", languages.evaluated)
+    assert plan.languages is not None, "prepare() finishes the plan with the target's languages"
+    record["languages"] = plan.languages.as_dict()  # a hub copy may lack some of the task's languages
+    spec = plan.target
     result = train_stage(work, spec, stage1.encoder_path, work.output_dir / "checkpoints" / "target")
     record["target"] = result.as_dict()
     _evaluate(work, spec, result, record)
@@ -183,11 +171,11 @@ def _stages(work: Workspace, record: JobRecord) -> None:
 def _evaluate(work: Workspace, spec: StageSpec, result: StageResult, record: JobRecord) -> None:
     """Zero-shot metrics of every language and split, raw and under each selected calibrator, into ``record``
     and the loggers; the record's status becomes ok."""
-    calibration, output_dir = work.cfg.calibration, work.output_dir
+    calibration, output_dir = work.plan.calibration, work.output_dir
     eval_start = time.perf_counter()
     predictions = predict_logits(result.trainer, result.module, result.datamodule)
     zeroshot = zero_shot_metrics(
-        predictions, n_bins=calibration.n_bins, bootstrap=calibration.bootstrap, seed=work.cfg.seed,
+        predictions, n_bins=calibration.n_bins, bootstrap=calibration.bootstrap, seed=work.plan.seed,
         calibrators=list(calibration.calibrators),
         plot_dir=output_dir / "plots" if calibration.reliability_diagrams else None, task=spec.task,
     )

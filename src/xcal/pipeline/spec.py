@@ -1,15 +1,17 @@
-"""What a training stage is told: :class:`StageSpec` (its settings, read from the config once) and
-:class:`Workspace` (what every stage of one job shares). Torch-free, so the stage-1 cache key is cheap."""
+"""What a training stage is told: :class:`StageSpec` (its settings, read from the config once, by
+:func:`xcal.pipeline.plan.plan_job`) and :class:`Workspace` (what every stage of one job shares). Torch-free."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from omegaconf import DictConfig
 
 from xcal.data.mixture import Mixture, is_mixture
+from xcal.data.sources import SOURCE_KEYS
 from xcal.data.tasks import TASKS, TaskSpec
 
 if TYPE_CHECKING:
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
     from xcal.data.sources import SourceSettings
+    from xcal.pipeline.plan import JobPlan
 
 Stage = Literal["intermediate", "target"]
 
@@ -42,7 +45,9 @@ class StageSpec:
     Built from the stage's config block (``cfg.intermediate`` or ``cfg.target``) by :meth:`from_config`; every
     key is one that ``conf/<stage>_base.yaml`` sets, except ``max_steps``: every intermediate task sets it but
     ``none``, no target does; its one default (None, no cap) is here. The eval fields are the target stage's
-    zero-shot sets (empty for stage 1)."""
+    zero-shot sets (empty for stage 1; the target's languages are filled in once the data source says which it
+    has, :meth:`xcal.pipeline.plan.JobPlan.evaluating`). ``source`` holds the block's source knobs
+    (:data:`~xcal.data.sources.SOURCE_KEYS` it sets), which :func:`xcal.pipeline.run.stage_sources` reads."""
 
     stage: Stage
     task: TaskSpec | Mixture  # a Mixture: stage 1 on several tasks at once (intermediate=mixture)
@@ -63,10 +68,11 @@ class StageSpec:
     eval_size: int | None = None
     eval_languages: tuple[str, ...] = ()
     eval_splits: tuple[str, ...] = ()
+    source: Mapping[str, Any] = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, cfg: DictConfig, stage: Stage, eval_languages: tuple[str, ...] = ()) -> StageSpec:
-        """The stage's settings; ``eval_languages`` are the target languages to evaluate (those the source has)."""
+    def from_config(cls, cfg: DictConfig, stage: Stage) -> StageSpec:
+        """The stage's settings (a checked config's: :func:`xcal.pipeline.plan.plan_job` calls this)."""
         block = cfg[stage]
         target = stage == "target"
         task = Mixture.from_block(block) if not target and is_mixture(block) else TASKS[block.name]
@@ -78,10 +84,9 @@ class StageSpec:
             stratify=block.stratify, patience=block.patience, val_every_n_steps=block.val_every_n_steps,
             max_steps=_step_cap(cfg, block),
             seed=int(cfg.seed) if target else stage1_seed(cfg),
-            eval_size=block.eval_size if target else None, eval_languages=tuple(eval_languages) if target else (),
-            eval_splits=tuple(block.eval_splits) if target else (),
+            eval_size=block.eval_size if target else None, eval_splits=tuple(block.eval_splits) if target else (),
+            source={key: block[key] for key in SOURCE_KEYS if key in block},
         )
-
 
     @property
     def mixture(self) -> Mixture | None:
@@ -99,10 +104,10 @@ def _step_cap(cfg: DictConfig, block: DictConfig) -> int | None:
 
 @dataclass
 class Workspace:
-    """What every stage of one job shares: the config (trainer, optimizer, model), the tokenizer, where each
+    """What every stage of one job shares: its plan (trainer, optimizer, model settings), the tokenizer, where each
     stage's data is read from, the cache root (tokenized data, stage-1 encoders), loggers and output dir."""
 
-    cfg: DictConfig
+    plan: JobPlan
     cache_root: Path
     # a stage's source; a mixture stage's: each task's, by task name
     sources: dict[str, SourceSettings | dict[str, SourceSettings]]

@@ -14,7 +14,6 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
 from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
 
 from xcal.data.datamodule import TaskDataModule
@@ -24,6 +23,7 @@ from xcal.models.vocab import keep_ids_for, trim_vocabulary
 from xcal.pipeline.build import build_datamodule, build_module, build_trainer
 from xcal.pipeline.checkpoints import LastCheckpoint, clear, resume_path
 from xcal.pipeline.history import ValidationHistory
+from xcal.pipeline.plan import CheckpointSettings
 from xcal.pipeline.spec import StageSpec, Workspace
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,7 @@ def _outcome_metrics(trainer: pl.Trainer, stage: str, history: ValidationHistory
     return metrics, stopping
 
 
-def _callbacks(cfg: DictConfig, spec: StageSpec, has_validation: bool, stage_dir: Path, periodic: bool,
+def _callbacks(every: CheckpointSettings, spec: StageSpec, has_validation: bool, stage_dir: Path, periodic: bool,
                ) -> tuple[ValidationHistory, ModelCheckpoint | None, list[pl.Callback], Path | None]:
     """The learning curve, early stopping (best weights kept in ``stage_dir``) and, when ``periodic``, the
     trainer state saved there every ``checkpoint.every_n_*`` (and a previous attempt's checkpoint to resume)."""
@@ -119,7 +119,6 @@ def _callbacks(cfg: DictConfig, spec: StageSpec, has_validation: bool, stage_dir
     stoppers, best = early_stopping(spec.stage, spec.patience, has_validation, stage_dir)
     callbacks: list[pl.Callback] = [history, *stoppers]
     resume = None
-    every = cfg.checkpoint
     if periodic and every.enabled:
         callbacks.append(LastCheckpoint(stage_dir, every.every_n_minutes, every.every_n_steps))
         resume = resume_path(stage_dir)
@@ -133,19 +132,19 @@ def train_stage(work: Workspace, spec: StageSpec, encoder_path: str, checkpoint_
     With ``checkpoint_dir``, the trainer state is saved there periodically and a previous attempt's
     last checkpoint is resumed (a killed job continues where it was); the directory is removed at the end.
     """
-    cfg = work.cfg
+    plan = work.plan
     pl.seed_everything(spec.seed, workers=True, verbose=False)
-    dm = build_datamodule(cfg, spec, work.tokenizer, work.sources[spec.stage], work.token_cache)
+    dm = build_datamodule(plan, spec, work.tokenizer, work.sources[spec.stage], work.token_cache)
     dm.setup("fit")
-    module = build_module(cfg, encoder_path, spec)
-    if cfg.model.trim_vocabulary:
+    module = build_module(plan, encoder_path, spec)
+    if plan.model.trim_vocabulary:
         if dm.eval_languages:
             dm.setup("predict")  # the vocabulary must also cover the languages evaluated later
         trim_vocabulary(module.encoder, keep_ids_for(dm.token_ids(), work.tokenizer.all_special_ids))
     stage_dir = checkpoint_dir if checkpoint_dir is not None else work.output_dir / "checkpoints" / spec.stage
-    history, best, callbacks, resume = _callbacks(cfg, spec, dm.val_set is not None, stage_dir,
+    history, best, callbacks, resume = _callbacks(plan.checkpoint, spec, dm.val_set is not None, stage_dir,
                                                   periodic=checkpoint_dir is not None)
-    trainer = build_trainer(cfg, spec.epochs, work.loggers, work.output_dir, callbacks,
+    trainer = build_trainer(plan, spec.epochs, work.loggers, work.output_dir, callbacks,
                             validation_interval(spec, len(dm.train_dataloader())), spec.max_steps)
     start = time.perf_counter()
     # weights_only: a checkpoint is tensors and plain containers; nothing in it is executed on load.

@@ -1,4 +1,5 @@
-"""Checks on a composed config before any download or training.
+"""Checks on a composed config before any download or training (:func:`config_problems`, run by
+:func:`xcal.pipeline.plan.plan_job`), and on the data a planned job will read (:func:`data_problems`).
 
 Every problem is collected and reported at once, each naming the key, the value and what is
 allowed, so a typo costs seconds rather than a failed job hours later.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, ListConfig
 
@@ -22,10 +24,14 @@ from xcal.data.sources import (
     source_problems,
     train_rows,
 )
-from xcal.data.tasks import EVALUABLE_HEADS, NO_TASK, TASKS
+from xcal.data.tasks import EVALUABLE_HEADS, NO_TASK, TASKS, TaskSpec
 from xcal.errors import XcalError
 from xcal.models.compiled import CompileSettings
 from xcal.utils.messages import bullets, counted, did_you_mean
+
+if TYPE_CHECKING:
+    from xcal.pipeline.plan import JobPlan
+    from xcal.pipeline.spec import StageSpec
 
 
 class ConfigError(XcalError, ValueError):
@@ -199,7 +205,8 @@ def _compile_problems(cfg: DictConfig) -> list[str]:
 
 def _calibrator_problems(cfg: DictConfig) -> list[str]:
     """``calibration.calibrators``: registered names, each once (their dev fit sets are always evaluated:
-    :func:`xcal.data.sources.eval_languages` adds ``dev`` to the splits)."""
+    :func:`xcal.data.sources.eval_languages` adds ``dev`` to the splits), and English among the languages when one
+    fits on English dev."""
     from xcal.calibration import calibrator_names
 
     listed = cfg.calibration.get("calibrators")
@@ -215,7 +222,27 @@ def _calibrator_problems(cfg: DictConfig) -> list[str]:
                             f"{', '.join(known)}{did_you_mean(name, known)}")
         elif times > 1:
             problems.append(f"calibration.calibrators lists {name!r} {times} times; list each calibrator once")
-    return problems
+    return problems + _english_fit_problems(cfg, [name for name in dict.fromkeys(listed) if name in known])
+
+
+def _english_fit_problems(cfg: DictConfig, calibrators: list[str]) -> list[str]:
+    """A calibrator fitted on English dev needs English among the evaluated languages: without it the job would
+    train both stages and only then fail to fit the calibrator."""
+    from xcal.calibration import calibrator_names, get_calibrator
+
+    languages = cfg.target.get("languages")
+    if not isinstance(languages, ListConfig) or not languages or "en" in languages:
+        return []
+    english = [name for name in calibrators if not get_calibrator(name).is_oracle]
+    if not english:
+        return []
+    own = [name for name in calibrator_names() if get_calibrator(name).is_oracle]
+    listed = ",".join(str(lang) for lang in languages)
+    alternatives = f"calibrators that fit on each language's own dev ({', '.join(own)}) or none" if own else "none"
+    return [f"target.languages=[{listed}] has no en, but calibration.calibrators has "
+            f"{', '.join(repr(name) for name in english)}, fitted on English dev: the job would train, then fail to "
+            f"calibrate. Add en (target.languages=[en,{listed}]), or select {alternatives} "
+            "(calibration.calibrators=[])"]
 
 
 def _source_problems(block: DictConfig, stage: str) -> list[str]:
@@ -239,58 +266,60 @@ def validate_config(cfg: DictConfig) -> None:
         raise ConfigError(problems)
 
 
-def data_problems(cfg: DictConfig, sources: dict[str, SourceSettings | dict[str, SourceSettings]]) -> list[str]:
-    """Checks that need the data: every file (or hub split) a stage will read exists and has the
-    expected layout, and the requested sizes fit the rows that exist.
+def data_problems(plan: JobPlan, sources: dict[str, SourceSettings | dict[str, SourceSettings]]) -> list[str]:
+    """Checks that need the data (:func:`xcal.pipeline.run.stage_sources`): every file (or hub split) a stage
+    will read exists and has the expected layout, and the requested sizes fit the rows that exist.
 
     A hub copy without some of the target's languages (its POS has no pt) is said on stderr, not refused,
     unless ``target.languages`` names them."""
     problems = []
-    for stage, settings in sources.items():
-        block = cfg[stage]
+    for spec in plan.stages:
+        settings = sources[spec.stage]
         if isinstance(settings, dict):
-            problems += _mixture_data_problems(block, settings)
+            problems += _mixture_data_problems(spec, settings)
             continue
-        spec = TASKS[block.name]
-        if stage == "target":
-            chosen = eval_languages(settings, spec, block.languages, block.eval_splits)
-            say_missing_languages(settings, spec, chosen)
+        task = spec.task
+        assert isinstance(task, TaskSpec)
+        if spec.stage == "target":
+            chosen = eval_languages(settings, task, plan.requested_languages, spec.eval_splits)
+            say_missing_languages(settings, task, chosen)
             languages, splits = chosen.evaluated, chosen.splits
         else:
-            languages, splits = ("en",), (("dev",) if block.val_size != 0 else ())
-        found = source_problems(settings, spec, languages, splits)
+            languages, splits = ("en",), (("dev",) if spec.val_size != 0 else ())
+        found = source_problems(settings, task, languages, splits)
         problems += found
-        key = "size" if stage == "intermediate" else "train_size"
-        if found or block.get(key) in (None, 0):
+        key = "size" if spec.stage == "intermediate" else "train_size"
+        if found or spec.train_size in (None, 0):
             continue
         try:
-            rows = train_rows(settings, spec)
+            rows = train_rows(settings, task)
         except DataSourceError as exc:
             problems.append(str(exc))
             continue
-        if block[key] > rows:
-            problems.append(f"{stage}.{key}={block[key]} exceeds the {rows} English training examples of "
-                            f"{spec.name!r}; use at most {rows} (or null for all)")
+        if spec.train_size > rows:
+            problems.append(f"{spec.stage}.{key}={spec.train_size} exceeds the {rows} English training examples "
+                            f"of {task.name!r}; use at most {rows} (or null for all)")
     return problems
 
 
-def _mixture_data_problems(block: DictConfig, sources: dict[str, SourceSettings]) -> list[str]:
+def _mixture_data_problems(spec: StageSpec, sources: dict[str, SourceSettings]) -> list[str]:
     """Every task of a mixture has its English training set (and dev, when validating), and the size fits in
     what the mixture holds (the sum of its tasks' training sets)."""
-    splits = ("dev",) if block.val_size != 0 else ()
+    splits = ("dev",) if spec.val_size != 0 else ()
     problems: list[str] = []
     rows: dict[str, int] = {}
     for name, settings in sources.items():
-        spec = TASKS[name]
-        found = source_problems(settings, spec, ("en",), splits)
+        task = TASKS[name]
+        found = source_problems(settings, task, ("en",), splits)
         problems += found
         if not found:
             try:
-                rows[name] = train_rows(settings, spec)
+                rows[name] = train_rows(settings, task)
             except DataSourceError as exc:
                 problems.append(str(exc))
-    if problems or block.size is None or block.size <= (total := sum(rows.values())):
+    size = spec.train_size
+    if problems or size is None or size <= (total := sum(rows.values())):
         return problems
     parts = " + ".join(f"{name} {count}" for name, count in rows.items())
-    return [f"intermediate.size={block.size} exceeds the {total} English training examples of the mixture "
-            f"{block.name!r} ({parts}); use at most {total} (or null for all)"]
+    return [f"intermediate.size={size} exceeds the {total} English training examples of the mixture "
+            f"{spec.task.name!r} ({parts}); use at most {total} (or null for all)"]

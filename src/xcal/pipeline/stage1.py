@@ -3,7 +3,8 @@
 Stage 1 depends only on (model, intermediate task, size, data seed, seed, its optimisation
 settings; a mixture's task is its tasks and sampling rule). Every target task and evaluation variant that
 shares those reuses one training: :func:`get_or_train` returns the cached encoder, or trains stage 1 and
-stores it.
+stores it. The key (:class:`Stage1Key`) is taken from the config once, when the job is planned
+(:func:`xcal.pipeline.plan.plan_job`); training reads the plan.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock, Timeout
 from omegaconf import DictConfig, OmegaConf
@@ -21,8 +22,11 @@ from omegaconf import DictConfig, OmegaConf
 from xcal.atomic import atomic_directory, atomic_write_json
 from xcal.data.mixture import SamplingRule, is_mixture
 from xcal.data.tasks import TASKS
-from xcal.pipeline.spec import StageSpec, Workspace, stage1_seed, wants_unpadded
+from xcal.pipeline.spec import Workspace, stage1_seed, wants_unpadded
 from xcal.utils.digest import file_digest, fingerprint
+
+if TYPE_CHECKING:
+    from xcal.pipeline.plan import JobPlan
 
 MARKER = "xcal_stage1.json"  # written last: an entry without it is incomplete and never read
 # 2: encoders trained with dropout on (format 1 entries were trained in eval mode).
@@ -78,19 +82,36 @@ def _mixture_identity(inter: dict[str, Any]) -> dict[str, Any]:
     return {**inter, "hub": hub} if hub else inter
 
 
+@dataclass(frozen=True)
+class Stage1Key:
+    """How the cache knows a job's stage-1 encoder: the config values that determine its weights (``identity``,
+    recorded in results.json and the entry's marker), their hash (``key``) and the entry's folder name."""
+
+    identity: dict[str, Any]
+    key: str
+    entry: str  # <intermediate.name>-<size or full>-<key>
+
+    @classmethod
+    def of(cls, cfg: DictConfig) -> Stage1Key:
+        identity = stage1_identity(cfg)
+        key = fingerprint(json.dumps(identity, sort_keys=True, default=str), n=20)
+        size = "full" if cfg.intermediate.size is None else cfg.intermediate.size
+        return cls(identity, key, f"{cfg.intermediate.name}-{size}-{key}")
+
+
 def stage1_key(cfg: DictConfig) -> str:
-    return fingerprint(json.dumps(stage1_identity(cfg), sort_keys=True, default=str), n=20)
+    return Stage1Key.of(cfg).key
 
 
-def encoders_root(cache_root: Path, cfg: DictConfig) -> Path:
-    """``paths.encoder_cache_dir`` (e.g. shared storage on a cluster), else ``<cache>/encoders``."""
-    configured = cfg.paths.get("encoder_cache_dir")
+def encoders_root(cache_root: Path, configured: str | None) -> Path:
+    """``paths.encoder_cache_dir`` (``configured``; e.g. shared storage on a cluster), else ``<cache>/encoders``."""
     return Path(configured).expanduser() if configured else cache_root / "encoders"
 
 
-def entry_dir(cache_root: Path, cfg: DictConfig) -> Path:
-    size = "full" if cfg.intermediate.size is None else cfg.intermediate.size
-    return encoders_root(cache_root, cfg) / f"{cfg.intermediate.name}-{size}-{stage1_key(cfg)}"
+def entry_dir(cache_root: Path, plan: JobPlan) -> Path:
+    """The cache entry of the job's stage-1 encoder (a job that trains stage 1: ``plan.stage1`` is set)."""
+    assert plan.stage1 is not None, "stage 1 is skipped: it has no cache entry"
+    return encoders_root(cache_root, plan.paths.encoder_cache_dir) / plan.stage1.entry
 
 
 def file_digests(entry: Path) -> dict[str, str]:
@@ -138,14 +159,14 @@ def get_or_train(work: Workspace) -> Stage1:
     an OS lock (fcntl), released by the kernel when its holder dies, so a crashed job never blocks the
     rest; the next holder resumes the crashed one's checkpoint (kept beside the entry). With
     ``stage1_cache=false`` the encoder is trained into the job's own directory."""
-    cfg = work.cfg
-    if "intermediate" not in work.sources:
+    plan = work.plan
+    if plan.intermediate is None:
         return Stage1(work.model_path, {"skipped": True})
-    if not cfg.stage1_cache:
+    if not plan.stage1_cache:
         target = work.output_dir / "intermediate_encoder"
         info = _train(work, target, work.output_dir / "checkpoints" / "intermediate")
         return Stage1(str(target), {**info, "reused": False, "cache_dir": None})
-    entry = entry_dir(work.cache_root, cfg)
+    entry = entry_dir(work.cache_root, plan)
     entry.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(entry) + ".lock")
     try:
@@ -185,14 +206,15 @@ def _train(work: Workspace, target: Path, checkpoint_dir: Path) -> dict[str, Any
     from xcal.models.vocab import TrimmedEmbedding, original_embedding, restore_vocabulary
     from xcal.pipeline.stages import train_stage  # torch and transformers: only when stage 1 trains
 
-    cfg = work.cfg
+    plan = work.plan
+    assert plan.intermediate is not None and plan.stage1 is not None
     for stale in target.parent.glob(f".{target.name}.*.tmp"):
         shutil.rmtree(stale, ignore_errors=True)
-    result = train_stage(work, StageSpec.from_config(cfg, "intermediate"), work.model_path, checkpoint_dir)
+    result = train_stage(work, plan.intermediate, work.model_path, checkpoint_dir)
     encoder = result.module.encoder
     if isinstance(encoder.get_input_embeddings(), TrimmedEmbedding):  # the cache serves any data
         restore_vocabulary(encoder, original_embedding(work.model_path))
-    info = {"skipped": False, "key": stage1_key(cfg), **result.as_dict(), "identity": stage1_identity(cfg)}
+    info = {"skipped": False, "key": plan.stage1.key, **result.as_dict(), "identity": plan.stage1.identity}
     with atomic_directory(target) as tmp:
         # mkdtemp makes it owner-only; an entry on shared storage is readable as its parent folder is
         tmp.chmod(target.parent.stat().st_mode & 0o777)
