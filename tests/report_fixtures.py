@@ -230,3 +230,17 @@ def _write_jobs(sweep_dir: Path, png: bytes, *, sizes: tuple[int | None, ...], n
             if cell in corrupt:
                 text = text[: len(text) // 2]  # a copy cut off mid-file
             (job_dir / "results.json").write_text(text)
+
+
+#: A committed study in miniature (the findings and the live-versus-study comparison read it): 3 languages,
+#: 2 seeds, no example bootstrap or plots.
+STUDY_LANGUAGES = ("en", "de", "ja")
+STUDY_SETTINGS = {"languages": STUDY_LANGUAGES, "name": "study", "target": "multiemo", "model": "me5_small",
+                  "n": 200, "bootstrap": 0, "with_plots": False, "seeds": (0, 1)}
+
+
+def write_synthetic_study(root: Path) -> Path:
+    """none (size 0), vitaminc 1000/4000/16000: ECE falls 0.02 per doubling (planted), baseline highest."""
+    write_synthetic_sweep(root, sizes=(0,), intermediate="none", **STUDY_SETTINGS)
+    return write_synthetic_sweep(root, sizes=(1000, 4000, 16000), intermediate="vitaminc", slope_per_doubling=-0.02,
+                                 **STUDY_SETTINGS)

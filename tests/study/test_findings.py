@@ -13,25 +13,19 @@ import pandas as pd
 import pytest
 import torch
 
-from report_fixtures import write_synthetic_sweep
+from report_fixtures import STUDY_LANGUAGES as LANGUAGES
+from report_fixtures import STUDY_SETTINGS as COMMON
+from report_fixtures import write_synthetic_study, write_synthetic_sweep
 from xcal.metrics import brier_score, expected_calibration_error
 from xcal.report.collect import load_sweep
 from xcal.study.findings import capped_sentences, cost_table
 from xcal.study.findings_page import _study_line, quote_in_readme, render
 from xcal.study.scores import StudyScores, cell_estimate, score_study, set_scores, slope_estimate
 
-LANGUAGES = ("en", "de", "ja")
-COMMON = {"languages": LANGUAGES, "name": "study", "target": "multiemo", "model": "me5_small", "n": 200,
-          "bootstrap": 0, "with_plots": False, "seeds": (0, 1)}
-
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory) -> Path:
-    """none (size 0), vitaminc 1000/4000/16000: ECE falls 0.02 per doubling (planted), baseline highest."""
-    root = tmp_path_factory.mktemp("study")
-    write_synthetic_sweep(root, sizes=(0,), intermediate="none", **COMMON)
-    return write_synthetic_sweep(root, sizes=(1000, 4000, 16000), intermediate="vitaminc", slope_per_doubling=-0.02,
-                                 **COMMON)
+    return write_synthetic_study(tmp_path_factory.mktemp("study"))
 
 
 def _probs(seed: int, n: int = 500) -> tuple[np.ndarray, np.ndarray]:
