@@ -260,7 +260,7 @@ def rounded(frame: pd.DataFrame) -> pd.DataFrame | None:
 
 
 def build_report(sweep: Sweep, out_dir: str | Path, *, n_boot: int = 1000, calibrator: str = RAW,
-                 metrics: Sequence[str] | None = None, seed: int = 0,
+                 metrics: Sequence[str] | None = None,
                  comparison: pd.DataFrame | None = None) -> Report:
     """Compute the tables and effects, draw the figures, write ``report.html``, ``report.md`` and the tidy
     table under ``out_dir``; return the :class:`Report` (``report.files`` names every file written).
@@ -282,8 +282,8 @@ def build_report(sweep: Sweep, out_dir: str | Path, *, n_boot: int = 1000, calib
         table_metrics = tuple(m for m in metric_names(shown=TABLE) if m in present)
         figure_metrics = tuple(m for m in metric_names(shown=HEADLINE) if m in present)
     split = plots.default_split(sweep.table)
-    summary = summary_table(sweep.table, metrics=table_metrics, calibrator=calibrator, n_boot=n_boot, seed=seed)
-    effects = size_effects(sweep, metrics=effect_metrics, calibrator=calibrator, n_boot=n_boot, seed=seed)
+    summary = summary_table(sweep.table, metrics=table_metrics, calibrator=calibrator, n_boot=n_boot)
+    effects = size_effects(sweep, metrics=effect_metrics, calibrator=calibrator, n_boot=n_boot)
     figures = plots.write_figures(sweep.table, out / "figures", calibrator=calibrator, metrics=figure_metrics,
                                   split=split)
     by_calibrator = {}

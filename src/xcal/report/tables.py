@@ -62,7 +62,6 @@ def summary_table(
     *,
     split: str | None = None,
     n_boot: int = 1000,
-    seed: int = 0,
     level: float = LEVEL,
 ) -> pd.DataFrame:
     """Mean, std and 95% t interval over seeds per (intermediate, target, size, language).
@@ -83,7 +82,7 @@ def summary_table(
     whenever every encoder of the cell has as many jobs. NaN where nothing replicates (one job, and no other
     job of the pool to estimate a variance from). ``n_boot`` is kept for callers of the percentile bootstrap
     over seeds it replaced (that under-covers with three seeds): 0 means no interval, any other value the t
-    interval; ``seed`` is no longer used.
+    interval.
     """
     if n_boot < 0:
         raise ReportError(f"n_boot={n_boot}: must be >= 0 (0 = no intervals; any other value gives the t interval)")
