@@ -176,12 +176,12 @@ def size_effects(
     (:data:`T_ENCODERS`; :data:`T_CONDITIONAL` when every size had one stage-1 encoder, so the interval holds
     for the encoders trained; :data:`NO_INTERVAL`); ``detectable`` the slope the design detects with 80% power.
     ``n_boot`` is kept for callers of the bootstrap it replaced: 0 means no interval, any other value the t
-    interval. ``spearman_rho/p`` the rank correlation of metric and log size over the same jobs; ``baseline``
-    the mean at size 0 (the intermediate's own size-0 jobs, else the ``intermediate=none`` jobs of the same
-    target); ``english_slope`` the English slope; ``english_predicts`` True / False when both intervals exclude 0
-    with the same / opposite sign, None when inconclusive; ``english_zero_shot_rho`` the Spearman correlation of the English and this row's metric
-    across jobs; ``sentence`` the row in plain English. Groups with fewer than two sizes above 0 get NaN
-    slopes; groups with no size above 0 (the ``none`` baseline) get no rows.
+    interval. ``spearman_rho/p`` the rank correlation of metric and log size over the same jobs; ``baseline`` the
+    mean at size 0 (the intermediate's own size-0 jobs, else the ``intermediate=none`` jobs of the same target);
+    ``english_slope`` the English slope; ``english_predicts`` True / False when both intervals exclude 0 with the
+    same / opposite sign, None when inconclusive; ``english_zero_shot_rho`` the Spearman correlation of the English
+    and this row's metric across jobs; ``sentence`` the row in plain English. Groups with fewer than two sizes above
+    0 get NaN slopes; groups with no size above 0 (the ``none`` baseline) get no rows.
     """
     if n_boot < 0:
         raise ReportError(f"n_boot={n_boot}: must be >= 0 (0 = no intervals; any other value gives the t interval)")
