@@ -29,6 +29,7 @@ from report_fixtures import FULL_SIZE, job_name, write_synthetic_sweep
 from xcal.metrics import TABLE, brier_score, expected_calibration_error, metric_names, negative_log_likelihood
 from xcal.report.collect import ReportError, Sweep, load_predictions, load_sweep, write_tidy
 from xcal.report.effects import T_CONDITIONAL, T_ENCODERS, size_effects
+from xcal.report.ladders import with_baselines
 from xcal.report.selection import MEAN_ALL, MEAN_ZERO_SHOT, POOLED
 from xcal.report.sentences import effect_sentence
 from xcal.report.tables import summary_table, to_html, to_markdown
@@ -345,7 +346,13 @@ def test_effect_sentence_edge_cases() -> None:
         "holds for the encoders trained, not for a new stage-1 run; Spearman rho 0.50, 3 sizes x 3 seeds); the "
         "English effect (-0.002) does not settle the direction (an interval covers 0).")
     row.update(slope_ci_low=math.nan, slope_ci_high=math.nan, detectable=math.nan, interval="none")
-    assert "(slope 0.002 per doubling, no interval; Spearman rho 0.50, 3 sizes x 3 seeds)" in effect_sentence(row)
+    assert effect_sentence(row) == (
+        "NLL (after temperature scaling) on paws-x in fr: slope 0.002 per doubling of the qqp training set, with no "
+        "interval (intervals were not computed; Spearman rho 0.50, 3 sizes x 3 seeds; English -0.002), so it is read "
+        "neither as an effect nor as none.")
+    row.update(n_seeds=1, n_runs=3)  # one run a size: nothing measures the noise, and the sentence says so
+    assert "with no interval (one run a size measures no noise; Spearman rho 0.50, 3 sizes x 1 seeds; English" in \
+        effect_sentence(row)
 
 
 # ----------------------------------------------------------------------------------------------- bad sweeps
@@ -454,6 +461,33 @@ def test_shared_no_intermediate_baseline(tmp_path: Path) -> None:
     shutil.rmtree(path / job_name("mnli", 400, "xnli", 1))
     assert load_sweep(path).problems == ["missing grid cell intermediate=mnli size=400 target=xnli seed=1: no job "
                                          "directory for it"]
+
+
+def test_one_tasks_size_zero_is_every_ladders_baseline(tmp_path: Path) -> None:
+    """``make mixture``: the size-0 job is the mixture's, and it is also the baseline of the single tasks' ladders
+    (a size-0 job trains no stage 1): no missing cell, each ladder's effect and figure start from it."""
+    kw = {"seeds": (0,), "languages": ("en", "de"), "n": 48, "temperature_scaling": False, "with_predictions": False}
+    write_synthetic_sweep(tmp_path, sizes=(0, 100), intermediate="vitaminc+social_iqa", **kw)
+    path = write_synthetic_sweep(tmp_path, sizes=(100, 400), intermediate="vitaminc", **kw)
+    sweep = load_sweep(path)
+    assert sweep.problems == []  # vitaminc size 0 is the mixture's size-0 job, not a missing cell
+    effects = size_effects(sweep, metrics=("ece",), n_boot=0)
+    mixture = effects[effects["intermediate"] == "vitaminc+social_iqa"]
+    assert mixture["slope"].isna().all()  # one size above 0: no slope
+    effects = effects[effects["intermediate"] == "vitaminc"]
+    base = sweep.table[(sweep.table["size"] == 0) & (sweep.table["language"] == "de")]["ece"]
+    assert len(base) == 1 and effect(effects, "de")["baseline"] == base.iloc[0]
+    ladders = with_baselines(sweep.table)
+    sizes = ladders.groupby("intermediate")["size"].apply(lambda s: sorted(set(s))).to_dict()
+    assert sizes == {"vitaminc": [0, 100, 400], "vitaminc+social_iqa": [0, 100]}
+    assert len(ladders) == len(sweep.table) + len(sweep.table[sweep.table["size"] == 0])
+    # intermediate=none jobs serve every ladder that lacks its own and leave no group of their own
+    write_synthetic_sweep(tmp_path, sizes=(0,), intermediate="none", **kw)
+    ladders = with_baselines(load_sweep(path).table)
+    assert set(ladders["intermediate"]) == {"vitaminc", "vitaminc+social_iqa"}
+    assert set(ladders[ladders["intermediate"] == "vitaminc"].query("size == 0")["job"]) == {"none-0_xnli_seed0"}
+    assert set(ladders[ladders["intermediate"] == "vitaminc+social_iqa"].query("size == 0")["job"]) == {
+        "vitaminc+social_iqa-0_xnli_seed0"}
 
 
 @pytest.mark.parametrize(("content", "reason"), [

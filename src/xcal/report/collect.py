@@ -188,7 +188,8 @@ def _grid_problems(jobs: list[Job]) -> list[str]:
     for model in sorted({c[0] for c in seen}):
         cells = [c for c in seen if c[0] == model]
         values = [sorted({c[i] for c in cells}, key=_sort_key) for i in range(1, 5)]
-        shared_baseline = NO_INTERMEDIATE in values[0]
+        # a size-0 job trains no stage 1: one of them serves every ladder that has none of its own
+        shared_baseline = "0" in values[1]
         own_baseline = {c[1] for c in cells if c[2] == "0"}
         # each intermediate task has its own size ladder (a study may give tasks of different sizes different
         # sizes); targets and seeds are crossed with every (intermediate, size)
@@ -199,7 +200,7 @@ def _grid_problems(jobs: list[Job]) -> list[str]:
             if intermediate == NO_INTERMEDIATE and size != "0":
                 continue  # the no-intermediate baseline exists at size 0 only
             if size == "0" and shared_baseline and intermediate not in own_baseline:
-                continue  # intermediate=none jobs are this intermediate's size-0 baseline
+                continue  # the shared size-0 jobs are this intermediate's baseline
             cell = (model, intermediate, size, target, seed)
             if done[cell]:
                 continue

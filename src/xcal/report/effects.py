@@ -25,8 +25,9 @@ from scipy import stats as sstats
 
 from xcal.calibration.registry import RAW
 from xcal.metrics.registry import TABLE, metric_names
-from xcal.report.collect import NO_INTERMEDIATE, TRAINING_LANGUAGE, ReportError, Sweep
+from xcal.report.collect import TRAINING_LANGUAGE, ReportError, Sweep
 from xcal.report.inference import Design, contrast, detectable, slope_weights
+from xcal.report.ladders import baseline_rows
 from xcal.report.resampling import LEVEL, excludes_zero
 from xcal.report.selection import POOLED, check_metrics, group_keys, language_order, select_rows
 from xcal.report.sentences import effect_sentence
@@ -148,17 +149,6 @@ def _group_effects(group: pd.DataFrame, baseline_rows: pd.DataFrame, metrics: li
     return out
 
 
-def _baseline_rows(rows: pd.DataFrame, group: pd.DataFrame, key: dict[str, Any]) -> pd.DataFrame:
-    """The group's size-0 rows: its own, else the ``intermediate=none`` jobs of the same target (and model)."""
-    baseline_rows = group[group["size"] == 0]
-    if baseline_rows.empty:
-        same = (rows["intermediate"] == NO_INTERMEDIATE) & (rows["target"] == key["target"]) & (rows["size"] == 0)
-        if "model" in key:
-            same &= rows["model"] == key["model"]
-        baseline_rows = rows[same]
-    return baseline_rows
-
-
 def size_effects(
     sweep: Sweep,
     metrics: Sequence[str] | None = None,
@@ -177,7 +167,8 @@ def size_effects(
     for the encoders trained; :data:`NO_INTERVAL`); ``detectable`` the slope the design detects with 80% power.
     ``n_boot`` is kept for callers of the bootstrap it replaced: 0 means no interval, any other value the t
     interval. ``spearman_rho/p`` the rank correlation of metric and log size over the same jobs; ``baseline`` the
-    mean at size 0 (the intermediate's own size-0 jobs, else the ``intermediate=none`` jobs of the same target);
+    mean at size 0 (:func:`~xcal.report.ladders.baseline_rows`: the intermediate's own size-0 jobs, else the
+    target's shared ones);
     ``english_slope`` the English slope; ``english_predicts`` True / False when both intervals exclude 0 with the
     same / opposite sign, None when inconclusive; ``english_zero_shot_rho`` the Spearman correlation of the English
     and this row's metric across jobs; ``sentence`` the row in plain English. Groups with fewer than two sizes above
@@ -193,7 +184,7 @@ def size_effects(
         if not (group["size"] > 0).any():
             continue
         key = dict(zip(keys, key_values, strict=True))
-        out.extend(_group_effects(group, _baseline_rows(rows, group, key), metrics, calibrator=calibrator,
+        out.extend(_group_effects(group, baseline_rows(rows, group, key), metrics, calibrator=calibrator,
                                   n_boot=n_boot, level=level, key=key))
     columns = [*(["model"] if "model" in keys else []), *EFFECT_COLUMNS]
     frame = pd.DataFrame(out, columns=[c for c in columns if c != "sentence"])

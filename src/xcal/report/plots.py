@@ -19,6 +19,7 @@ from xcal.calibration.registry import RAW, calibrator_state
 from xcal.metrics.registry import HEADLINE, metric_label, metric_names
 from xcal.report.canvas import baseline_x, new_figure, placeholder, save, size_colors
 from xcal.report.collect import TRAINING_LANGUAGE, ReportError, bins_of, load_predictions
+from xcal.report.ladders import with_baselines
 from xcal.report.selection import MEAN_ZERO_SHOT
 
 if TYPE_CHECKING:
@@ -382,17 +383,19 @@ def write_figures(table: pd.DataFrame, out_dir: str | Path, *, calibrator: str =
                   n_bins: int | None = None) -> dict[str, Path]:
     """Every report figure under ``out_dir`` (``figures/`` in a report), by name in display order.
 
-    One reliability grid per (intermediate, target, model) experiment (``n_bins`` bins, default the jobs'); the
-    other figures cover the sweep.
+    One reliability grid per (intermediate, target, model) experiment (``n_bins`` bins, default the jobs'), each
+    ladder drawn from its size-0 baseline (:func:`~xcal.report.ladders.with_baselines`); the other figures cover
+    the sweep's jobs once each.
     """
     out = Path(out_dir)
     split = split or default_split(table)
-    figures = {"metric_vs_size": metric_vs_size(table, out / "metric_vs_size.png", metrics=metrics,
+    ladders = with_baselines(table)
+    figures = {"metric_vs_size": metric_vs_size(ladders, out / "metric_vs_size.png", metrics=metrics,
                                                 calibrator=calibrator, split=split)}
-    blocks = [key for key, _ in groups(select(table, split=split, calibrator=calibrator))]
+    blocks = [key for key, _ in groups(select(ladders, split=split, calibrator=calibrator))]
     for i, key in enumerate(blocks):
         name = "reliability" if len(blocks) == 1 else f"reliability_{i + 1}"
-        figures[name] = reliability_grid(table, out / f"{name}.png", calibrator=calibrator, split=split,
+        figures[name] = reliability_grid(ladders, out / f"{name}.png", calibrator=calibrator, split=split,
                                          group=key, n_bins=n_bins)
     figures["accuracy_vs_ece"] = accuracy_vs_ece(table, out / "accuracy_vs_ece.png", calibrator=calibrator,
                                                  split=split)

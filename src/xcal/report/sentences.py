@@ -83,6 +83,20 @@ def _interval_clauses(row: Mapping[str, Any] | pd.Series, digits: int, *, power:
     return text
 
 
+def _no_interval_sentence(row: Mapping[str, Any] | pd.Series, subject: str, where: str, digits: int,
+                          design: str) -> str:
+    """A slope with no interval is neither an effect nor its absence: the sentence gives the number and why."""
+    runs = row.get("n_runs")
+    runs = int(row["n_sizes"]) * int(row["n_seeds"]) if runs is None or not np.isfinite(runs) else int(runs)
+    why = "one run a size measures no noise" if runs <= int(row["n_sizes"]) else "intervals were not computed"
+    english = row.get("english_slope", math.nan)
+    also = "" if row["language"] == TRAINING_LANGUAGE or english is None or not np.isfinite(english) else \
+        f"; English {_num(english, digits)}"
+    return (f"{subject} {where}: slope {_num(float(row['slope']), digits)} per doubling of the "
+            f"{row['intermediate']} training set, with no interval ({why}; {design}{also}), so it is read neither "
+            f"as an effect nor as none.")
+
+
 def effect_sentence(row: Mapping[str, Any] | pd.Series) -> str:
     """One plain-English sentence for a :func:`~xcal.report.effects.size_effects` row; a row whose interval
     covers 0 says what slope the design had 80% power to detect, so no-effect reads as what it rules out."""
@@ -97,6 +111,8 @@ def effect_sentence(row: Mapping[str, Any] | pd.Series) -> str:
     rho = row.get("spearman_rho", math.nan)
     rho_text = f"Spearman rho {rho:.2f}" if rho is not None and np.isfinite(rho) else "Spearman rho n/a"
     design = _design(row)
+    if not (np.isfinite(low) and np.isfinite(high)):
+        return _no_interval_sentence(row, subject, where, digits, f"{rho_text}, {design}")
     if excludes_zero(low, high):
         text = (f"{subject} {'falls' if slope < 0 else 'rises'} by {_num(abs(slope), digits)} per doubling of the "
                 f"{intermediate} training set {where} ({_interval_clauses(row, digits, power=False)}; {rho_text}, "

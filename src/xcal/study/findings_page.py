@@ -8,6 +8,7 @@ import pandas as pd
 
 from xcal.report import plots
 from xcal.report.collect import NO_INTERMEDIATE, Sweep, bins_of
+from xcal.report.ladders import with_baselines
 from xcal.study import findings as f
 from xcal.study import findings_plots
 from xcal.study.scores import score_study
@@ -20,14 +21,6 @@ INTERVALS = ("Intervals are 95% t intervals with the stage-1 encoder as a cell's
              "detects four times in five.")
 
 
-def _shared_baseline(table: pd.DataFrame) -> pd.DataFrame:
-    """The no-intermediate jobs copied in as size 0 of every intermediate task (one reliability grid each)."""
-    base = table[table["intermediate"] == NO_INTERMEDIATE]
-    tasks = [t for t in table["intermediate"].unique() if t != NO_INTERMEDIATE]
-    return pd.concat([table[table["intermediate"] != NO_INTERMEDIATE],
-                      *(base.assign(intermediate=t) for t in tasks)], ignore_index=True)
-
-
 def _figures(sweep: Sweep, scores, estimates: pd.DataFrame, histories: pd.DataFrame,
              typology: pd.DataFrame | None, folder: Path) -> dict[str, Path]:
     n_bins = bins_of(scores.sets["n_bins"])
@@ -35,7 +28,7 @@ def _figures(sweep: Sweep, scores, estimates: pd.DataFrame, histories: pd.DataFr
                                                                  f.ANSWER_METRICS, n_bins)}
     if not histories.empty:
         figures["learning_curves"] = findings_plots.learning_curves_figure(histories, folder / "learning_curves.png")
-    table = _shared_baseline(sweep.table)
+    table = with_baselines(sweep.table)
     languages = ["en", "de", "ja", "zh"]
     for key, _ in plots.groups(plots.select(table, split=scores.split)):
         if key[0] != NO_INTERMEDIATE:
