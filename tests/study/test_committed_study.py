@@ -20,6 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "multirun" / "embedded_study"
 FINDINGS = ROOT / "docs" / "findings.md"
 JOBS = sorted(p.parent for p in STUDY.glob("*/results.json"))
+#: The other committed sweeps (the fixed-budget study, make mixture's run): data kept the same way.
+OTHER_JOBS = sorted(p.parent for sweep in ("fixed_budget_study", "mixture_sweep")
+                    for p in (ROOT / "multirun" / sweep).glob("*/results.json"))
 pytestmark = pytest.mark.skipif(not JOBS, reason="no committed study jobs yet")
 
 
@@ -28,10 +31,8 @@ def _overrides(job: Path) -> list[str]:
     return [line[2:].strip() for line in lines if line.startswith("- ")]
 
 
-@pytest.mark.parametrize("job", JOBS, ids=[j.name for j in JOBS])
-def test_each_job_finished_with_the_config_composed_today(job: Path) -> None:
-    """``make study`` skips a job only if its config hash is unchanged: a config edit that changes it would
-    silently re-run the study (or must migrate the committed results)."""
+def _assert_finished_today(job: Path) -> dict:
+    """The job's record, after checking that the config composed today from its overrides finds it finished."""
     record = json.loads((job / "results.json").read_text(encoding="utf-8"))
     assert record["status"] == "ok"
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
@@ -39,6 +40,20 @@ def test_each_job_finished_with_the_config_composed_today(job: Path) -> None:
     with open_dict(cfg):
         cfg.paths.output_dir = str(job)
     assert finished_record(job, cfg) is not None, "the config composed today differs from the committed job's"
+    return record
+
+
+@pytest.mark.parametrize("job", OTHER_JOBS, ids=[f"{j.parent.name}/{j.name}" for j in OTHER_JOBS])
+def test_each_other_committed_job_finished_with_the_config_composed_today(job: Path) -> None:
+    """Re-running ``make fixed-budget-study`` or ``make mixture`` skips every committed job."""
+    _assert_finished_today(job)
+
+
+@pytest.mark.parametrize("job", JOBS, ids=[j.name for j in JOBS])
+def test_each_job_finished_with_the_config_composed_today(job: Path) -> None:
+    """``make study`` skips a job only if its config hash is unchanged: a config edit that changes it would
+    silently re-run the study (or must migrate the committed results)."""
+    record = _assert_finished_today(job)
     assert set(record["zeroshot"]) == set(MULTIEMO_LANGUAGES)
     for language, splits in record["zeroshot"].items():
         assert set(splits) == {"dev", "test"}, language
