@@ -490,6 +490,33 @@ def test_one_tasks_size_zero_is_every_ladders_baseline(tmp_path: Path) -> None:
         "vitaminc+social_iqa-0_xnli_seed0"}
 
 
+def test_several_stage1_encoders_a_cell_are_grid_cells_not_copies(tmp_path: Path) -> None:
+    """The fixed-budget study's headline cells: ``intermediate.seed=0,1`` x ``seed=0,1``. Each (encoder, seed) is
+    its own grid cell: no 'averaged like extra seeds' note, and a missing one is named with its stage-1 seed."""
+    kw = {"seeds": (0, 1), "languages": ("en", "de"), "n": 48, "temperature_scaling": False, "with_predictions": False}
+    path = write_synthetic_sweep(tmp_path, sizes=(0, 100), **kw)
+    for job in sorted(path.glob("mnli-100_*")):
+        for stage1_seed in (0, 1):
+            copy = job.with_name(f"{job.name},intermediate.seed={stage1_seed}")
+            shutil.copytree(job, copy)
+            record = json.loads((copy / "results.json").read_text())
+            record["config"]["intermediate"]["seed"] = stage1_seed
+            record["config_hash"] = f"{record['config_hash']}-{stage1_seed}"
+            (copy / "results.json").write_text(json.dumps(record))
+        shutil.rmtree(job)
+    sweep = load_sweep(path)
+    assert sweep.problems == []
+    assert sweep.table.query("size == 100")["encoder"].nunique() == 2
+    shutil.rmtree(path / "mnli-100_xnli_seed1,intermediate.seed=1")
+    assert load_sweep(path).problems == ["missing grid cell intermediate=mnli size=100 intermediate.seed=1 "
+                                         "target=xnli seed=1: no job directory for it"]
+    # the same encoder and seed twice (a renamed copy) is a duplicate cell, averaged like an extra seed: noted
+    shutil.copytree(path / "mnli-100_xnli_seed1,intermediate.seed=0", path / "copy")
+    assert load_sweep(path).problems[1] == (
+        "grid cell intermediate=mnli size=100 intermediate.seed=0 target=xnli seed=1 has 2 finished jobs (copy, "
+        "mnli-100_xnli_seed1,intermediate.seed=0); all are kept and averaged like extra seeds")
+
+
 @pytest.mark.parametrize(("content", "reason"), [
     ("[1, 2, 3]", "holds a list, not a JSON object"),
     ('{"status": "ok", "config": {"seed": 0}}', "incomplete: missing key 'config.intermediate'"),

@@ -167,9 +167,10 @@ def _job_problems(jobs: list[Job]) -> list[str]:
 
 
 def _grid_problems(jobs: list[Job]) -> list[str]:
-    """Cells of the grid ((intermediate, its sizes) x target x seed, per model) that have no finished result."""
-    done: Counter[tuple[str, str, str, str, int]] = Counter()
-    tried: dict[tuple[str, str, str, str, int], list[Job]] = defaultdict(list)
+    """Cells of the grid ((intermediate, its sizes, their stage-1 seeds) x target x seed, per model) that have no
+    finished result, and cells with more than one."""
+    Cell = tuple[str, str, str, str, int, str]
+    located: list[tuple[Job, Cell]] = []
     for job in jobs:
         if not job.used:
             continue
@@ -177,14 +178,29 @@ def _grid_problems(jobs: list[Job]) -> list[str]:
         if cell is None:  # unreadable or incomplete results.json: the config Hydra wrote at the start
             started = started_config(job.job_dir)
             cell = grid_cell(started) if started is not None else None
-        if cell is None:
-            continue
+        if cell is not None:
+            located.append((job, cell))
+    # where every job's stage-1 seed is its target seed (the default, intermediate.seed=${seed}), the stage-1 seed
+    # is not a factor of the grid; where it varies on its own (intermediate.seed=0,1,2,3), it is
+    independent = {c[:3] for _, c in located if c[5] not in ("", str(c[4]))}
+    done: Counter[Cell] = Counter()
+    tried: dict[Cell, list[Job]] = defaultdict(list)
+    names: dict[Cell, list[str]] = defaultdict(list)
+    for job, cell in located:
+        cell = cell if cell[:3] in independent else (*cell[:5], "")
         if job.status == "ok":
             done[cell] += 1
+            names[cell].append(job.name)
         else:
             tried[cell].append(job)
     seen = list(done) + list(tried)
     notes: list[str] = []
+    # with several stage-1 seeds in the sweep, each (intermediate, size) is crossed with the ones it has
+    several = len({c[5] for c in seen if c[5]}) > 1
+
+    def stage1(cell: Cell) -> str:
+        return f" intermediate.seed={cell[5]}" if several and cell[5] else ""
+
     for model in sorted({c[0] for c in seen}):
         cells = [c for c in seen if c[0] == model]
         values = [sorted({c[i] for c in cells}, key=_sort_key) for i in range(1, 5)]
@@ -201,19 +217,19 @@ def _grid_problems(jobs: list[Job]) -> list[str]:
                 continue  # the no-intermediate baseline exists at size 0 only
             if size == "0" and shared_baseline and intermediate not in own_baseline:
                 continue  # the shared size-0 jobs are this intermediate's baseline
-            cell = (model, intermediate, size, target, seed)
-            if done[cell]:
-                continue
-            why = "; ".join(f"job {j.name!r} {j.status}: {j.error}" for j in tried.get(cell, []))
-            where = f" (model {model})" if len({c[0] for c in seen}) > 1 else ""
-            notes.append(f"missing grid cell intermediate={intermediate} size={size} target={target} seed={seed}"
-                         f"{where}: {why or 'no job directory for it'}")
+            for s1 in sorted({c[5] for c in cells if c[1:3] == (intermediate, size)} or {""}, key=_sort_key):
+                cell = (model, intermediate, size, target, seed, s1)
+                if done[cell]:
+                    continue
+                why = "; ".join(f"job {j.name!r} {j.status}: {j.error}" for j in tried.get(cell, []))
+                where = f" (model {model})" if len({c[0] for c in seen}) > 1 else ""
+                notes.append(f"missing grid cell intermediate={intermediate} size={size}{stage1(cell)} target={target} "
+                             f"seed={seed}{where}: {why or 'no job directory for it'}")
     for cell, count in sorted(done.items(), key=lambda kv: tuple(map(_sort_key, kv[0]))):
         if count > 1:
-            names = sorted(j.name for j in jobs
-                           if j.used and j.status == "ok" and grid_cell(j.record or {}) == cell)
-            notes.append(f"grid cell intermediate={cell[1]} size={cell[2]} target={cell[3]} seed={cell[4]} has "
-                         f"{count} finished jobs ({', '.join(names)}); all are kept and averaged like extra seeds")
+            notes.append(f"grid cell intermediate={cell[1]} size={cell[2]}{stage1(cell)} target={cell[3]} "
+                         f"seed={cell[4]} has {count} finished jobs ({', '.join(sorted(names[cell]))}); all are "
+                         "kept and averaged like extra seeds")
     if len(notes) > _MAX_CELL_NOTES:
         notes = [*notes[:_MAX_CELL_NOTES], f"... and {len(notes) - _MAX_CELL_NOTES} more grid-cell notes"]
     return notes

@@ -75,14 +75,19 @@ def _encoder(record: dict[str, Any], size_label: str) -> str | None:
     return f"{cfg['intermediate']['name']}-{size_label}-seed{seed}-data{cfg.get('data_seed', 0)}"
 
 
-def grid_cell(record: dict[str, Any]) -> tuple[str, str, str, str, int] | None:
-    """(model, intermediate, size label, target, seed) from a config, or None when the config is unusable."""
+def grid_cell(record: dict[str, Any]) -> tuple[str, str, str, str, int, str] | None:
+    """(model, intermediate, size label, target, seed, stage-1 seed) from a config, or None when the config is
+    unusable. The stage-1 seed is ``intermediate.seed`` where it is set and a stage 1 runs, else ``""``: a study
+    with several stage-1 encoders a cell (``intermediate.seed=0,1,2,3``) has one grid cell per encoder and seed."""
     try:
         cfg = record["config"]
         size = cfg["intermediate"]["size"]
+        stage1_seed = cfg["intermediate"].get("seed")
+        stage1 = "" if size == 0 or stage1_seed is None or cfg["intermediate"]["name"] == "none" else \
+            str(int(stage1_seed))
         return (str(cfg["model"]["name"]), str(cfg["intermediate"]["name"]),
-                "full" if size is None else str(int(size)), str(cfg["target"]["name"]), int(cfg["seed"]))
-    except (KeyError, TypeError, ValueError):
+                "full" if size is None else str(int(size)), str(cfg["target"]["name"]), int(cfg["seed"]), stage1)
+    except (KeyError, TypeError, ValueError, AttributeError):
         return None
 
 
