@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 # Recorded by the code before the plan (7460612): each committed job's config (recomposed from its
 # .hydra/overrides.yaml) and 32 others, with their config hashes and stage-1 keys.
 GOLDEN = json.loads((Path(__file__).parent / "data" / "plan_golden.json").read_text(encoding="utf-8"))
-COMMITTED = sorted(p.parent for study in ("embedded_study", "fixed_budget_study")
+COMMITTED = sorted(p.parent for study in ("embedded_study", "fixed_budget_study", "mixture_sweep")
                    for p in (ROOT / "multirun" / study).glob("*/results.json"))
 
 
@@ -51,7 +51,9 @@ def test_the_plan_of_each_committed_job_reproduces_its_record(job: Path) -> None
     plan = plan_job(make_cfg(*_overrides(job)))
     assert ConfigHashes.of(OmegaConf.create(record["config"])).current == record["config_hash"]
     assert record["config_hash"] in plan.hashes.recorded
-    assert GOLDEN["committed"][str(job.relative_to(ROOT))]["config_hash"] == plan.hashes.current
+    golden = GOLDEN["committed"].get(str(job.relative_to(ROOT)))
+    if golden is not None:  # a job landed after the golden file was recorded is held to its own record above
+        assert golden["config_hash"] == plan.hashes.current
     stage1 = record["intermediate"]
     if stage1["skipped"]:
         assert plan.stage1 is None and plan.intermediate is None
