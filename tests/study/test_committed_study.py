@@ -20,8 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 STUDY = ROOT / "multirun" / "embedded_study"
 FINDINGS = ROOT / "docs" / "findings.md"
 JOBS = sorted(p.parent for p in STUDY.glob("*/results.json"))
-#: The other committed sweeps (the fixed-budget study, make mixture's run): data kept the same way.
-OTHER_JOBS = sorted(p.parent for sweep in ("fixed_budget_study", "mixture_sweep")
+#: The other committed sweeps (the fixed-budget study, the pilot, make mixture's run): data kept the same way.
+OTHER_JOBS = sorted(p.parent for sweep in ("fixed_budget_study", "mixture_sweep", "pilot_early_stopping")
                     for p in (ROOT / "multirun" / sweep).glob("*/results.json"))
 pytestmark = pytest.mark.skipif(not JOBS, reason="no committed study jobs yet")
 
@@ -45,7 +45,7 @@ def _assert_finished_today(job: Path) -> dict:
 
 @pytest.mark.parametrize("job", OTHER_JOBS, ids=[f"{j.parent.name}/{j.name}" for j in OTHER_JOBS])
 def test_each_other_committed_job_finished_with_the_config_composed_today(job: Path) -> None:
-    """Re-running ``make fixed-budget-study`` or ``make mixture`` skips every committed job."""
+    """Re-running ``make fixed-budget-study``, ``make pilot`` or ``make mixture`` skips every committed job."""
     _assert_finished_today(job)
 
 
