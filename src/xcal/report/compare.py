@@ -55,9 +55,7 @@ def cell_intervals(means: pd.DataFrame, metric: str) -> dict[tuple[str, int], tu
         weights = np.zeros(len(design.cells))
         weights[i] = 1.0
         result = contrast(values, design, weights)
-        ok = bool(np.isfinite(result.se) and result.se > 0)
-        out[cell] = (float(result.value), float(result.low) if ok else math.nan,
-                     float(result.high) if ok else math.nan, bool(result.conditional))
+        out[cell] = (float(result.value), float(result.low), float(result.high), bool(result.conditional))
     return out
 
 

@@ -101,7 +101,7 @@ def _fit(values: pd.Series, jobs: pd.DataFrame, base: pd.Series, *, n_boot: int,
         design = job_design([int(s) for s in sizes], encoders)
         result = contrast(y, design, slope_weights(design, {s: math.log2(s) for s in design.cells}), level=level)
         slope = float(result.value)
-        if n_boot > 0 and np.isfinite(result.se) and result.se > 0 and np.isfinite(result.df):
+        if n_boot > 0 and np.isfinite(result.low) and np.isfinite(result.df):
             low, high, se, df = float(result.low), float(result.high), float(result.se), float(result.df)
             kind = T_CONDITIONAL if result.conditional else T_ENCODERS
     rho, p = _spearman(np.log2(sizes.astype(np.float64)), y)

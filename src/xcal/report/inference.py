@@ -210,7 +210,8 @@ def _standard_error(comp: Components, a_enc: float, a_seed: float) -> tuple[np.n
 
 
 def contrast(values: np.ndarray, design: Design, weights: Sequence[float], *, level: float = LEVEL) -> Interval:
-    """The estimate and t interval of ``sum_c weights[c] * mean_c`` (weights in ``design.cells`` order)."""
+    """The estimate and t interval of ``sum_c weights[c] * mean_c`` (weights in ``design.cells`` order); the
+    interval is NaN where the standard error is 0 or NaN."""
     w = np.asarray(weights, dtype=np.float64)
     if w.shape != (len(design.cells),):
         raise ValueError(f"{len(w)} weights for {len(design.cells)} cells")
@@ -219,6 +220,8 @@ def contrast(values: np.ndarray, design: Design, weights: Sequence[float], *, le
     se, df, conditional = _standard_error(comp, *_variance_weights(design, w))
     with np.errstate(invalid="ignore"):
         half = stats.t.ppf(0.5 + level / 2, df) * se
+    # values with no spread (se 0) or none to measure (se NaN) give no interval, not one of width 0
+    half = np.where(np.isfinite(se) & (se > 0), half, np.nan)
     return Interval(value, value - half, value + half, se, df, conditional)
 
 

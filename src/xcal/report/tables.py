@@ -48,10 +48,8 @@ def _cell_intervals(pool: pd.DataFrame, metrics: list[str], level: float) -> dic
             weights = np.zeros(len(design.cells))
             weights[i] = 1.0
             result = contrast(y, design, weights, level=level)
-            ok = np.isfinite(result.se) & (result.se > 0)
             interval = out.setdefault(cell, np.full((2, len(metrics)), np.nan))
-            interval[0, columns] = np.where(ok, result.low, np.nan)
-            interval[1, columns] = np.where(ok, result.high, np.nan)
+            interval[:, columns] = result.low, result.high
     return out
 
 

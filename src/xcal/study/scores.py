@@ -196,7 +196,7 @@ def cell_estimate(scores: StudyScores, cell: pd.DataFrame, metric: str, language
     se, df = float(result.se), float(result.df)
     n_jobs = int(jobs["cell"].isin(involved).sum())
     units = min(design.encoders_in(design.cells.index(c)) for c in involved)
-    low, high = (float(result.low), float(result.high)) if np.isfinite(se) and se > 0 else (math.nan, math.nan)
+    low, high = float(result.low), float(result.high)
     return Estimate(float(result.value), low, high, n_jobs, units, detectable(se, df), result.conditional)
 
 
@@ -210,7 +210,7 @@ def slope_estimate(scores: StudyScores, task: str, metric: str, languages: Seque
         return Estimate(math.nan, math.nan, math.nan, 0)
     result = contrast(jobs["value"].to_numpy(np.float64), design, slope_weights(design, sizes))
     se, df = float(result.se), float(result.df)
-    low, high = (float(result.low), float(result.high)) if np.isfinite(se) and se > 0 else (math.nan, math.nan)
+    low, high = float(result.low), float(result.high)
     units = min(design.encoders_in(design.cells.index(c)) for c in sizes)
     return Estimate(float(result.value), low, high, int(jobs["cell"].isin(list(sizes)).sum()), units,
                     detectable(se, df), result.conditional)
@@ -228,6 +228,6 @@ def study_estimate(scores: StudyScores, metric: str, languages: Sequence[str], *
     design = Design.of(list(jobs["cell"]), list(jobs["encoder"]))
     result = contrast(jobs["value"].to_numpy(np.float64), design, np.full(len(design.cells), 1 / len(design.cells)))
     se, df = float(result.se), float(result.df)
-    low, high = (float(result.low), float(result.high)) if np.isfinite(se) and se > 0 else (math.nan, math.nan)
+    low, high = float(result.low), float(result.high)
     units = min(design.encoders_in(i) for i in range(len(design.cells)))
     return Estimate(float(result.value), low, high, len(jobs), units, detectable(se, df), result.conditional)
