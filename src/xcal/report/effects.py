@@ -128,7 +128,7 @@ def _with_english(row: dict[str, Any], fit: dict[str, Any], english: dict[str, A
     return row
 
 
-def _group_effects(group: pd.DataFrame, baseline_rows: pd.DataFrame, metrics: list[str], *, calibrator: str,
+def _group_effects(group: pd.DataFrame, baseline: pd.DataFrame, metrics: list[str], *, calibrator: str,
                    n_boot: int, level: float, key: dict[str, Any]) -> list[dict[str, Any]]:
     """Effect rows of one (model, intermediate, target) group."""
     fit = group[group["size"] > 0]
@@ -139,8 +139,8 @@ def _group_effects(group: pd.DataFrame, baseline_rows: pd.DataFrame, metrics: li
     for metric in metrics:
         fits = {}
         for label, values in _metric_series(fit, jobs, metric, languages).items():
-            base = baseline_rows[baseline_rows["language"] == label][metric] if label != POOLED else \
-                baseline_rows[baseline_rows["language"].isin(zero_shot)].groupby("job_dir")[metric].mean()
+            base = baseline[baseline["language"] == label][metric] if label != POOLED else \
+                baseline[baseline["language"].isin(zero_shot)].groupby("job_dir")[metric].mean()
             fits[label] = _fit(values, jobs, base, n_boot=n_boot, level=level)
         for label in [*languages, *([POOLED] if zero_shot else [])]:
             row = {**key, "metric": metric, "language": label, "calibrator": calibrator}
@@ -168,11 +168,11 @@ def size_effects(
     ``n_boot`` is kept for callers of the bootstrap it replaced: 0 means no interval, any other value the t
     interval. ``spearman_rho/p`` the rank correlation of metric and log size over the same jobs; ``baseline`` the
     mean at size 0 (:func:`~xcal.report.ladders.baseline_rows`: the intermediate's own size-0 jobs, else the
-    target's shared ones);
-    ``english_slope`` the English slope; ``english_predicts`` True / False when both intervals exclude 0 with the
-    same / opposite sign, None when inconclusive; ``english_zero_shot_rho`` the Spearman correlation of the English
-    and this row's metric across jobs; ``sentence`` the row in plain English. Groups with fewer than two sizes above
-    0 get NaN slopes; groups with no size above 0 (the ``none`` baseline) get no rows.
+    target's shared ones); ``english_slope`` the English slope; ``english_predicts`` True / False when both
+    intervals exclude 0 with the same / opposite sign, None when inconclusive; ``english_zero_shot_rho`` the
+    Spearman correlation of the English and this row's metric across jobs; ``sentence`` the row in plain English.
+    Groups with fewer than two sizes above 0 get NaN slopes; groups with no size above 0 (the ``none`` baseline)
+    get no rows.
     """
     if n_boot < 0:
         raise ReportError(f"n_boot={n_boot}: must be >= 0 (0 = no intervals; any other value gives the t interval)")

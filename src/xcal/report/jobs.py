@@ -83,8 +83,7 @@ def grid_cell(record: dict[str, Any]) -> tuple[str, str, str, str, int, str] | N
         cfg = record["config"]
         size = cfg["intermediate"]["size"]
         stage1_seed = cfg["intermediate"].get("seed")
-        stage1 = "" if size == 0 or stage1_seed is None or cfg["intermediate"]["name"] == "none" else \
-            str(int(stage1_seed))
+        stage1 = "" if size == 0 or stage1_seed is None else str(int(stage1_seed))  # intermediate=none is size 0
         return (str(cfg["model"]["name"]), str(cfg["intermediate"]["name"]),
                 "full" if size is None else str(int(size)), str(cfg["target"]["name"]), int(cfg["seed"]), stage1)
     except (KeyError, TypeError, ValueError, AttributeError):

@@ -15,6 +15,7 @@ import pandas as pd
 
 from xcal.report.collect import NO_INTERMEDIATE
 
+#: What one ladder is (one report figure row, one reliability grid): its task, target and model.
 LADDER_KEYS = ("intermediate", "target", "model")
 
 

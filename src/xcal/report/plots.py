@@ -19,15 +19,13 @@ from xcal.calibration.registry import RAW, calibrator_state
 from xcal.metrics.registry import HEADLINE, metric_label, metric_names
 from xcal.report.canvas import baseline_x, new_figure, placeholder, save, size_colors
 from xcal.report.collect import TRAINING_LANGUAGE, ReportError, bins_of, load_predictions
-from xcal.report.ladders import with_baselines
+from xcal.report.ladders import LADDER_KEYS, with_baselines
 from xcal.report.selection import MEAN_ZERO_SHOT
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
 ENGLISH = TRAINING_LANGUAGE
-#: Columns that identify one experiment; a sweep with several of them gets one block of panels each.
-GROUP_KEYS = ("intermediate", "target", "model")
 
 
 def default_split(table: pd.DataFrame) -> str:
@@ -51,8 +49,9 @@ def select(table: pd.DataFrame, *, split: str | None = None, calibrator: str = R
 
 
 def groups(table: pd.DataFrame) -> list[tuple[tuple[str, ...], pd.DataFrame]]:
-    """The table split by (intermediate, target, model), in a stable order."""
-    keys = [k for k in GROUP_KEYS if k in table.columns]
+    """The table split by (intermediate, target, model), in a stable order: a sweep with several experiments gets
+    one block of panels each."""
+    keys = [k for k in LADDER_KEYS if k in table.columns]
     if table.empty:
         return []
     return [((key,) if isinstance(key, str) else tuple(key), frame)

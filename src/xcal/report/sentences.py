@@ -84,7 +84,7 @@ def _interval_clauses(row: Mapping[str, Any] | pd.Series, digits: int, *, power:
 
 
 def _no_interval_sentence(row: Mapping[str, Any] | pd.Series, subject: str, where: str, digits: int,
-                          design: str) -> str:
+                          details: str) -> str:
     """A slope with no interval is neither an effect nor its absence: the sentence gives the number and why."""
     runs = row.get("n_runs")
     runs = int(row["n_sizes"]) * int(row["n_seeds"]) if runs is None or not np.isfinite(runs) else int(runs)
@@ -93,7 +93,7 @@ def _no_interval_sentence(row: Mapping[str, Any] | pd.Series, subject: str, wher
     also = "" if row["language"] == TRAINING_LANGUAGE or english is None or not np.isfinite(english) else \
         f"; English {_num(english, digits)}"
     return (f"{subject} {where}: slope {_num(float(row['slope']), digits)} per doubling of the "
-            f"{row['intermediate']} training set, with no interval ({why}; {design}{also}), so it is read neither "
+            f"{row['intermediate']} training set, with no interval ({why}; {details}{also}), so it is read neither "
             f"as an effect nor as none.")
 
 
