@@ -19,7 +19,7 @@ from report_fixtures import write_synthetic_study, write_synthetic_sweep
 from xcal.metrics import brier_score, expected_calibration_error
 from xcal.report.collect import load_sweep
 from xcal.study.findings import capped_sentences, cost_table
-from xcal.study.findings_page import _study_line, quote_in_readme, render
+from xcal.study.findings_page import _design_line, _study_line, quote_in_readme, render
 from xcal.study.scores import StudyScores, cell_estimate, score_study, set_scores, slope_estimate
 
 
@@ -77,11 +77,17 @@ def test_findings_page_leads_with_the_answer_and_the_readme_quotes_it(study: Pat
     text = render(load_sweep(study), doc)
     answer = text.split("## The answer", 1)[1].split("\n## ", 1)[0]
     bullets = [line for line in answer.splitlines() if line.startswith("- ")]
-    assert len(bullets) == 2
+    assert len(bullets) == 3
     assert bullets[0].startswith("- With 16,000 English vitaminc examples before MultiEmo, zero-shot ECE")
     assert "a clear change of -0." in bullets[0]
-    assert "over-confident" in bullets[1]  # the fixture plants over-confidence everywhere
-    assert "; 8 jobs: 4 cells × 2 target seeds, 3 languages, split `test`" in text.split("## The answer")[0]
+    # 2 seeds a cell cannot see 0.02 ECE; the plan prices what would, from the fixture's own variances
+    assert bullets[1].startswith("- The goal set for the study (docs/study.md), 80% power for a change of 0.02 "
+                                 "ECE and 0.01 Brier in each comparison above, is not met: the design detects ")
+    assert "Meeting it would take stage-1 encoders × target seeds a headline cell of " in bullets[1]
+    assert "over-confident" in bullets[2]  # the fixture plants over-confidence everywhere
+    protocol = text.split("## How the models were trained", 1)[1].split("\n\n")[1]
+    assert protocol == "Each job trains its own stage-1 encoder (`intermediate.seed` follows `seed`)."
+    assert "; 8 jobs (4 cells × 2 target seeds), 3 languages, split `test`" in text.split("## The answer")[0]
     assert (doc.parent / "findings" / "size_effect.png").stat().st_size > 5000
     assert "![size_effect](findings/size_effect.png)" in answer
     for section in ("## How the models were trained", "## The Brier score's parts", "## One English temperature",
@@ -105,7 +111,18 @@ def test_an_unbalanced_study_does_not_claim_cells_times_seeds(study: Path, tmp_p
     shutil.rmtree(dropped)
     sweep = load_sweep(partial)
     line = _study_line(sweep, score_study(sweep, split="test"))
-    assert line.startswith("7 jobs: 4 cells over 2 target seeds, not every cell with every seed, 3 languages")
+    assert line.startswith("7 jobs (no intermediate stage, vitaminc 1,000, vitaminc 4,000: 2 target seeds; "
+                           "vitaminc 16,000: 1 target seed), 3 languages")
+
+
+def test_the_design_line_names_stage_one_encoders_nested_in_a_cell() -> None:
+    """The fixed-budget study's shape: 12 baseline seeds, 4 encoders x 3 seeds in a headline cell, 1 x 3 below."""
+    rows = [("none", 0, "0", f"b{s}", s, None) for s in range(12)]
+    rows += [("social_iqa", 1730, "full", f"f{e}{s}", s, f"e{e}") for e in range(4) for s in range(3)]
+    rows += [("social_iqa", 432, "432", f"q{s}", s, "e0") for s in range(3)]
+    sets = pd.DataFrame(rows, columns=["intermediate", "size", "size_label", "job_dir", "seed", "encoder"])
+    assert _design_line(sets) == ("no intermediate stage: 12 target seeds; social_iqa 432: 3 target seeds; "
+                                  "social_iqa all 1,730: 4 stage-1 encoders × 3 target seeds")
 
 
 def test_a_stage_that_ran_to_its_cap_is_named() -> None:

@@ -18,7 +18,7 @@ from scipy import stats as sstats
 
 from xcal.pipeline.record import RESULTS_FILE, read_record
 from xcal.report import plots
-from xcal.report.collect import NO_INTERMEDIATE, TRAINING_LANGUAGE, bins_of
+from xcal.report.collect import NO_INTERMEDIATE, TRAINING_LANGUAGE, Sweep, bins_of
 from xcal.report.tables import to_markdown
 from xcal.study.scores import (
     CALIBRATOR_METRICS,
@@ -31,6 +31,9 @@ from xcal.study.scores import (
 )
 
 ANSWER_METRICS = ("ece", "brier", "signed", "accuracy")
+#: The change each headline comparison is to detect with 80% power, declared before the study ran (docs/study.md).
+GOALS = {"ece": 0.02, "brier": 0.01}
+METRIC_NAMES = {"ece": "ECE", "brier": "Brier"}
 #: The two temperatures the answer reads, by their short names in its sentences and per-language table: English-dev
 #: temperature scaling (TS) and the own-dev oracle (self-TS).
 TS_COLUMNS = {calibrated_column("ece", "temperature"): "ece_ts",
@@ -46,6 +49,11 @@ def _fmt(value: float, digits: int = 3, sign: bool = False) -> str:
     if value is None or not np.isfinite(value):
         return "n/a"
     return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
+
+
+def p_value(p: float) -> str:
+    """``p = 0.13``, ``p = 0.002``, ``p < 0.001``: two decimals would print a small p as 0.00."""
+    return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
 
 
 def _ci(e: Estimate, sign: bool = False, digits: int = 3) -> str:
@@ -140,8 +148,11 @@ def direction_sentence(estimates: pd.DataFrame, scores: StudyScores) -> str:
             f"{_count(zs['signed'] < 0, 'job × language sets')} are under-confident, and English test in "
             f"{_count(english['signed'] < 0, 'jobs')}.")
     if "ece_ts" in zs:
-        text += (f" A temperature fit on English dev lowers mean zero-shot ECE from {_fmt(zs['ece'].mean())} to "
-                 f"{_fmt(zs['ece_ts'].mean())} but raises it in {_count(per_job['ece_ts'] > per_job['ece'], 'jobs')} "
+        before, after = zs["ece"].mean(), zs["ece_ts"].mean()
+        change = "lowers" if after < before else "raises" if after > before else "leaves"
+        text += (f" A temperature fit on English dev {change} mean zero-shot ECE from {_fmt(before)} to "
+                 f"{_fmt(after)}{' but raises it' if after < before else ','} in "
+                 f"{_count(per_job['ece_ts'] > per_job['ece'], 'jobs')} "
                  f"({_count(zs['ece_ts'] > zs['ece'], 'sets')})")
         if "ece_self_ts" in zs:
             text += (f"; a temperature fit on each language's own labelled dev set (an oracle: zero-shot has no such "
@@ -156,10 +167,46 @@ def direction_sentence(estimates: pd.DataFrame, scores: StudyScores) -> str:
     return text
 
 
-def headline(scores: StudyScores, estimates: pd.DataFrame) -> list[str]:
-    """The three sentences the README quotes: each intermediate task's effect, then the direction."""
+def _detectable(scores: StudyScores, task: str, metric: str) -> float:
+    cell = _largest(scores, task)[2]
+    return cell_estimate(scores, cell, metric, _languages(scores, "zero-shot"), baseline=_baseline(scores)).detectable
+
+
+def goal_sentence(sweep: Sweep, scores: StudyScores, tasks: list[str]) -> str:
+    """Whether the design meets the study's declared goal (:data:`GOALS`) and, if not, what would: the cheapest
+    design of ``xcal-report --plan`` from this study's own variance components and measured minutes."""
+    from xcal.study.plan import ASSUMED_ENCODER_RATIOS, MAX_ENCODERS, MAX_SEEDS, read_pilot, scenario_designs
+
+    reached = {m: max(_detectable(scores, t, m) for t in tasks) for m in GOALS}
+    goal = " and ".join(f"{g:g} {METRIC_NAMES[m]}" for m, g in GOALS.items())
+    found = " and ".join(f"{_fmt(v)} {METRIC_NAMES[m]}" for m, v in reached.items())
+    met = all(v <= GOALS[m] for m, v in reached.items())
+    text = (f"The goal set for the study (docs/study.md), 80% power for a change of {goal} in each comparison "
+            f"above, is {'met' if met else 'not met'}: the design detects {found}.")
+    if met:
+        return text
+    pilot = read_pilot(sweep)
+    scenarios = scenario_designs(pilot, GOALS, budget_hours=0)
+    conditions = (["with the stage-1 sd as estimated"] if pilot.df_encoder > 0 else
+                  [f"if the stage-1 sd is {r:g} × the target seeds'" for r in ASSUMED_ENCODER_RATIOS])
+    needs = []
+    for condition, (_, cheapest, _) in zip(conditions, scenarios, strict=True):
+        if cheapest is None:
+            needs.append(f"more than {MAX_ENCODERS} × {MAX_SEEDS} {condition}")
+        else:
+            hours = f", about {cheapest['hours']:.0f} h of this machine" if np.isfinite(cheapest["hours"]) else ""
+            needs.append(f"{int(cheapest['encoders'])} × {int(cheapest['seeds'])} ({int(cheapest['baseline_seeds'])} "
+                         f"baseline seeds{hours}) {condition}")
+    return text + (f" Meeting it would take stage-1 encoders × target seeds a headline cell of {'; '.join(needs)} "
+                   "(`xcal-report --plan`, the variances at their 80% upper confidence limits).")
+
+
+def headline(sweep: Sweep, scores: StudyScores, estimates: pd.DataFrame) -> list[str]:
+    """The sentences the README quotes (the first three): each intermediate task's effect, whether the design met
+    the declared goal, then the direction."""
     tasks = [t for t in sorted(scores.sets["intermediate"].unique()) if t != NO_INTERMEDIATE]
-    return [*(task_sentence(scores, t) for t in tasks), direction_sentence(estimates, scores)]
+    goal = [goal_sentence(sweep, scores, tasks)] if tasks else []
+    return [*(task_sentence(scores, t) for t in tasks), *goal, direction_sentence(estimates, scores)]
 
 
 def load_histories(scores: StudyScores) -> pd.DataFrame:
@@ -201,25 +248,71 @@ def training_table(scores: StudyScores) -> pd.DataFrame:
                 continue
             stop = block.get("stopping") or {}
             rows.append({"intermediate": cfg["intermediate"]["name"], "size": _size(cfg),
-                         "stage": stage, "stopped early": bool(stop.get("stopped_early")),
+                         "stage": stage, "early stopping": bool(stop.get("early_stopping", True)),
+                         "stopped early": bool(stop.get("stopped_early")),
                          "epochs": stop.get("epochs_trained"), "kept step": stop.get("kept_step"),
                          "dev acc": block.get("val_acc"), "dev confidence": block.get("val_confidence"),
                          "minutes": block.get("seconds", math.nan) / 60.0,
                          "reused": bool(block.get("reused")), "key": block.get("key") or record["config_hash"]})
     frame = pd.DataFrame(rows).drop_duplicates(["stage", "key"]).drop(columns=["key", "reused"])
     return frame.groupby(["intermediate", "size", "stage"], sort=False).agg(
-        runs=("epochs", "size"), stopped_early=("stopped early", "sum"), epochs=("epochs", "mean"),
+        runs=("epochs", "size"), early_stopping=("early stopping", "all"), stopped_early=("stopped early", "sum"),
+        epochs=("epochs", "mean"),
         dev_acc=("dev acc", "mean"), dev_confidence=("dev confidence", "mean"),
         minutes=("minutes", "mean")).reset_index()
+
+
+def _stopping_rule(configs: list[dict]) -> str | None:
+    """How a stage's runs ended, from their configs (``patience`` null: a fixed budget); None where a config does
+    not say."""
+    if not all("patience" in c and "epochs" in c for c in configs):
+        return None
+    patience = sorted({c.get("patience") for c in configs}, key=str)
+    if patience == [None]:
+        epochs = sorted({c["epochs"] for c in configs})
+        return (f"trains a fixed budget of {' or '.join(f'{e:g}' for e in epochs)} epochs and keeps its last "
+                "weights, so no English dev example is selected on")
+    every = sorted({c.get("val_every_n_steps") for c in configs if c.get("val_every_n_steps")})
+    interval = f", validating every {' or '.join(map(str, every))} steps" if every else ""
+    return (f"stops once English dev loss has not improved for {' or '.join(map(str, patience))} validations"
+            f"{interval}, and keeps the best validation's weights (`epochs` and `max_steps` are caps)")
+
+
+def protocol_sentences(scores: StudyScores) -> list[str]:
+    """How the stages were trained and how stage-1 runs are replicated, read from the jobs' configs: a reader
+    comparing studies must know which protocol produced the numbers."""
+    records = _records(scores)
+    stage1 = [r["config"]["intermediate"] for r in records if not (r.get("intermediate") or {}).get("skipped")]
+    rules = {"The target stage": _stopping_rule([r["config"]["target"] for r in records]),
+             "Stage 1": _stopping_rule(stage1) if stage1 else None}
+    out = [f"{stage} {rule}." for stage, rule in rules.items() if rule]
+    if stage1:
+        jobs = scores.sets.drop_duplicates("job_dir")
+        cells = jobs[jobs["intermediate"] != NO_INTERMEDIATE].groupby(["intermediate", "size"])
+        counts = pd.DataFrame({"encoders": cells["encoder"].nunique(), "jobs": cells.size()})
+        nested = counts[(counts["encoders"] > 1) & (counts["encoders"] < counts["jobs"])]
+        own = counts[counts["encoders"] == counts["jobs"]]
+        if len(own) == len(counts):
+            out.append("Each job trains its own stage-1 encoder (`intermediate.seed` follows `seed`).")
+        elif nested.empty:
+            out.append("Each cell trains one stage-1 encoder, shared by its target seeds: the seeds measure the "
+                       "target fine-tuning's variance, and a cell's effect holds for the encoder trained.")
+        else:
+            names = ", ".join(f"{task} {int(size):,}" for task, size in nested.index)
+            numbers = " or ".join(map(str, sorted(set(nested["encoders"]))))
+            out.append(f"{names}: {numbers} stage-1 encoders each (`intermediate.seed`), each shared by the "
+                       "cell's target seeds, so their intervals include stage-1 variance; every other cell trains "
+                       "one encoder, shared by its target seeds.")
+    return out
 
 
 def capped_sentences(training: pd.DataFrame) -> list[str]:
     """The cells whose stage ran to its cap (``epochs`` or ``max_steps``) in some run without stopping early
     (rows of :func:`training_table`): the plateau criterion did not decide where they stopped, which a reader
-    comparing sizes must know."""
+    comparing sizes must know. A stage trained to a fixed budget has no criterion to miss."""
     out = []
     for row in training.itertuples():
-        capped = int(row.runs - row.stopped_early)
+        capped = int(row.runs - row.stopped_early) if getattr(row, "early_stopping", True) else 0
         if capped:
             cell = "no intermediate stage" if row.intermediate == NO_INTERMEDIATE else f"{row.intermediate} {row.size}"
             out.append(f"{cell}, {row.stage} stage: ran to its cap ({row.epochs:g} epochs) without stopping early in "
@@ -268,13 +361,14 @@ def cell_table(scores: StudyScores, metric: str) -> pd.DataFrame:
     """``metric`` per language (rows) and cell (columns ``task size``), mean over seeds."""
     sets = scores.sets.assign(cell=[f"{t} {s:,}" if t != NO_INTERMEDIATE else "none"
                                     for t, s in zip(scores.sets["intermediate"], scores.sets["size"], strict=True)])
-    order = list(dict.fromkeys(sets.sort_values(["intermediate", "size"], key=_none_first)["cell"]))
+    order = list(dict.fromkeys(sets.sort_values(["intermediate", "size"], key=none_first)["cell"]))
     table = sets.pivot_table(index="language", columns="cell", values=metric, aggfunc="mean")[order]
     languages = plots.ordered_languages(list(table.index))
     return table.loc[languages].reset_index()
 
 
-def _none_first(column: pd.Series) -> pd.Series:
+def none_first(column: pd.Series) -> pd.Series:
+    """A sort key that puts the no-intermediate cell first."""
     return column.map(lambda v: "" if v == NO_INTERMEDIATE else v) if column.name == "intermediate" else column
 
 

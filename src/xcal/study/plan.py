@@ -181,12 +181,18 @@ def design_table(pilot: Pilot, goals: dict[str, float], var_encoder: dict[str, f
 
 def choose(designs: pd.DataFrame, budget_hours: float) -> tuple[pd.Series | None, pd.Series | None]:
     """The cheapest design meeting every goal (None if none within the search), and the design within
-    ``budget_hours`` closest to the goals."""
-    meeting = designs[designs["shortfall"] <= 1.0]
-    cheapest = meeting.loc[meeting["hours"].idxmin()] if not meeting.empty else None
+    ``budget_hours`` closest to the goals. Without measured minutes (hours NaN) the cheapest is the fewest jobs."""
+    meeting = designs[designs["shortfall"] <= 1.0].sort_values(["hours", "jobs"], na_position="last", kind="stable")
+    cheapest = meeting.iloc[0] if not meeting.empty else None
     affordable = designs[designs["hours"] <= budget_hours]
     best = affordable.loc[affordable["shortfall"].idxmin()] if not affordable.empty else None
     return cheapest, best
+
+
+def scenario_designs(pilot: Pilot, goals: dict[str, float], budget_hours: float
+                     ) -> list[tuple[str, pd.Series | None, pd.Series | None]]:
+    """Per stage-1 variance scenario: its label, the cheapest design meeting the goals and the best within budget."""
+    return [(label, *choose(design_table(pilot, goals, var), budget_hours)) for label, var in _scenarios(pilot)]
 
 
 def _describe(row: pd.Series | None, goals: dict[str, float]) -> str:
@@ -220,9 +226,7 @@ def render_plan(pilot: Pilot, goals: dict[str, float], budget_hours: float, sour
             f"{m} mean {mean:.4f}, sd {sd:.4f} over {n} seeds" for m, (n, mean, sd) in pilot.baseline.items()) + ".")
     lines.append("")
     rows = []
-    for label, var_encoder in _scenarios(pilot):
-        designs = design_table(pilot, goals, var_encoder)
-        cheapest, best = choose(designs, budget_hours)
+    for label, cheapest, best in scenario_designs(pilot, goals, budget_hours):
         rows.append({"stage-1 sd": label, "cheapest design meeting the goal": _describe(cheapest, goals),
                      f"closest within {budget_hours:g} h": _describe(best, goals)})
     lines += [to_markdown(pd.DataFrame(rows)), ""]
