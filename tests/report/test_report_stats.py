@@ -492,7 +492,8 @@ def test_one_tasks_size_zero_is_every_ladders_baseline(tmp_path: Path) -> None:
 
 def test_several_stage1_encoders_a_cell_are_grid_cells_not_copies(tmp_path: Path) -> None:
     """The fixed-budget study's headline cells: ``intermediate.seed=0,1`` x ``seed=0,1``. Each (encoder, seed) is
-    its own grid cell: no 'averaged like extra seeds' note, and a missing one is named with its stage-1 seed."""
+    its own grid cell: no 'averaged like extra seeds' note, and a missing one is named with its stage-1 seed; the
+    baseline's extra seeds are not expected in the ladders."""
     kw = {"seeds": (0, 1), "languages": ("en", "de"), "n": 48, "temperature_scaling": False, "with_predictions": False}
     path = write_synthetic_sweep(tmp_path, sizes=(0, 100), **kw)
     for job in sorted(path.glob("mnli-100_*")):
@@ -504,6 +505,8 @@ def test_several_stage1_encoders_a_cell_are_grid_cells_not_copies(tmp_path: Path
             record["config_hash"] = f"{record['config_hash']}-{stage1_seed}"
             (copy / "results.json").write_text(json.dumps(record))
         shutil.rmtree(job)
+    # and a shared baseline with more seeds than the ladders (the study's 12 against 3) is no missing cell either
+    write_synthetic_sweep(tmp_path, sizes=(0,), intermediate="none", **{**kw, "seeds": (0, 1, 2, 3)})
     sweep = load_sweep(path)
     assert sweep.problems == []
     assert sweep.table.query("size == 100")["encoder"].nunique() == 2

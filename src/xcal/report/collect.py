@@ -208,11 +208,14 @@ def _grid_problems(jobs: list[Job]) -> list[str]:
         shared_baseline = "0" in values[1]
         own_baseline = {c[1] for c in cells if c[2] == "0"}
         # each intermediate task has its own size ladder (a study may give tasks of different sizes different
-        # sizes); targets and seeds are crossed with every (intermediate, size)
+        # sizes) and its own seeds (a study may give its shared baseline more seeds than the ladders: the
+        # fixed-budget study has 12); targets are crossed with every (intermediate, size), and so are the seeds
+        # the task has anywhere
         ladders = {i: sorted({c[2] for c in cells if c[1] == i} | ({"0"} & set(values[1])), key=_sort_key)
                    for i in values[0]}
-        combos = [(i, size) for i in values[0] for size in ladders[i]]
-        for (intermediate, size), target, seed in itertools.product(combos, values[2], values[3]):
+        seeds = {i: sorted({c[4] for c in cells if c[1] == i}) for i in values[0]}
+        combos = [(i, size, seed) for i in values[0] for size in ladders[i] for seed in seeds[i]]
+        for (intermediate, size, seed), target in itertools.product(combos, values[2]):
             if intermediate == NO_INTERMEDIATE and size != "0":
                 continue  # the no-intermediate baseline exists at size 0 only
             if size == "0" and shared_baseline and intermediate not in own_baseline:

@@ -98,7 +98,11 @@ class Report:
 
     @property
     def title(self) -> str:
-        names = sorted({str(s) for s in self.sweep.table["sweep"].unique()}) if "sweep" in self.sweep.table else []
+        # the directories read: a job's sweep_name is where it first ran (the fixed-budget study's baseline jobs
+        # ran as a pilot), not the sweep the report is of
+        names = [source.name for source in self.sweep.sources]
+        if not names and "sweep" in self.sweep.table:
+            names = sorted({str(s) for s in self.sweep.table["sweep"].unique()})
         return f"xcal report: {', '.join(names) or 'sweep'}"
 
     def _fitted(self) -> pd.DataFrame:

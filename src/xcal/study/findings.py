@@ -179,7 +179,7 @@ def goal_sentence(sweep: Sweep, scores: StudyScores, tasks: list[str]) -> str:
 
     reached = {m: max(_detectable(scores, t, m) for t in tasks) for m in GOALS}
     goal = " and ".join(f"{g:g} {METRIC_NAMES[m]}" for m, g in GOALS.items())
-    found = " and ".join(f"{_fmt(v)} {METRIC_NAMES[m]}" for m, v in reached.items())
+    found = " and ".join(f"{_fmt(v, 4)} {METRIC_NAMES[m]}" for m, v in reached.items())
     met = all(v <= GOALS[m] for m, v in reached.items())
     text = (f"The goal set for the study (docs/study.md), 80% power for a change of {goal} in each comparison "
             f"above, is {'met' if met else 'not met'}: the design detects {found}.")
@@ -262,6 +262,13 @@ def training_table(scores: StudyScores) -> pd.DataFrame:
         minutes=("minutes", "mean")).reset_index()
 
 
+def cell_name(task: str, size: int, label: str) -> str:
+    """'no intermediate stage', 'vitaminc 16,000', 'social_iqa all 1,730'."""
+    if task == NO_INTERMEDIATE:
+        return "no intermediate stage"
+    return f"{task} {'all ' if label == 'full' else ''}{int(size):,}"
+
+
 def _stopping_rule(configs: list[dict]) -> str | None:
     """How a stage's runs ended, from their configs (``patience`` null: a fixed budget); None where a config does
     not say."""
@@ -288,7 +295,7 @@ def protocol_sentences(scores: StudyScores) -> list[str]:
     out = [f"{stage} {rule}." for stage, rule in rules.items() if rule]
     if stage1:
         jobs = scores.sets.drop_duplicates("job_dir")
-        cells = jobs[jobs["intermediate"] != NO_INTERMEDIATE].groupby(["intermediate", "size"])
+        cells = jobs[jobs["intermediate"] != NO_INTERMEDIATE].groupby(["intermediate", "size", "size_label"])
         counts = pd.DataFrame({"encoders": cells["encoder"].nunique(), "jobs": cells.size()})
         nested = counts[(counts["encoders"] > 1) & (counts["encoders"] < counts["jobs"])]
         own = counts[counts["encoders"] == counts["jobs"]]
@@ -298,7 +305,7 @@ def protocol_sentences(scores: StudyScores) -> list[str]:
             out.append("Each cell trains one stage-1 encoder, shared by its target seeds: the seeds measure the "
                        "target fine-tuning's variance, and a cell's effect holds for the encoder trained.")
         else:
-            names = ", ".join(f"{task} {int(size):,}" for task, size in nested.index)
+            names = ", ".join(cell_name(*cell) for cell in nested.index)
             numbers = " or ".join(map(str, sorted(set(nested["encoders"]))))
             out.append(f"{names}: {numbers} stage-1 encoders each (`intermediate.seed`), each shared by the "
                        "cell's target seeds, so their intervals include stage-1 variance; every other cell trains "

@@ -65,11 +65,8 @@ def _design_line(sets: pd.DataFrame) -> str:
     """'7 cells × 3 target seeds' where every cell is alike, else which cells have which replication."""
     by_design: dict[str, list[str]] = {}
     ordered = sets.sort_values(["intermediate", "size"], key=f.none_first)
-    for (task, size), cell in ordered.groupby(["intermediate", "size"], sort=False):
-        label = str(cell["size_label"].iloc[0])
-        name = ("no intermediate stage" if task == NO_INTERMEDIATE
-                else f"{task} {'all ' if label == 'full' else ''}{int(size):,}")
-        by_design.setdefault(_cell_design(cell), []).append(name)
+    for cell_key, cell in ordered.groupby(["intermediate", "size", "size_label"], sort=False):
+        by_design.setdefault(_cell_design(cell), []).append(f.cell_name(*cell_key))
     if len(by_design) == 1:
         (design, names), = by_design.items()
         return f"{len(names)} cell{'s' * (len(names) != 1)} × {design}"
