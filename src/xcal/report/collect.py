@@ -203,7 +203,7 @@ def _grid_problems(jobs: list[Job]) -> list[str]:
 
     for model in sorted({c[0] for c in seen}):
         cells = [c for c in seen if c[0] == model]
-        values = [sorted({c[i] for c in cells}, key=_sort_key) for i in range(1, 5)]
+        values = [sorted({c[i] for c in cells}, key=_sort_key) for i in range(1, 4)]  # seeds: per task
         # a size-0 job trains no stage 1: one of them serves every ladder that has none of its own
         shared_baseline = "0" in values[1]
         own_baseline = {c[1] for c in cells if c[2] == "0"}

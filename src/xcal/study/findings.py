@@ -105,6 +105,12 @@ def _largest(scores: StudyScores, task: str) -> tuple[int, str, pd.DataFrame]:
     return size, str(cell["size_label"].iloc[0]), cell
 
 
+def headline_change(scores: StudyScores, task: str, metric: str) -> Estimate:
+    """A headline comparison: the task's largest size against no intermediate stage, zero-shot mean."""
+    cell = _largest(scores, task)[2]
+    return cell_estimate(scores, cell, metric, _languages(scores, "zero-shot"), baseline=_baseline(scores))
+
+
 def task_sentence(scores: StudyScores, task: str) -> str:
     """The change from no intermediate stage to the task's largest size, zero-shot ECE and Brier: the
     difference, its interval, and the change the design had 80% power to detect."""
@@ -112,8 +118,7 @@ def task_sentence(scores: StudyScores, task: str) -> str:
     size, label, cell = _largest(scores, task)
     before = cell_estimate(scores, base, "ece", zero_shot)
     after = cell_estimate(scores, cell, "ece", zero_shot)
-    diff = cell_estimate(scores, cell, "ece", zero_shot, baseline=base)
-    brier = cell_estimate(scores, cell, "brier", zero_shot, baseline=base)
+    diff, brier = headline_change(scores, task, "ece"), headline_change(scores, task, "brier")
     if not np.isfinite(diff.low):
         verdict = "a change"
     elif diff.excludes_zero():
@@ -167,17 +172,12 @@ def direction_sentence(estimates: pd.DataFrame, scores: StudyScores) -> str:
     return text
 
 
-def _detectable(scores: StudyScores, task: str, metric: str) -> float:
-    cell = _largest(scores, task)[2]
-    return cell_estimate(scores, cell, metric, _languages(scores, "zero-shot"), baseline=_baseline(scores)).detectable
-
-
 def goal_sentence(sweep: Sweep, scores: StudyScores, tasks: list[str]) -> str:
     """Whether the design meets the study's declared goal (:data:`GOALS`) and, if not, what would: the cheapest
     design of ``xcal-report --plan`` from this study's own variance components and measured minutes."""
     from xcal.study.plan import ASSUMED_ENCODER_RATIOS, MAX_ENCODERS, MAX_SEEDS, read_pilot, scenario_designs
 
-    reached = {m: max(_detectable(scores, t, m) for t in tasks) for m in GOALS}
+    reached = {m: max(headline_change(scores, t, m).detectable for t in tasks) for m in GOALS}
     goal = " and ".join(f"{g:g} {METRIC_NAMES[m]}" for m, g in GOALS.items())
     found = " and ".join(f"{_fmt(v, 4)} {METRIC_NAMES[m]}" for m, v in reached.items())
     met = all(v <= GOALS[m] for m, v in reached.items())
@@ -269,6 +269,18 @@ def cell_name(task: str, size: int, label: str) -> str:
     return f"{task} {'all ' if label == 'full' else ''}{int(size):,}"
 
 
+def replication(sets: pd.DataFrame) -> pd.DataFrame:
+    """Per cell (index intermediate, size, size label; no intermediate stage first): its jobs, target seeds and
+    stage-1 encoders, and whether its target seeds are nested in encoders (several encoders, each shared by
+    several seeds) rather than one encoder for all or one per job."""
+    jobs = sets.drop_duplicates("job_dir").sort_values(["intermediate", "size"], key=none_first)
+    cells = jobs.groupby(["intermediate", "size", "size_label"], sort=False)
+    table = pd.DataFrame({"jobs": cells.size(), "seeds": cells["seed"].nunique(),
+                          "encoders": cells["encoder"].nunique()})
+    table["nested"] = (table["encoders"] > 1) & (table["encoders"] < table["jobs"])
+    return table
+
+
 def _stopping_rule(configs: list[dict]) -> str | None:
     """How a stage's runs ended, from their configs (``patience`` null: a fixed budget); None where a config does
     not say."""
@@ -294,10 +306,9 @@ def protocol_sentences(scores: StudyScores) -> list[str]:
              "Stage 1": _stopping_rule(stage1) if stage1 else None}
     out = [f"{stage} {rule}." for stage, rule in rules.items() if rule]
     if stage1:
-        jobs = scores.sets.drop_duplicates("job_dir")
-        cells = jobs[jobs["intermediate"] != NO_INTERMEDIATE].groupby(["intermediate", "size", "size_label"])
-        counts = pd.DataFrame({"encoders": cells["encoder"].nunique(), "jobs": cells.size()})
-        nested = counts[(counts["encoders"] > 1) & (counts["encoders"] < counts["jobs"])]
+        cells = replication(scores.sets)
+        counts = cells[cells.index.get_level_values("intermediate") != NO_INTERMEDIATE]
+        nested = counts[counts["nested"]]
         own = counts[counts["encoders"] == counts["jobs"]]
         if len(own) == len(counts):
             out.append("Each job trains its own stage-1 encoder (`intermediate.seed` follows `seed`).")

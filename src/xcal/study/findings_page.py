@@ -52,21 +52,14 @@ def command(sweep: Sweep, doc: Path) -> str:
     return f"xcal-report {sources} --findings docs/{doc.name}"
 
 
-def _cell_design(cell: pd.DataFrame) -> str:
-    """A cell's replication: target seeds, and the stage-1 encoders they are nested in where several share one."""
-    jobs = cell.drop_duplicates("job_dir")
-    seeds, encoders = jobs["seed"].nunique(), jobs["encoder"].dropna().nunique()
-    if 1 < encoders < len(jobs):
-        return f"{encoders} stage-1 encoders × {len(jobs) // encoders} target seeds"
-    return f"{seeds} target seed{'s' * (seeds != 1)}"
-
-
 def _design_line(sets: pd.DataFrame) -> str:
-    """'7 cells × 3 target seeds' where every cell is alike, else which cells have which replication."""
+    """'7 cells × 3 target seeds' where every cell is alike, else which cells have which replication: target
+    seeds, and the stage-1 encoders they are nested in where several share one."""
     by_design: dict[str, list[str]] = {}
-    ordered = sets.sort_values(["intermediate", "size"], key=f.none_first)
-    for cell_key, cell in ordered.groupby(["intermediate", "size", "size_label"], sort=False):
-        by_design.setdefault(_cell_design(cell), []).append(f.cell_name(*cell_key))
+    for cell, row in f.replication(sets).iterrows():
+        design = (f"{row['encoders']} stage-1 encoders × {row['jobs'] // row['encoders']} target seeds"
+                  if row["nested"] else f"{row['seeds']} target seed{'s' * (row['seeds'] != 1)}")
+        by_design.setdefault(design, []).append(f.cell_name(*cell))
     if len(by_design) == 1:
         (design, names), = by_design.items()
         return f"{len(names)} cell{'s' * (len(names) != 1)} × {design}"
