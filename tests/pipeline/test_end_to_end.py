@@ -82,6 +82,10 @@ def test_run_directory_holds_logs_and_diagrams(smoke_run) -> None:
     assert results["intermediate"]["skipped"] is False
     assert results["target"]["train_examples"] == results["config"]["target"]["train_size"]
     assert results["peak_rss_mb"] > 0
+    from importlib import metadata
+
+    packages = results["environment"]["packages"]
+    assert packages["transformers"] == metadata.version("transformers") and packages["xcal"] == results["xcal_version"]
 
 
 @pytest.mark.slow

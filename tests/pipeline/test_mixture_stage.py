@@ -159,6 +159,11 @@ def test_a_real_mixture_trains_end_to_end_and_records_its_per_task_counts(tiny_x
     again = run(plan_job(tiny_mixture(tiny_xlmr_dir, tmp_path / "enc", *RULE_OVERRIDES["capped"], "seed=1",
                                       "intermediate.seed=0")), tmp_path / "job1")
     assert again["intermediate"]["reused"] is True and again["intermediate"]["mixture"] == mixture
+    # each record names the software it ran under; a reused encoder, the software that trained it
+    import torch
+
+    assert record["environment"]["packages"]["torch"] == torch.__version__ == stage1["environment"]["packages"]["torch"]
+    assert again["intermediate"]["environment"] == stage1["environment"]
 
 
 @pytest.mark.slow

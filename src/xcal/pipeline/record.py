@@ -24,6 +24,9 @@ class JobRecord(TypedDict, total=False):
     xcal_version: str
     config_hash: str  # :func:`xcal.pipeline.resume.config_hash` of ``config``
     config: dict[str, Any]  # the resolved Hydra config
+    # python, package versions, torch threads, CPU architecture (xcal.pipeline.environment); absent from records
+    # written before it was kept, so readers must not require it
+    environment: dict[str, Any]
     # stage 1: ``skipped``, or its outcome and cache entry (reused or trained); a mixture's also ``mixture``: its
     # tasks, rule, each task's rate, available examples and count
     intermediate: dict[str, Any]

@@ -20,6 +20,7 @@ from xcal.assets.cache import cache_dir, data_dir
 from xcal.data.sources import SourceSettings, eval_languages
 from xcal.errors import XcalError
 from xcal.models.encoder import EMBEDDED_PREFIX, load_tokenizer, resolve_model_path
+from xcal.pipeline.environment import environment
 from xcal.pipeline.evaluate import predict_logits, save_predictions, zero_shot_metrics
 from xcal.pipeline.loggers import build_loggers, log_zeroshot_media
 from xcal.pipeline.plan import JobPlan
@@ -127,7 +128,7 @@ def _run(plan: JobPlan, output_dir: Path, run_name: str) -> JobRecord:
         torch.set_num_threads(plan.num_threads)
     keep_previous_result(output_dir, plan.hashes.current)
     record: JobRecord = {"status": "running", "xcal_version": xcal.__version__, "config_hash": plan.hashes.current,
-                         "config": copy.deepcopy(plan.config)}
+                         "config": copy.deepcopy(plan.config), "environment": environment()}
     loggers: list = []
     try:
         work = Workspace(plan, root, sources, model_path, load_tokenizer(model_path), output_dir, loggers)

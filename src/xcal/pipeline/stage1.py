@@ -204,6 +204,7 @@ def _train(work: Workspace, target: Path, checkpoint_dir: Path) -> dict[str, Any
     then renamed into place). Called under the entry's (or the job's) lock, so a temporary directory left by a
     killed attempt is nobody's and is removed."""
     from xcal.models.vocab import TrimmedEmbedding, original_embedding, restore_vocabulary
+    from xcal.pipeline.environment import environment
     from xcal.pipeline.stages import train_stage  # torch and transformers: only when stage 1 trains
 
     plan = work.plan
@@ -214,7 +215,8 @@ def _train(work: Workspace, target: Path, checkpoint_dir: Path) -> dict[str, Any
     encoder = result.module.encoder
     if isinstance(encoder.get_input_embeddings(), TrimmedEmbedding):  # the cache serves any data
         restore_vocabulary(encoder, original_embedding(work.model_path))
-    info = {"skipped": False, "key": plan.stage1.key, **result.as_dict(), "identity": plan.stage1.identity}
+    info = {"skipped": False, "key": plan.stage1.key, **result.as_dict(), "identity": plan.stage1.identity,
+            "environment": environment()}
     with atomic_directory(target) as tmp:
         # mkdtemp makes it owner-only; an entry on shared storage is readable as its parent folder is
         tmp.chmod(target.parent.stat().st_mode & 0o777)
