@@ -18,7 +18,7 @@ from report_fixtures import STUDY_SETTINGS as COMMON
 from report_fixtures import write_synthetic_study, write_synthetic_sweep
 from xcal.metrics import brier_score, expected_calibration_error
 from xcal.report.collect import load_sweep
-from xcal.study.findings import capped_sentences, cost_table
+from xcal.study.findings import _digits_to_tell_apart, capped_sentences, cost_table
 from xcal.study.findings_page import _design_line, _study_line, quote_in_readme, render
 from xcal.study.scores import StudyScores, cell_estimate, score_study, set_scores, slope_estimate
 
@@ -123,6 +123,16 @@ def test_the_design_line_names_stage_one_encoders_nested_in_a_cell() -> None:
     sets = pd.DataFrame(rows, columns=["intermediate", "size", "size_label", "job_dir", "seed", "encoder"])
     assert _design_line(sets) == ("no intermediate stage: 12 target seeds; social_iqa 432: 3 target seeds; "
                                   "social_iqa all 1,730: 4 stage-1 encoders × 3 target seeds")
+
+
+def test_values_a_sentence_contrasts_get_the_decimals_that_tell_them_apart() -> None:
+    """A temperature that moves ECE from 0.0567 to 0.0571 and a job at -0.0003 must not print as "from 0.057 to
+    0.057" and "-0.000"; values that three decimals already separate keep three."""
+    assert _digits_to_tell_apart(0.0567, 0.0571) == 4
+    assert _digits_to_tell_apart(-0.0003, 0.054) == 4
+    assert _digits_to_tell_apart(-0.00003, 0.054) == 5
+    assert _digits_to_tell_apart(0.076, 0.059) == 3 and _digits_to_tell_apart(0.05, 0.05) == 3
+    assert _digits_to_tell_apart(0.0, 0.02, float("nan")) == 3  # zero is zero; n/a is left to the formatter
 
 
 def test_a_stage_that_ran_to_its_cap_is_named() -> None:

@@ -51,6 +51,18 @@ def _fmt(value: float, digits: int = 3, sign: bool = False) -> str:
     return f"{value:+.{digits}f}" if sign else f"{value:.{digits}f}"
 
 
+def _digits_to_tell_apart(*values: float, digits: int = 3, most: int = 5) -> int:
+    """The fewest decimals (from ``digits`` up to ``most``) at which no non-zero value prints as zero and unequal
+    values print unequal: "raises ECE from 0.057 to 0.057" and "per job -0.000" say nothing."""
+    finite = [v for v in values if v is not None and np.isfinite(v)]
+    for n in range(digits, most):
+        shown = [round(v, n) for v in finite]
+        if all(r != 0 for r, v in zip(shown, finite, strict=True) if v != 0) and \
+                len(set(shown)) == len(set(finite)):
+            return n
+    return most
+
+
 def p_value(p: float) -> str:
     """``p = 0.13``, ``p = 0.002``, ``p < 0.001``: two decimals would print a small p as 0.00."""
     return "p < 0.001" if p < 0.001 else f"p = {p:.3f}" if p < 0.01 else f"p = {p:.2f}"
@@ -147,16 +159,19 @@ def direction_sentence(estimates: pd.DataFrame, scores: StudyScores) -> str:
     zs = sets[sets["zero_shot"]]
     per_job = zs.groupby("job_dir")[[c for c in ("signed", "ece", "ece_ts", "ece_self_ts") if c in zs]].mean()
     english = sets[~sets["zero_shot"]]
+    lowest, highest = per_job["signed"].min(), per_job["signed"].max()
+    job_digits = _digits_to_tell_apart(lowest, highest)
     text = (f"Zero-shot predictions are {word} in every cell's mean (mean confidence − accuracy "
             f"{_fmt(signed.min(), sign=True)} to {_fmt(signed.max(), sign=True)}; per job "
-            f"{_fmt(per_job['signed'].min(), sign=True)} to {_fmt(per_job['signed'].max(), sign=True)}), but "
+            f"{_fmt(lowest, job_digits, sign=True)} to {_fmt(highest, job_digits, sign=True)}), but "
             f"{_count(zs['signed'] < 0, 'job × language sets')} are under-confident, and English test in "
             f"{_count(english['signed'] < 0, 'jobs')}.")
     if "ece_ts" in zs:
         before, after = zs["ece"].mean(), zs["ece_ts"].mean()
         change = "lowers" if after < before else "raises" if after > before else "leaves"
-        text += (f" A temperature fit on English dev {change} mean zero-shot ECE from {_fmt(before)} to "
-                 f"{_fmt(after)}{' but raises it' if after < before else ','} in "
+        ts_digits = _digits_to_tell_apart(before, after)
+        text += (f" A temperature fit on English dev {change} mean zero-shot ECE from {_fmt(before, ts_digits)} to "
+                 f"{_fmt(after, ts_digits)}{' but raises it' if after < before else ','} in "
                  f"{_count(per_job['ece_ts'] > per_job['ece'], 'jobs')} "
                  f"({_count(zs['ece_ts'] > zs['ece'], 'sets')})")
         if "ece_self_ts" in zs:
