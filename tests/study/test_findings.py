@@ -18,7 +18,7 @@ from report_fixtures import STUDY_SETTINGS as COMMON
 from report_fixtures import write_synthetic_study, write_synthetic_sweep
 from xcal.metrics import brier_score, expected_calibration_error
 from xcal.report.collect import load_sweep
-from xcal.study.findings import _digits_to_tell_apart, capped_sentences, cost_table
+from xcal.study.findings import _digits_to_tell_apart, _stopping_rule, capped_sentences, cost_table
 from xcal.study.findings_page import _design_line, _study_line, quote_in_readme, render
 from xcal.study.scores import StudyScores, cell_estimate, score_study, set_scores, slope_estimate
 
@@ -133,6 +133,19 @@ def test_values_a_sentence_contrasts_get_the_decimals_that_tell_them_apart() -> 
     assert _digits_to_tell_apart(-0.00003, 0.054) == 5
     assert _digits_to_tell_apart(0.076, 0.059) == 3 and _digits_to_tell_apart(0.05, 0.05) == 3
     assert _digits_to_tell_apart(0.0, 0.02, float("nan")) == 3  # zero is zero; n/a is left to the formatter
+
+
+def test_the_stopping_rule_is_read_from_the_configs() -> None:
+    """A fixed budget names its epochs; early stopping its patience and interval, and that a shorter epoch (Social
+    IQa's 109 batches under a 250-step interval) validates at its end."""
+    fixed = {"epochs": 2, "patience": None, "val_every_n_steps": None}
+    assert _stopping_rule([fixed, fixed]) == ("trains a fixed budget of 2 epochs and keeps its last weights, so no "
+                                              "English dev example is selected on")
+    stopping = {"epochs": 4, "patience": 2, "val_every_n_steps": 250}
+    assert _stopping_rule([stopping]) == (
+        "stops once English dev loss has not improved for 2 validations, validating every 250 steps (at each epoch's "
+        "end where an epoch is shorter), and keeps the best validation's weights (`epochs` and `max_steps` are caps)")
+    assert _stopping_rule([{"epochs": 2}]) is None  # a config that does not say
 
 
 def test_a_stage_that_ran_to_its_cap_is_named() -> None:

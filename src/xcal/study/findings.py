@@ -307,7 +307,9 @@ def _stopping_rule(configs: list[dict]) -> str | None:
         return (f"trains a fixed budget of {' or '.join(f'{e:g}' for e in epochs)} epochs and keeps its last "
                 "weights, so no English dev example is selected on")
     every = sorted({c.get("val_every_n_steps") for c in configs if c.get("val_every_n_steps")})
-    interval = f", validating every {' or '.join(map(str, every))} steps" if every else ""
+    # validation_interval: an epoch shorter than the interval validates at its end
+    interval = (f", validating every {' or '.join(map(str, every))} steps (at each epoch's end where an epoch is "
+                "shorter)" if every else "")
     return (f"stops once English dev loss has not improved for {' or '.join(map(str, patience))} validations"
             f"{interval}, and keeps the best validation's weights (`epochs` and `max_steps` are caps)")
 
