@@ -25,7 +25,8 @@ def test_goals_are_metric_effect_pairs_and_a_bare_number_is_ece() -> None:
 
 
 PILOT = Pilot(var_seed={"ece": 0.028**2, "brier": 0.013**2}, df_seed=14,
-              var_encoder={"ece": 0.012**2, "brier": 0.006**2}, df_encoder=4, job_minutes=10.0,
+              var_encoder={"ece": 0.012**2, "brier": 0.006**2}, df_encoder=4,
+              var_encoder_upper={"ece": 0.02**2, "brier": 0.01**2}, job_minutes=10.0,
               stage1_minutes={"vitaminc": 80.0, "social_iqa": 40.0},
               headline={"vitaminc": "16000", "social_iqa": "full"})
 

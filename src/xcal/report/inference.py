@@ -106,6 +106,19 @@ class Components:
         """Truncated at 0, as REML is; NaN when not estimable."""
         return np.maximum((self.ms_encoder - self.ms_seed) / self.seeds_per_encoder, 0.0)
 
+    def var_encoder_upper(self, confidence: float) -> np.ndarray:
+        """One-sided upper confidence limit of ``var_encoder``: the modified large-sample bound of Graybill & Wang
+        (1980) on ``(ms_encoder - ms_seed) / k`` (Burdick & Graybill 1992, ch. 3). Scaling the truncated estimate
+        by its chi-square factor instead ignores ``ms_seed``'s part of ``ms_encoder``: it covers well below its
+        level and is 0 whenever the estimate is. NaN when not estimable."""
+        if self.df_encoder == 0:
+            return np.full(np.shape(self.ms_seed), np.nan)
+        alpha = 1.0 - confidence
+        over = self.df_encoder / stats.chi2.ppf(alpha, self.df_encoder) - 1.0
+        under = 1.0 - self.df_seed / stats.chi2.ppf(1.0 - alpha, self.df_seed)
+        bound = self.ms_encoder - self.ms_seed + np.sqrt((over * self.ms_encoder) ** 2 + (under * self.ms_seed) ** 2)
+        return np.maximum(bound / self.seeds_per_encoder, 0.0)
+
 
 def _group_sums(values: np.ndarray, index: np.ndarray, n: int) -> np.ndarray:
     """Sums of ``values[..., jobs]`` by ``index`` -> ``[..., n]`` (one matrix product, any leading axes)."""

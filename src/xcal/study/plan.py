@@ -62,6 +62,7 @@ class Pilot:
     df_seed: int
     var_encoder: dict[str, float]  # NaN: not estimable
     df_encoder: int
+    var_encoder_upper: dict[str, float]  # its PLANNING_CONFIDENCE upper limit (Components.var_encoder_upper)
     job_minutes: float  # target + evaluation: the pilot's median steps at the costs sweep's rates
     stage1_minutes: dict[str, float]  # per headline task: stage 1 at its largest size
     headline: dict[str, str]  # task -> its largest size's label
@@ -102,7 +103,7 @@ def read_pilot(sweep: Sweep, costs: Sweep | None = None) -> Pilot:
     ``costs`` (default the same sweep), whose largest size of each intermediate task makes the headline
     comparisons."""
     costs = costs or sweep
-    var_seed, var_encoder, df_seed, df_encoder, baseline = {}, {}, 0, 0, {}
+    var_seed, var_encoder, var_encoder_upper, df_seed, df_encoder, baseline = {}, {}, {}, 0, 0, {}
     for metric in ("ece", "brier"):
         jobs = _job_values(sweep, metric)
         base = jobs.loc[jobs["intermediate"] == NO_INTERMEDIATE, "value"]
@@ -117,6 +118,7 @@ def read_pilot(sweep: Sweep, costs: Sweep | None = None) -> Pilot:
                               "intermediate=none seed=0,1,2,3,4,5")
         var_seed[metric], df_seed = float(comp.var_seed), comp.df_seed
         var_encoder[metric], df_encoder = float(comp.var_encoder), comp.df_encoder
+        var_encoder_upper[metric] = float(comp.var_encoder_upper(PLANNING_CONFIDENCE))
     job_minutes = _job_minutes(_records(sweep), _records(costs))
     stage1: dict[str, list[float]] = {}
     headline: dict[str, str] = {}
@@ -132,7 +134,7 @@ def read_pilot(sweep: Sweep, costs: Sweep | None = None) -> Pilot:
     if not headline:
         raise ReportError("no intermediate task in the sweep(s) to plan a comparison for; give the sweep that holds "
                           "the study's stage-1 cells with --plan-costs, e.g. --plan-costs multirun/embedded_study")
-    return Pilot(var_seed, df_seed, var_encoder, df_encoder, job_minutes,
+    return Pilot(var_seed, df_seed, var_encoder, df_encoder, var_encoder_upper, job_minutes,
                  {t: float(np.median(stage1[t])) if t in stage1 else math.nan for t in headline}, headline,
                  baseline or None)
 
@@ -151,8 +153,7 @@ def _scenarios(pilot: Pilot) -> list[tuple[str, dict[str, float]]]:
     """(label, var_encoder per metric): the estimate's upper limit, or assumed ratios of the planned seed sd when
     it is not estimable."""
     if pilot.df_encoder > 0:
-        return [(f"estimated ({pilot.df_encoder} df)",
-                 {m: upper_limit(v, pilot.df_encoder) for m, v in pilot.var_encoder.items()})]
+        return [(f"estimated ({pilot.df_encoder} df)", dict(pilot.var_encoder_upper))]
     return [(f"assumed sd {r:g} x the seeds'", {m: (r**2) * v for m, v in planning_variances(pilot).items()})
             for r in ASSUMED_ENCODER_RATIOS]
 
@@ -209,7 +210,9 @@ def render_plan(pilot: Pilot, goals: dict[str, float], budget_hours: float, sour
     sd = ", ".join(f"{m} {math.sqrt(v):.4f}" for m, v in pilot.var_seed.items())
     planned = ", ".join(f"{m} {math.sqrt(v):.4f}" for m, v in planning_variances(pilot).items())
     enc = ("not estimable (no cell has two stage-1 encoders)" if pilot.df_encoder == 0 else
-           ", ".join(f"{m} {math.sqrt(v):.4f}" for m, v in pilot.var_encoder.items()))
+           ", ".join(f"{m} {math.sqrt(v):.4f}" for m, v in pilot.var_encoder.items()) + f" ({pilot.df_encoder} df); "
+           f"planned at its {PLANNING_CONFIDENCE:.0%} upper confidence limit: "
+           + ", ".join(f"{m} {math.sqrt(v):.4f}" for m, v in pilot.var_encoder_upper.items()))
     stage1 = ", ".join(f"{t} {pilot.headline[t]} {m:.1f} min" for t, m in pilot.stage1_minutes.items())
     goal_text = ", ".join(f"{m} {g:g}" for m, g in goals.items())
     lines = [f"# Plan from {sources}", "",
