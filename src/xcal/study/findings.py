@@ -455,13 +455,13 @@ def slope_sentences(scores: StudyScores) -> list[str]:
     zero_shot = _languages(scores, "zero-shot")
     out = []
     for task in [t for t in sorted(scores.sets["intermediate"].unique()) if t != NO_INTERMEDIATE]:
-        for metric, name in (("ece", "ECE"), ("brier", "the Brier score")):
+        for metric, name in (("ece", "Zero-shot ECE"), ("brier", "The zero-shot Brier score")):
             e = slope_estimate(scores, task, metric, zero_shot)
             if not np.isfinite(e.value):
                 continue
             n_sizes = scores.sets.loc[scores.sets["intermediate"] == task, "size"].nunique()
             verdict = "changes" if e.excludes_zero() else "shows no clear trend: it changes"
-            out.append(f"Zero-shot {name} {verdict} by {_fmt(e.value, 4, sign=True)} per doubling of the {task} "
+            out.append(f"{name} {verdict} by {_fmt(e.value, 4, sign=True)} per doubling of the {task} "
                        f"set ({_ci(e, True, 4)}, {n_sizes} sizes, {e.seeds} jobs; {_power_clause(e, 'a slope', 4)}).")
     return out
 
