@@ -92,7 +92,7 @@ def test_a_size_beyond_what_the_mixture_holds_is_refused_before_any_job(embedded
                        return_hydra_config=True)
         with open_dict(grid):
             grid.hydra.sweeper.params = {"intermediate.size": "1000,60000"}  # as `xcal -m intermediate.size=...`
-        problems, jobs = grid_problems(grid)
+        problems, jobs, _ = grid_problems(grid)
     assert jobs == 2 and len(problems) == 1
     assert problems[0].startswith("intermediate.size=60000: intermediate.size=60000 exceeds the 50701")
 

@@ -86,7 +86,7 @@ def test_joblib_grid_wandb_files_and_a_rerun_that_trains_nothing(tiny_xlmr_dir, 
         logged = next(row["zeroshot/de/ece"] for row in run.history if "zeroshot/de/ece" in row)
         assert logged == pytest.approx(record["zeroshot"]["de"]["dev"]["ece"])
 
-    # The same command again: every job is found finished and skipped; nothing is rewritten.
+    # The same command again: every job is found finished by the grid check, nothing is launched or rewritten.
     stamps = {p: p.stat().st_mtime_ns for p in sweep.glob("*/results.json")}
     wandb_runs = sorted(sweep.glob("*/wandb/offline-run-*"))  # a job that runs starts one more
     assert len(wandb_runs) == 4
@@ -95,7 +95,13 @@ def test_joblib_grid_wandb_files_and_a_rerun_that_trains_nothing(tiny_xlmr_dir, 
     hydra_files = {p: p.read_bytes() for p in sweep.glob("*/.hydra/*")}
     again = xcal(*grid, cwd=tmp_path)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("already finished, skipped") == 4 and "done in" not in again.stdout
+    assert "every job of the grid (4) already finished with this config, skipped" in again.stdout
+    assert "already finished, skipped" not in again.stdout and "done in" not in again.stdout  # none launched
+    assert {p: p.read_bytes() for p in hydra_files} == hydra_files
+    # Launched all the same (as in a partly finished grid), each job finds itself finished and skips.
+    each = xcal(*grid, "~hydra.callbacks.validate_grid", cwd=tmp_path)
+    assert each.returncode == 0, each.stderr[-3000:]
+    assert each.stdout.count("already finished, skipped") == 4 and "done in" not in each.stdout
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert {p: p.read_bytes() for p in hydra_files} == hydra_files  # .hydra/ put back as it was
     assert sorted(sweep.glob("*/wandb/offline-run-*")) == wandb_runs  # no job ran
@@ -153,8 +159,8 @@ def test_the_grid_check_leaves_out_the_data_of_finished_jobs(embedded_assets, tm
                  f"hydra.sweep.dir={tmp_path}"]
     with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
         config = compose("config", overrides=overrides, return_hydra_config=True)
-        problems, jobs = grid_problems(config)
-        assert jobs == 1 and len(problems) == 1
+        problems, jobs, finished = grid_problems(config)
+        assert jobs == 1 and finished == 0 and len(problems) == 1
         assert "intermediate.size=1000 exceeds the 648 English training examples" in problems[0]
 
         [job_overrides] = grid_overrides(config)
@@ -162,7 +168,7 @@ def test_the_grid_check_leaves_out_the_data_of_finished_jobs(embedded_assets, tm
         job_dir = tmp_path / job.hydra.sweep.subdir
         job_dir.mkdir()
         (job_dir / "results.json").write_text(json.dumps({"status": "ok", "config_hash": config_hash(job)}))
-        assert grid_problems(config) == ([], 1)
+        assert grid_problems(config) == ([], 1, 1)
 
 
 def test_a_crashed_lock_holder_does_not_block(tmp_path) -> None:

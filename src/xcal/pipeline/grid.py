@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -63,7 +63,16 @@ def _coordinates(overrides: list[str], swept: set[str]) -> str:
     return ",".join(o for o in overrides if o.partition("=")[0] in swept) or "(the single job)"
 
 
-def grid_problems(config: DictConfig, check_data: bool = True) -> tuple[list[str], int]:
+class GridCheck(NamedTuple):
+    """What the grid check found: every problem (naming its job), how many jobs the grid has, and how many of
+    them already finished with the same config (the launcher would skip them)."""
+
+    problems: list[str]
+    jobs: int
+    finished: int
+
+
+def grid_problems(config: DictConfig, check_data: bool = True) -> GridCheck:
     """Compose and plan each job of the grid (:func:`xcal.pipeline.plan.plan_job`, the check each job runs) and
     collect config and data problems, naming the job."""
     from xcal.pipeline.plan import plan_job
@@ -73,7 +82,8 @@ def grid_problems(config: DictConfig, check_data: bool = True) -> tuple[list[str
     jobs = grid_overrides(config)
     swept = _swept(jobs)
     problems: list[str] = []
-    planned: list[tuple[str, DictConfig, JobPlan]] = []
+    planned: list[tuple[str, JobPlan]] = []
+    finished = 0
     for overrides in jobs:
         name = _coordinates(overrides, swept)
         try:
@@ -83,25 +93,29 @@ def grid_problems(config: DictConfig, check_data: bool = True) -> tuple[list[str
             continue
         with open_dict(job):
             job.paths.output_dir = "."  # not a job directory yet (it resolves inside a running job); unhashed
+        if _finished(job):
+            finished += 1
+            continue
         try:
-            planned.append((name, job, plan_job(job)))
+            planned.append((name, plan_job(job)))
         except ConfigError as exc:
             problems += [f"{name}: {p}" for p in exc.problems]
     if check_data:
-        problems += _data_problems([(name, plan) for name, job, plan in planned if not _finished(job, plan)])
-    return problems, len(jobs)
+        problems += _data_problems(planned)
+    return GridCheck(problems, len(jobs), finished)
 
 
-def _finished(job: DictConfig, plan: JobPlan) -> bool:
-    """The launcher will skip this job (it finished with this config), so its data need not be checked:
-    re-running a finished sweep then loads neither the data nor the training stack."""
+def _finished(job: DictConfig) -> bool:
+    """The launcher will skip this job (it finished with this config), so it need not be planned nor its data
+    checked: re-running a finished sweep then loads neither the data nor the training stack (nor torch, which
+    the calibrator check imports)."""
     from xcal.pipeline.resume import finished_record
 
     try:
         output_dir = Path(job.hydra.sweep.dir) / str(job.hydra.sweep.subdir)
-    except OmegaConfBaseException:  # a sweep directory that only resolves inside a running job
+        return finished_record(output_dir, job) is not None
+    except OmegaConfBaseException:  # a path or value that only resolves inside a running job: plan it
         return False
-    return finished_record(output_dir, plan.hashes) is not None
 
 
 def _data_problems(planned: list[tuple[str, JobPlan]]) -> list[str]:
@@ -134,7 +148,7 @@ class ValidateGrid(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         try:
-            problems, jobs = grid_problems(config, self.check_data)
+            problems, jobs, finished = grid_problems(config, self.check_data)
         except Exception as exc:  # Hydra would only warn and launch the unchecked grid
             print(f"xcal: error: the sweep grid could not be checked, so no job was started: "
                   f"{type(exc).__name__}: {' '.join(str(exc).split())}", file=sys.stderr)
@@ -142,6 +156,12 @@ class ValidateGrid(Callback):
         if problems:
             print(f"xcal: error: {GridError(problems, jobs)}", file=sys.stderr)
             sys.exit(2)
+        if jobs and finished == jobs:
+            # Launching would compose each job twice more only for it to skip itself: a finished study's
+            # re-run is then seconds, not a second or so a job.
+            print(f"[xcal] every job of the grid ({jobs}) already finished with this config, skipped: "
+                  f"{config.hydra.sweep.dir}")
+            sys.exit(0)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         """Failed jobs do not stop a sweep; they are listed here and make the command exit non-zero."""

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Literal, TypedDict
 
 from xcal.atomic import atomic_write_json
-from xcal.metrics.registry import HEADLINE, metric_names
 
 RESULTS_FILE = "results.json"
 
@@ -86,6 +85,8 @@ def write_record(output_dir: Path, record: JobRecord) -> Path:
 def language_means(zeroshot: dict[str, dict[str, dict[str, Any]]], split: str) -> dict[str, float]:
     """Mean of each headline metric (:data:`~xcal.metrics.HEADLINE`) over languages for one split (the sweeper's
     objective)."""
+    from xcal.metrics.registry import HEADLINE, metric_names  # torch: not on a skipped job's path
+
     rows = [splits[split] for splits in zeroshot.values() if split in splits]
     return {m: sum(r[m] for r in rows) / len(rows) for m in metric_names(shown=HEADLINE, scored=True) if rows}
 
