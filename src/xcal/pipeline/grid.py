@@ -4,7 +4,7 @@ Hydra's basic sweeper would stop at the first config that does not compose, afte
 it have run; a grid of sixty jobs whose fortieth names a size beyond the data should cost seconds,
 not hours. :class:`ValidateGrid` is a Hydra callback (``hydra.callbacks`` in ``conf/hydra/default.yaml``)
 that expands the grid the way the sweeper will, composes every job's config and runs the same
-checks each job runs, before any launcher starts.
+checks each job runs, before any launcher starts. A grid whose every job already finished ends there.
 """
 
 from __future__ import annotations
@@ -73,8 +73,8 @@ class GridCheck(NamedTuple):
 
 
 def grid_problems(config: DictConfig, check_data: bool = True) -> GridCheck:
-    """Compose and plan each job of the grid (:func:`xcal.pipeline.plan.plan_job`, the check each job runs) and
-    collect config and data problems, naming the job."""
+    """Compose each job of the grid, plan those that have not finished (:func:`xcal.pipeline.plan.plan_job`, the
+    check each job runs) and collect config and data problems, naming the job."""
     from xcal.pipeline.plan import plan_job
     from xcal.pipeline.validate import ConfigError
 
