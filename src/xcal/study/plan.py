@@ -205,14 +205,17 @@ def _describe(row: pd.Series | None, goals: dict[str, float]) -> str:
             f"(detects {found})")
 
 
+def _sds(variances: dict[str, float]) -> str:
+    """``ece 0.0068, brier 0.0086``: each metric's standard deviation."""
+    return ", ".join(f"{m} {math.sqrt(v):.4f}" for m, v in variances.items())
+
+
 def render_plan(pilot: Pilot, goals: dict[str, float], budget_hours: float, sources: str) -> str:
     """The plan as markdown: what the pilot measured, then per stage-1 variance scenario the two designs."""
-    sd = ", ".join(f"{m} {math.sqrt(v):.4f}" for m, v in pilot.var_seed.items())
-    planned = ", ".join(f"{m} {math.sqrt(v):.4f}" for m, v in planning_variances(pilot).items())
+    sd, planned = _sds(pilot.var_seed), _sds(planning_variances(pilot))
     enc = ("not estimable (no cell has two stage-1 encoders)" if pilot.df_encoder == 0 else
-           ", ".join(f"{m} {math.sqrt(v):.4f}" for m, v in pilot.var_encoder.items()) + f" ({pilot.df_encoder} df); "
-           f"planned at its {PLANNING_CONFIDENCE:.0%} upper confidence limit: "
-           + ", ".join(f"{m} {math.sqrt(v):.4f}" for m, v in pilot.var_encoder_upper.items()))
+           f"{_sds(pilot.var_encoder)} ({pilot.df_encoder} df); planned at its {PLANNING_CONFIDENCE:.0%} upper "
+           f"confidence limit: {_sds(pilot.var_encoder_upper)}")
     stage1 = ", ".join(f"{t} {pilot.headline[t]} {m:.1f} min" for t, m in pilot.stage1_minutes.items())
     goal_text = ", ".join(f"{m} {g:g}" for m, g in goals.items())
     lines = [f"# Plan from {sources}", "",
