@@ -2,8 +2,9 @@
 content as ``report.md`` with image links to ``figures/``, and the tidy table as CSV and parquet.
 
 It leads with what a reader came for: the live cells beside a committed study's (when one is given), the pooled
-zero-shot ECE and Brier size effects (or one sentence on why no slope can be fitted), then the figure of each
-metric against size, then the tables, numbers rounded to what they support and tables of n/a left out.
+zero-shot ECE and Brier size effects (for a task with one size, its change from no intermediate stage, and one
+sentence on why no slope can be fitted), then the figure of each metric against size, then the tables, numbers
+rounded to what they support and tables of n/a left out.
 
 Self-contained so it can be mailed, attached to an issue or opened from a copied results folder years later;
 the markdown twin renders on GitHub next to the PNGs.
@@ -29,6 +30,7 @@ from xcal.metrics.registry import HEADLINE, TABLE, metric_label, metric_names
 from xcal.report import plots
 from xcal.report.collect import Sweep, write_tidy
 from xcal.report.compare import comparison_display, comparison_sentence
+from xcal.report.differences import baseline_differences
 from xcal.report.effects import size_effects
 from xcal.report.selection import MEAN_ALL, MEAN_ZERO_SHOT, POOLED
 from xcal.report.tables import calibrator_table, summary_table, to_html, to_markdown
@@ -95,6 +97,9 @@ class Report:
     comparison: pd.DataFrame | None = None  # :func:`xcal.report.compare.compare_cells` of a committed study
     #: :func:`~xcal.report.tables.calibrator_table` per lead metric, when the sweep has two or more calibrators
     calibrators: dict[str, pd.DataFrame] = field(default_factory=dict)
+    #: :func:`~xcal.report.differences.baseline_differences` of the lead metrics: each ladder's largest size
+    #: against no intermediate stage
+    differences: pd.DataFrame | None = None
 
     @property
     def title(self) -> str:
@@ -115,17 +120,38 @@ class Report:
         then one sentence for the experiments without one (instead of one per metric and language)."""
         fitted = self._fitted()
         main = fitted[fitted["language"].isin([POOLED, plots.ENGLISH])]
-        return [str(s) for s in main["sentence"] if isinstance(s, str) and s] + self._unfitted()
+        return [str(s) for s in main["sentence"] if isinstance(s, str) and s] + self._differences() + self._unfitted()
 
     def lead(self) -> list[str]:
         """The answer: the pooled zero-shot ECE and Brier sentences where a slope exists (English for an
-        English-only sweep; the other metrics when neither was fitted), and the one no-slope sentence."""
+        English-only sweep; the other metrics when neither was fitted); for a task with one size, its difference
+        from no intermediate stage where an interval exists; and the one no-slope sentence."""
         fitted = self._fitted()
         scope = POOLED if (fitted["language"] == POOLED).any() else plots.ENGLISH
         rows = fitted[fitted["language"] == scope]
         chosen = rows[rows["metric"].isin(LEAD_METRICS)]
         chosen = chosen if not chosen.empty else rows
-        return [str(s) for s in chosen["sentence"]] + self._unfitted()
+        return [str(s) for s in chosen["sentence"]] + self._differences() + self._unfitted()
+
+    def _unfitted_keys(self) -> list[dict[str, Any]]:
+        """The (model,) intermediate and target of every experiment with fewer than two sizes above 0."""
+        if self.effects.empty:
+            return []
+        keys = [k for k in ("model", "intermediate", "target") if k in self.effects.columns]
+        return [dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+                for key, group in self.effects.groupby(keys, sort=True)
+                if not np.isfinite(group["slope"].astype(np.float64)).any()]
+
+    def _differences(self) -> list[str]:
+        """The largest size against no intermediate stage, for each experiment without a slope, where the design
+        gives an interval (one job a cell gives none, and the comparison with a study says more)."""
+        if self.differences is None or self.differences.empty:
+            return []
+        d = self.differences
+        unfitted = self._unfitted_keys()
+        mine = [any(all(r.get(k) == v for k, v in key.items()) for key in unfitted) and np.isfinite(r["ci_low"])
+                for r in d.to_dict("records")]
+        return [str(s) for s in d.loc[mine, "sentence"]]
 
     def _unfitted(self) -> list[str]:
         """One sentence naming every experiment with fewer than two sizes above 0 (empty when all have two)."""
@@ -135,12 +161,8 @@ class Report:
                 return []
             return ["This sweep has no intermediate training-set size above 0, so no size effect can be fitted; the "
                     "tables give the values without an intermediate stage."]
-        keys = [k for k in ("model", "intermediate", "target") if k in self.effects.columns]
         names = []
-        for key, group in self.effects.groupby(keys, sort=True):
-            if np.isfinite(group["slope"].astype(np.float64)).any():
-                continue
-            key = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+        for key in self._unfitted_keys():
             mine = (table["intermediate"] == key["intermediate"]) & (table["target"] == key["target"]) \
                 & (table["size"] > 0)
             if "model" in key:
@@ -288,6 +310,8 @@ def build_report(sweep: Sweep, out_dir: str | Path, *, n_boot: int = 1000, calib
     split = plots.default_split(sweep.table)
     summary = summary_table(sweep.table, metrics=table_metrics, calibrator=calibrator, n_boot=n_boot)
     effects = size_effects(sweep, metrics=effect_metrics, calibrator=calibrator, n_boot=n_boot)
+    lead_metrics = [m for m in LEAD_METRICS if m in effect_metrics]
+    differences = baseline_differences(sweep, lead_metrics, calibrator) if lead_metrics else None
     figures = plots.write_figures(sweep.table, out / "figures", calibrator=calibrator, metrics=figure_metrics,
                                   split=split)
     by_calibrator = {}
@@ -295,7 +319,7 @@ def build_report(sweep: Sweep, out_dir: str | Path, *, n_boot: int = 1000, calib
         by_calibrator = {m: calibrator_table(sweep.table, m, split=split) for m in LEAD_METRICS}
     report = Report(sweep=sweep, out_dir=out, calibrator=calibrator, split=split, summary=summary,
                     headline=headline_rows(summary), effects=effects, figures=figures, comparison=comparison,
-                    calibrators={m: t for m, t in by_calibrator.items() if not t.empty})
+                    calibrators={m: t for m, t in by_calibrator.items() if not t.empty}, differences=differences)
     report.files.update(write_tidy(sweep, out))
     report.files["markdown"] = out / "report.md"
     report.files["markdown"].write_text(render_markdown(report), encoding="utf-8")
