@@ -88,8 +88,10 @@ def test_wrapped_projections_are_called_not_stacked(batches, e5_model_dir):
         got = unpadded_hidden_states(encoder, batch["input_ids"], batch["attention_mask"])
         plain = load_encoder(str(e5_model_dir)).eval()
         unshifted = unpadded_hidden_states(plain, batch["input_ids"], batch["attention_mask"])
-    torch.testing.assert_close(got[real], reference[real], rtol=1e-5, atol=1e-5)
-    assert (got[real] - unshifted[real]).abs().max() > 1e-3  # the shift did reach the values
+    # against transformers' SDPA padded forward the shifted values round differently by up to 5e-5 on one padded
+    # batch (transformers 5.25; its eager forward agrees exactly); the shift itself moves the states by about 1
+    torch.testing.assert_close(got[real], reference[real], rtol=1e-4, atol=1e-4)
+    assert (got[real] - unshifted[real]).abs().max() > 1e-1  # the shift did reach the values
 
 
 def module_on(model_dir: Path, unpad: bool, trim_ids: torch.Tensor | None = None) -> EncoderClassifier:
