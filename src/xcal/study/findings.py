@@ -195,9 +195,12 @@ def goal_sentence(sweep: Sweep, scores: StudyScores, tasks: list[str]) -> str:
     reached = {m: max(headline_change(scores, t, m).detectable for t in tasks) for m in GOALS}
     goal = " and ".join(f"{g:g} {METRIC_NAMES[m]}" for m, g in GOALS.items())
     found = " and ".join(f"{_fmt(v, 4)} {METRIC_NAMES[m]}" for m, v in reached.items())
-    met = all(v <= GOALS[m] for m, v in reached.items())
+    hit = [METRIC_NAMES[m] for m, v in reached.items() if v <= GOALS[m]]
+    missed = [METRIC_NAMES[m] for m, v in reached.items() if v > GOALS[m]]
+    met = not missed
+    verdict = "met" if met else "not met" if not hit else f"met for {' and '.join(hit)}, not for {' and '.join(missed)}"
     text = (f"The goal set for the study (docs/study.md), 80% power for a change of {goal} in each comparison "
-            f"above, is {'met' if met else 'not met'}: the design detects {found}.")
+            f"above, is {verdict}: the design detects {found}.")
     if met:
         return text
     pilot = read_pilot(sweep)
