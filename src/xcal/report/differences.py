@@ -21,7 +21,7 @@ from xcal.calibration.registry import RAW, calibrator_state
 from xcal.metrics.registry import metric_label
 from xcal.report.collect import TRAINING_LANGUAGE, Sweep
 from xcal.report.effects import _metric_series, job_design
-from xcal.report.inference import contrast, detectable, difference_weights
+from xcal.report.inference import cell_means, contrast, detectable, difference_weights
 from xcal.report.ladders import baseline_rows
 from xcal.report.resampling import LEVEL, excludes_zero
 from xcal.report.selection import POOLED, check_metrics, group_keys, language_order, select_rows
@@ -43,6 +43,7 @@ def _target_differences(target_rows: pd.DataFrame, rows: pd.DataFrame, keys: lis
     cells = list(zip(jobs["intermediate"], jobs["size"].astype(int), strict=True))
     encoders = list(jobs["encoder"]) if "encoder" in jobs else list(jobs.index)
     design = job_design(cells, encoders)
+    means = cell_means(y, design)  # each cell's mean of its encoders' means, as the contrast weighs them
     out = []
     for intermediate, ladder in target_rows.groupby("intermediate", sort=True):
         key = {**{k: ladder[k].iloc[0] for k in keys}, "intermediate": intermediate}
@@ -54,16 +55,15 @@ def _target_differences(target_rows: pd.DataFrame, rows: pd.DataFrame, keys: lis
             continue
         result = contrast(y, design, difference_weights(design, top, zero), level=level)
         interval = bool(np.isfinite(result.low) and np.isfinite(result.df))
-        in_top = np.array([c == top for c in cells])
+        i_top, i_zero = design.cells.index(top), design.cells.index(zero)
         out.append({**key, "size": top[1], "metric": metric, "language": scope,
-                    "value": float(y[in_top].mean()), "baseline": float(y[[c == zero for c in cells]].mean()),
+                    "value": float(means[i_top]), "baseline": float(means[i_zero]),
                     "difference": float(result.value), "ci_low": float(result.low) if interval else math.nan,
                     "ci_high": float(result.high) if interval else math.nan,
                     "df": float(result.df) if interval else math.nan,
                     "detectable": detectable(float(result.se), float(result.df)) if interval else math.nan,
-                    "conditional": bool(result.conditional), "n_jobs": int(in_top.sum()),
-                    "n_encoders": len({e for e, t in zip(encoders, in_top, strict=True) if t}),
-                    "n_baseline": int(sum(c == zero for c in cells))})
+                    "conditional": bool(result.conditional), "n_jobs": int((design.cell_of == i_top).sum()),
+                    "n_encoders": design.encoders_in(i_top), "n_baseline": int((design.cell_of == i_zero).sum())})
     return out
 
 
