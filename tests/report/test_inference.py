@@ -33,9 +33,10 @@ def study(encoders: int, seeds: int) -> Design:
     return Design.balanced(cells)
 
 
-def simulate(design: Design, effects: dict[str, float], rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def simulate(design: Design, effects: dict[str, float], rng: np.random.Generator,
+             encoder_sd: float = ENCODER_SD) -> tuple[np.ndarray, np.ndarray]:
     """``STUDIES`` studies: job values and each study's stage-1 draws (so a conditional truth can be formed)."""
-    encoder_draws = rng.normal(0.0, ENCODER_SD, (STUDIES, len(design.has_stage1))) * design.has_stage1
+    encoder_draws = rng.normal(0.0, encoder_sd, (STUDIES, len(design.has_stage1))) * design.has_stage1
     mu = np.array([effects.get(str(c), 0.0) for c in design.cells])[design.cell_of]
     values = 0.08 + mu + encoder_draws[:, design.group_of] + rng.normal(0.0, SEED_SD, (STUDIES, design.n_jobs))
     return values, encoder_draws
@@ -69,10 +70,8 @@ def test_the_committed_fixed_budget_design_s_difference_interval_covers_95_perce
     0.956 at half, 0.945 at equal and 0.943 at 1.5 times the seed sd: Satterthwaite's 4-odd df run slightly short
     as stage 1 dominates."""
     design = Design.balanced([("none", 0, 12), ("vitaminc 16000", 3, 3), ("social_iqa full", 3, 3)])
-    rng = np.random.default_rng(int(100 * ratio))
-    encoder_draws = rng.normal(0.0, ratio * SEED_SD, (STUDIES, len(design.has_stage1))) * design.has_stage1
-    effect = np.where(np.array([str(c) for c in design.cells]) == "vitaminc 16000", 0.02, 0.0)[design.cell_of]
-    values = 0.056 + effect + encoder_draws[:, design.group_of] + rng.normal(0.0, SEED_SD, (STUDIES, design.n_jobs))
+    values, _ = simulate(design, {"vitaminc 16000": 0.02}, np.random.default_rng(int(100 * ratio)),
+                         encoder_sd=ratio * SEED_SD)
     result = contrast(values, design, difference_weights(design, "vitaminc 16000", "none"))
     assert not result.conditional
     covered = float(((result.low <= 0.02) & (result.high >= 0.02)).mean())
